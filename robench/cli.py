@@ -1,0 +1,183 @@
+"""The ``robench`` command: eval | train | ls | leaderboard.
+
+User errors (unknown names, malformed options, missing data, bad checkpoints) end with one line on
+stderr and exit status 2 (usage) or 1 (runtime), never a traceback; ``--debug`` shows one. Heavy imports
+(torch) happen inside the subcommands that need them, so ``robench --help`` and ``robench leaderboard``
+stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from robench.errors import RobenchError, UsageError
+
+
+def _csv(value: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of names")
+    return items
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="robench", description="Adversarial and spatial robustness benchmark for image classifiers."
+    )
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ev = sub.add_parser("eval", help="evaluate a model under one or more threats, one record each")
+    ev.add_argument("--model", required=True, help="model card name (robench ls models)")
+    ev.add_argument("--threat", required=True, type=_csv, help="threat name(s), comma-separated (robench ls threats)")
+    ev.add_argument("--dataset", help="dataset (default: the one the model card names)")
+    ev.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    ev.add_argument("--n-examples", type=_positive_int, help="evaluate the first N examples (default: all)")
+    ev.add_argument("--batch-size", type=_positive_int, help="images per forward pass (default: 256)")
+    ev.add_argument("--chunk-size", type=_positive_int, help="examples per resumable chunk (default: 500)")
+    ev.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
+    ev.add_argument("--seed", type=int, default=0, help="seed for random starts and draws (default: 0)")
+    ev.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a threat parameter, e.g. --set eps=8/255 (repeatable)")
+    ev.add_argument("--data-dir", help="dataset folder (default: $ROBENCH_DATA or ~/.cache/robench/data)")
+    ev.add_argument("--out", default="runs", help="records go to OUT/<dataset>/<model>/<threat>.json (default: runs)")
+    ev.add_argument("--allow-pickle", action="store_true",
+                    help="allow a pickle checkpoint, loaded with torch.load(weights_only=True)")
+    ev.add_argument("--json", action="store_true", help="print one JSON record per line on stdout, nothing else")
+    ev.set_defaults(func=cmd_eval)
+
+    tr = sub.add_parser("train", help="train a model with a reference recipe; writes weights and a model card")
+    tr.add_argument("--recipe", required=True, help="recipe name (configs/recipes)")
+    tr.add_argument("--arch", required=True, help="timm architecture name, e.g. mnist_cnn")
+    tr.add_argument("--name", required=True, help="model name for the card, e.g. mnist_cnn_standard")
+    tr.add_argument("--dataset", default="mnist5k", help="training dataset (default: mnist5k, split train)")
+    tr.add_argument("--epochs", type=_positive_int, help="override the recipe's epochs")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--device", default="auto")
+    tr.add_argument("--arch-kwarg", dest="arch_kwargs", action="append", default=[], metavar="KEY=VALUE",
+                    help="architecture argument, e.g. --arch-kwarg width=32 (repeatable)")
+    tr.add_argument("--out", required=True, help="folder for <name>.safetensors (and the card)")
+    tr.add_argument("--card-dir", help="write the card here instead, e.g. configs/models")
+    tr.set_defaults(func=cmd_train)
+
+    ls = sub.add_parser("ls", help="list models, threats, datasets or boards")
+    ls.add_argument("what", choices=["models", "threats", "datasets", "boards"])
+    ls.set_defaults(func=cmd_ls)
+    return parser
+
+
+def _writable_dir(path: str) -> Path:
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create output directory {out}: {e.strerror}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UsageError(f"output directory {out} is not writable: choose another with --out")
+    return out
+
+
+def cmd_eval(args) -> int:
+    from robench import config
+    from robench.engine import evaluate, resolve_device
+    from robench.models import create_model, load_card
+    from robench.threats import create_threat
+
+    overrides = config.parse_overrides(args.overrides)
+    card = load_card(args.model)
+    dataset = args.dataset or card.dataset
+    for name in args.threat:  # validate every threat before any work
+        create_threat(name, dataset, **overrides)
+    device = resolve_device(args.device)
+    out = _writable_dir(args.out)
+    model = create_model(card, device=device, allow_pickle=args.allow_pickle)
+    rows = []
+    for name in args.threat:
+        record = evaluate(
+            model, name, dataset, n_examples=args.n_examples, batch_size=args.batch_size, device=device,
+            seed=args.seed, split=args.split, data_dir=args.data_dir, out_dir=out, chunk_size=args.chunk_size,
+            overrides=overrides, model_name=card.name,
+        )
+        if args.json:
+            print(json.dumps(json.loads(record.to_json()), sort_keys=True), flush=True)
+        rows.append(record)
+    if not args.json:
+        print(_table(rows, out))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from robench import config
+    from robench.train import train
+
+    card = train(
+        args.recipe, args.arch, args.dataset, name=args.name, out=args.out, card_dir=args.card_dir,
+        epochs=args.epochs, seed=args.seed, device=args.device, arch_kwargs=config.parse_overrides(args.arch_kwargs),
+    )
+    print(card)
+    return 0
+
+
+def _table(records, out: Path) -> str:
+    header = ["model", "dataset", "threat", "n", "clean", "robust", "ex/s", "flags"]
+    lines = [[r.model, r.dataset, r.threat, str(r.n_examples), f"{r.clean_acc:.1%}", f"{r.robust_acc:.1%}",
+              f"{r.examples_per_s:.0f}", str(len(r.flags))] for r in records]
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+    fmt = "  ".join(f"{{:{'<' if i < 3 else '>'}{w}}}" for i, w in enumerate(widths))
+    text = [fmt.format(*header)] + [fmt.format(*line) for line in lines]
+    text.append(f"records: {out}/<dataset>/<model>/<threat>.json")
+    for r in records:
+        text.extend(f"  ! {r.threat}: {flag}" for flag in r.flags)
+    return "\n".join(text)
+
+
+def cmd_ls(args) -> int:
+    from robench import config
+
+    if args.what == "models":
+        names = config.names("models")
+    elif args.what == "threats":
+        names = config.names("threats")
+    elif args.what == "boards":
+        names = config.names("boards")
+    else:
+        from robench.datasets import list_datasets
+
+        names = list_datasets()
+    print("\n".join(names))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except RobenchError as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"robench: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("robench: interrupted (finished chunks are kept; rerun the same command to resume)", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug, not a user error: one line unless --debug
+        if args.debug:
+            raise
+        print(f"robench: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1

@@ -1,0 +1,277 @@
+"""Model cards -> ready classifiers taking [0,1] pixels.
+
+A card (``configs/models/<name>.yaml``) names an architecture (timm by default, or torchvision), the
+dataset it was trained for, its input normalisation and its weights. Weights are untrusted input
+(reliability.md): they load from safetensors after their sha256 is checked, a pickle loads only when the
+caller explicitly allows it and then with ``torch.load(weights_only=True)``, and library pretrained tags
+go through the library's own hash-checked download.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import urllib.error
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from robench import archs  # noqa: F401  (registers the zoo architectures into timm)
+from robench.config import config_root, names, read_yaml
+from robench.datasets import dataset_info
+from robench.errors import CheckpointError, UsageError
+from robench.record import check_name
+from robench.registry import unknown_name
+
+NORMALIZATION_PRESETS = {
+    "imagenet": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+    "none": None,
+}
+CARD_KEYS = {
+    "arch", "library", "arch_kwargs", "dataset", "num_classes", "normalization", "weights",
+    "display_name", "description", "paper", "training", "claimed",
+}
+WEIGHT_KEYS = {"path", "url", "sha256", "format", "pretrained"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCard:
+    """A validated model card. ``source`` is the YAML file it came from (relative paths resolve there)."""
+
+    name: str
+    arch: str
+    dataset: str
+    num_classes: int
+    weights: dict
+    library: str = "timm"
+    arch_kwargs: dict = dataclasses.field(default_factory=dict)
+    normalization: Any = None
+    display_name: str | None = None
+    description: str | None = None
+    paper: dict | None = None
+    training: dict | None = None
+    claimed: dict | None = None  # numbers claimed by the submitter: shown, never trusted
+    source: Path | None = None
+
+    def meta(self) -> dict:
+        """What a run record keeps of the card (identity of the weights, provenance)."""
+        out = {
+            "arch": self.arch,
+            "library": self.library,
+            "weights_sha256": self.weights.get("sha256"),
+            "weights_pretrained": self.weights.get("pretrained"),
+        }
+        for key in ("display_name", "description", "paper", "training"):
+            if getattr(self, key) is not None:
+                out[key if key != "training" else "recipe"] = getattr(self, key)
+        if self.arch_kwargs:
+            out["arch_kwargs"] = self.arch_kwargs
+        return out
+
+
+def list_models() -> list[str]:
+    return names("models")
+
+
+def card_from_dict(name: str, data: dict, source: Path | None = None) -> ModelCard:
+    """Validate a card mapping: unknown keys, missing fields, weights spec, normalisation."""
+    check_name("model", name)
+    unknown = set(data) - CARD_KEYS
+    if unknown:
+        raise UsageError(f"model card {name!r} has unknown keys {sorted(unknown)}; allowed: {sorted(CARD_KEYS)}")
+    for key in ("arch", "dataset", "num_classes", "weights"):
+        if key not in data:
+            raise UsageError(f"model card {name!r} lacks the required key {key!r}")
+    weights = data["weights"]
+    if not isinstance(weights, dict) or set(weights) - WEIGHT_KEYS:
+        raise UsageError(f"model card {name!r}: weights must be a mapping with keys among {sorted(WEIGHT_KEYS)}")
+    given = [k for k in ("path", "url", "pretrained") if weights.get(k) is not None]
+    if len(given) != 1:
+        raise UsageError(f"model card {name!r}: weights need exactly one of path, url, pretrained")
+    if given[0] != "pretrained" and not weights.get("sha256"):
+        raise UsageError(f"model card {name!r}: weights.{given[0]} needs its sha256 (robench never loads unpinned files)")
+    if weights.get("format", "safetensors") not in ("safetensors", "pickle"):
+        raise UsageError(f"model card {name!r}: weights.format must be safetensors or pickle")
+    if data.get("library", "timm") not in ("timm", "torchvision"):
+        raise UsageError(f"model card {name!r}: library must be timm or torchvision")
+    dataset_info(data["dataset"])  # unknown dataset -> UsageError with a suggestion
+    norm = data.get("normalization")
+    if isinstance(norm, str):
+        if norm not in NORMALIZATION_PRESETS:
+            raise unknown_name("normalization preset", norm, NORMALIZATION_PRESETS)
+        norm = NORMALIZATION_PRESETS[norm]
+    if norm is not None and (not isinstance(norm, dict) or set(norm) != {"mean", "std"}):
+        raise UsageError(f"model card {name!r}: normalization must be a preset name or {{mean: [...], std: [...]}}")
+    fields = {k: v for k, v in data.items() if k != "normalization"}
+    return ModelCard(name=name, normalization=norm, source=source, **fields)
+
+
+def load_card(name: str) -> ModelCard:
+    known = list_models()
+    if name not in known:
+        raise unknown_name("model", name, known)
+    path = config_root() / "models" / f"{name}.yaml"
+    return card_from_dict(name, read_yaml(path), source=path)
+
+
+def load_card_file(path: str | os.PathLike) -> ModelCard:
+    path = Path(path)
+    return card_from_dict(path.stem, read_yaml(path), source=path)
+
+
+class Classifier(nn.Module):
+    """A network with its input normalisation inside: takes [0,1] NCHW pixels, returns logits.
+
+    Keeping the normalisation in the module means every threat sees the same input space, and there is
+    no global switch to forget (the torchattacks ``set_normalization_used`` trap).
+    """
+
+    def __init__(self, net: nn.Module, mean=None, std=None, card: ModelCard | None = None):
+        super().__init__()
+        self.net = net
+        self.card = card
+        if mean is None:
+            self.register_buffer("mean", None)
+            self.register_buffer("std", None)
+        else:
+            self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+            self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mean is not None:
+            x = (x - self.mean) / self.std
+        return self.net(x)
+
+
+def build_network(card: ModelCard, pretrained: bool = False) -> nn.Module:
+    """The bare architecture (random weights unless ``pretrained`` uses the library's own weights)."""
+    kwargs = dict(card.arch_kwargs)
+    try:
+        if card.library == "torchvision":
+            import torchvision
+
+            weights = card.weights.get("pretrained") if pretrained else None
+            if weights is None:
+                kwargs["num_classes"] = card.num_classes
+            return torchvision.models.get_model(card.arch, weights=weights, **kwargs)
+        import timm
+
+        tag = card.weights.get("pretrained") if pretrained else None
+        arch = f"{card.arch}.{tag}" if tag and tag is not True else card.arch
+        return timm.create_model(arch, pretrained=pretrained, num_classes=card.num_classes, **kwargs)
+    except (urllib.error.URLError, ConnectionError, OSError) as e:
+        raise CheckpointError(
+            f"could not fetch the pretrained weights of {card.name!r} ({card.library} {card.arch}, "
+            f"{card.weights.get('pretrained')}): {getattr(e, 'reason', e)} - without network, place the "
+            "library's weight file in its cache ($TORCH_HOME / $HF_HOME) or use a card with weights.path"
+        ) from None
+    except (RuntimeError, ValueError, TypeError) as e:
+        if "Unknown model" in str(e) or "Unknown" in str(e):
+            raise UsageError(f"model card {card.name!r}: unknown {card.library} architecture {card.arch!r}") from None
+        raise UsageError(f"model card {card.name!r}: cannot build {card.arch!r}: {e}") from None
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_weights_file(card: ModelCard) -> Path:
+    """The local weights file of a path/URL card, downloaded to the cache if needed, hash-verified."""
+    spec = card.weights
+    if spec.get("path"):
+        path = Path(os.path.expanduser(spec["path"]))
+        if not path.is_absolute() and card.source is not None:
+            path = card.source.parent / path
+        if not path.is_file():
+            raise CheckpointError(f"weights of {card.name!r} not found at {path}")
+    else:
+        cache = Path(os.environ.get("ROBENCH_CACHE", Path.home() / ".cache" / "robench")) / "weights"
+        path = cache / f"{spec['sha256']}.{'safetensors' if spec.get('format', 'safetensors') == 'safetensors' else 'pt'}"
+        if not path.is_file():
+            cache.mkdir(parents=True, exist_ok=True)
+            try:
+                torch.hub.download_url_to_file(spec["url"], str(path), progress=False)
+            except (urllib.error.URLError, OSError, ValueError) as e:
+                raise CheckpointError(
+                    f"could not download the weights of {card.name!r} from {spec['url']}: "
+                    f"{getattr(e, 'reason', e)} - download it elsewhere and set weights.path"
+                ) from None
+    actual = sha256_file(path)
+    if actual != spec["sha256"].lower():
+        raise CheckpointError(
+            f"sha256 mismatch for the weights of {card.name!r} ({path}): card pins {spec['sha256'][:12]}..., "
+            f"file is {actual[:12]}... - refusing to load a file that is not the one the card names"
+        )
+    return path
+
+
+def read_state_dict(path: Path, fmt: str, allow_pickle: bool) -> dict:
+    if fmt == "safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"{path} is not a readable safetensors file (truncated or corrupt?): {e}") from None
+    if not allow_pickle:
+        raise CheckpointError(
+            f"{path} is a pickle checkpoint; pickles can run code when loaded. Convert it to safetensors, "
+            "or pass --allow-pickle to load it with torch.load(weights_only=True)"
+        )
+    import pickle
+
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"refused to load {path} with weights_only=True: {first}") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} does not hold a state dict")
+    return state
+
+
+def load_weights(net: nn.Module, state: dict, card: ModelCard) -> None:
+    """Strict load with a one-line diagnosis of what does not match."""
+    own = net.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        if wrong:
+            k = wrong[0]
+            parts.append(f"shape of {k} is {tuple(state[k].shape)}, the architecture wants {tuple(own[k].shape)}"
+                         " (wrong num_classes or arch_kwargs?)")
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+        raise CheckpointError(f"weights of {card.name!r} do not match {card.arch}: " + "; ".join(parts))
+    net.load_state_dict(state, strict=True)
+
+
+def create_model(
+    name: str | ModelCard, device: str | torch.device | None = None, allow_pickle: bool = False
+) -> Classifier:
+    """Card name (or card) -> :class:`Classifier` in eval mode, parameters frozen, on ``device``."""
+    card = name if isinstance(name, ModelCard) else load_card(name)
+    if card.weights.get("pretrained") is not None:
+        net = build_network(card, pretrained=True)
+    else:
+        path = resolve_weights_file(card)
+        net = build_network(card)
+        load_weights(net, read_state_dict(path, card.weights.get("format", "safetensors"), allow_pickle), card)
+    norm = card.normalization or {}
+    model = Classifier(net, norm.get("mean"), norm.get("std"), card=card)
+    model.eval().requires_grad_(False)
+    return model.to(device) if device is not None else model

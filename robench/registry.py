@@ -1,0 +1,54 @@
+"""Name -> object registries with "did you mean" errors.
+
+One small class serves every kind of named thing (datasets, threat families); named threats and model
+cards are files whose stem is the name, and use :func:`unknown_name` for the same error message.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable
+from typing import Generic, TypeVar
+
+from robench.errors import UsageError
+
+T = TypeVar("T")
+
+
+def unknown_name(kind: str, name: str, known: Iterable[str]) -> UsageError:
+    """The error for an unknown ``name`` of ``kind``, suggesting the closest known names."""
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else f"known: {', '.join(known) or '(none)'}"
+    return UsageError(f"unknown {kind} {name!r}; {hint}")
+
+
+class Registry(Generic[T]):
+    """A mapping from names to objects of one ``kind`` (the word used in error messages)."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator: ``@REGISTRY.register("pgd")`` registers the decorated object under ``name``."""
+
+        def add(obj: T) -> T:
+            if name in self._items:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._items[name] = obj
+            return obj
+
+        return add
+
+    def get(self, name: str) -> T:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise unknown_name(self.kind, name, self._items) from None
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items

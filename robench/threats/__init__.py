@@ -1,0 +1,41 @@
+"""Threat families (Python) and named threats (``configs/threats/*.yaml``).
+
+Importing this package registers every family; :func:`create_threat` turns a name and a dataset into a
+configured instance with the dataset's published budgets (protocols.md) and any overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+
+from robench import config
+from robench.errors import UsageError
+from robench.threats import clean, pgd, spatial  # noqa: F401  (register the families)
+from robench.threats.base import FAMILIES, BatchContext, PrepareContext, Threat
+
+
+def list_threats() -> list[str]:
+    return config.names("threats")
+
+
+def create_threat(name: str, dataset: str = "mnist5k", **overrides) -> Threat:
+    """Named threat -> configured :class:`Threat` for ``dataset`` (budgets from the threat's YAML)."""
+    spec = config.threat_spec(name)
+    family = FAMILIES.get(spec["family"])
+    params = config.threat_config(name, dataset, overrides)
+    fields = {f.name for f in dataclasses.fields(family)}
+    for key in params:
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; parameters: {', '.join(sorted(fields))}"
+            raise UsageError(f"unknown parameter {key!r} for threat {name!r} (family {spec['family']}){hint}")
+    missing = sorted(fields - set(params))
+    if missing:
+        raise UsageError(f"threat {name!r} on {dataset!r} lacks parameters {missing} (add them to its YAML or --set)")
+    threat = family(**params)
+    threat.name = name
+    return threat
+
+
+__all__ = ["FAMILIES", "BatchContext", "PrepareContext", "Threat", "create_threat", "list_threats"]
