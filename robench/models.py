@@ -122,6 +122,16 @@ def load_card_file(path: str | os.PathLike) -> ModelCard:
     return card_from_dict(path.stem, read_yaml(path), source=path)
 
 
+def check_dataset(card: ModelCard, dataset: str) -> None:
+    """Refuse to evaluate a model on images of another shape or label set than it was built for."""
+    trained, target = dataset_info(card.dataset), dataset_info(dataset)
+    if (card.num_classes, trained.channels, trained.image_size) != (target.num_classes, target.channels, target.image_size):
+        raise UsageError(
+            f"model {card.name!r} takes {trained.channels}x{trained.image_size}px images with {card.num_classes} "
+            f"classes ({card.dataset}); {dataset!r} has {target.channels}x{target.image_size}px and {target.num_classes}"
+        )
+
+
 class Classifier(nn.Module):
     """A network with its input normalisation inside: takes [0,1] NCHW pixels, returns logits.
 
@@ -165,13 +175,26 @@ def build_network(card: ModelCard, pretrained: bool = False) -> nn.Module:
     except (urllib.error.URLError, ConnectionError, OSError) as e:
         raise CheckpointError(
             f"could not fetch the pretrained weights of {card.name!r} ({card.library} {card.arch}, "
-            f"{card.weights.get('pretrained')}): {getattr(e, 'reason', e)} - without network, place the "
-            "library's weight file in its cache ($TORCH_HOME / $HF_HOME) or use a card with weights.path"
+            f"{card.weights.get('pretrained')}): {getattr(e, 'reason', e)} - without network, fetch "
+            f"{_pretrained_source(card)} on another machine, or use a card with weights.path"
         ) from None
     except (RuntimeError, ValueError, TypeError) as e:
         if "Unknown model" in str(e) or "Unknown" in str(e):
             raise UsageError(f"model card {card.name!r}: unknown {card.library} architecture {card.arch!r}") from None
         raise UsageError(f"model card {card.name!r}: cannot build {card.arch!r}: {e}") from None
+
+
+def _pretrained_source(card: ModelCard) -> str:
+    """Where a library tag's weights come from, for the offline error message."""
+    if card.library == "torchvision":
+        import torchvision
+
+        try:
+            url = torchvision.models.get_model_weights(card.arch)[card.weights["pretrained"]].url
+            return f"{url} into $TORCH_HOME/hub/checkpoints/"
+        except (KeyError, ValueError):
+            pass
+    return "the weights into the library's cache ($HF_HOME for timm, $TORCH_HOME for torchvision)"
 
 
 def sha256_file(path: Path) -> str:

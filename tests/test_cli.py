@@ -1,0 +1,105 @@
+"""The command line: records on stdout with --json, one-line errors with the documented exit codes,
+and nothing on disk changed by a failing command."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from robench.cli import main
+
+
+def _snapshot(root: Path) -> dict:
+    return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()} if root.exists() else {}
+
+
+def test_eval_json_prints_only_records(tmp_path, capsys):
+    code = main(["eval", "--model", "mnist_cnn_standard", "--threat", "clean,spatial_rotation",
+                 "--n-examples", "40", "--out", str(tmp_path), "--json"])
+    assert code == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["threat"] for r in records] == ["clean", "spatial_rotation"]
+    assert records[1]["robust_acc"] <= records[0]["clean_acc"]
+    assert (tmp_path / "mnist5k" / "mnist_cnn_standard" / "spatial_rotation.json").is_file()
+
+
+def test_eval_table(tmp_path, capsys):
+    assert main(["eval", "--model", "mnist_cnn_standard", "--threat", "clean", "--n-examples", "20",
+                 "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "mnist_cnn_standard" in out and "clean" in out and "%" in out
+
+
+BAD = [
+    (["--model", "mnist_cnn_standart", "--threat", "clean"], 2, "did you mean 'mnist_cnn_standard'"),
+    (["--model", "mnist_cnn_standard", "--threat", "clean,spatail"], 2, "did you mean 'spatial"),
+    (["--model", "mnist_cnn_standard", "--threat", "pgd_linf", "--set", "eps"], 2, "malformed --set"),
+    (["--model", "mnist_cnn_standard", "--threat", "pgd_linf", "--set", "eps=-0.1"], 2, "eps must be > 0"),
+    (["--model", "mnist_cnn_standard", "--threat", "pgd_linf", "--set", "eps=5"], 2, "exceeds"),
+    (["--model", "mnist_cnn_standard", "--threat", "pgd_linf", "--set", "epz=0.1"], 2, "did you mean 'eps'"),
+    (["--model", "mnist_cnn_standard", "--threat", "clean", "--dataset", "cifar100"], 2, "classes"),
+    (["--model", "mnist_cnn_standard", "--threat", "clean", "--split", "validation"], 2, "split"),
+    (["--model", "mnist_cnn_standard", "--threat", "clean", "--device", "tpu"], 2, "device"),
+]
+
+
+@pytest.mark.parametrize("args, code, message", BAD)
+def test_bad_input_is_one_line_and_changes_nothing(tmp_path, capsys, args, code, message):
+    out = tmp_path / "out"
+    main(["eval", "--model", "mnist_cnn_standard", "--threat", "clean", "--n-examples", "5", "--out", str(out)])
+    before = _snapshot(out)
+    capsys.readouterr()
+    assert main(["eval", *args, "--out", str(out)]) == code
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert _snapshot(out) == before
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without CUDA")
+def test_cuda_requested_but_absent(tmp_path, capsys):
+    assert main(["eval", "--model", "mnist_cnn_standard", "--threat", "clean", "--device", "cuda",
+                 "--out", str(tmp_path)]) == 2
+    assert "CUDA was requested" in capsys.readouterr().err
+
+
+def test_missing_data_dir_and_unwritable_out(tmp_path, capsys):
+    assert main(["eval", "--model", "resnet50", "--threat", "spatial", "--data-dir", str(tmp_path / "nope"),
+                 "--out", str(tmp_path / "o")]) == 1
+    assert "--data-dir" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["eval", "--model", "mnist_cnn_standard", "--threat", "clean", "--out", str(blocker / "sub")]) == 2
+    assert "output directory" in capsys.readouterr().err
+
+
+def test_tampered_checkpoint_from_the_shell(tmp_path):
+    """End to end in a subprocess: exit status 1, one line, no traceback, record dir untouched."""
+    root = Path(__file__).resolve().parent.parent
+    weights = tmp_path / "w.safetensors"
+    data = bytearray((root / "robench" / "weights" / "mnist_cnn_standard.safetensors").read_bytes())
+    card = (root / "configs" / "models" / "mnist_cnn_standard.yaml").read_text()
+    data[-3] ^= 1
+    weights.write_bytes(bytes(data))
+    configs = tmp_path / "configs"
+    (configs / "models").mkdir(parents=True)
+    (configs / "threats").symlink_to(root / "configs" / "threats")
+    (configs / "models" / "tampered.yaml").write_text(
+        card.replace("../../robench/weights/mnist_cnn_standard.safetensors", str(weights)))
+    proc = subprocess.run([sys.executable, "-m", "robench", "eval", "--model", "tampered", "--threat", "clean",
+                           "--out", str(tmp_path / "o")], capture_output=True, text=True,
+                          env={"ROBENCH_CONFIGS": str(configs), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().startswith("robench: error: sha256 mismatch") and "Traceback" not in proc.stderr
+    assert proc.stdout == "" and not any((tmp_path / "o").rglob("*.json"))
+
+
+def test_ls(capsys):
+    assert main(["ls", "threats"]) == 0
+    names = capsys.readouterr().out.split()
+    assert {"clean", "pgd_linf", "pgd_l2", "spatial", "spatial_rotation", "spatial_translation"} <= set(names)
+    assert main(["ls", "models"]) == 0
+    assert "mnist_cnn_standard" in capsys.readouterr().out.split()

@@ -1,0 +1,95 @@
+"""Spatial grid: warp conventions, and verdicts equal to a brute-force loop over all 775 transforms."""
+
+import pytest
+import torch
+
+from robench.threats import BatchContext, create_threat
+from robench.threats.spatial import affine_thetas, grid_transforms, warp
+
+
+def _warp_one(x, angle, tx, ty):
+    theta = affine_thetas(torch.tensor([[angle, tx, ty]], dtype=torch.float64), *x.shape[-2:])
+    return warp(x, theta.expand(len(x), 2, 3))
+
+
+def test_grid_is_engstroms():
+    t = grid_transforms(30, 31, 3, 5)
+    assert t.shape == (775, 3)
+    assert torch.equal(torch.unique(t[:, 0]), torch.linspace(-30, 30, 31, dtype=torch.float64))
+    assert torch.equal(torch.unique(t[:, 1]), torch.tensor([-3, -1.5, 0, 1.5, 3], dtype=torch.float64))
+    assert ((t == 0).all(1)).sum() == 1  # the identity is in the grid exactly once
+
+
+def test_identity_is_exact_and_integer_shift_moves_content():
+    x = torch.rand(2, 1, 8, 10)
+    assert torch.allclose(_warp_one(x, 0, 0, 0), x, atol=1e-6)
+    # out(p) = in(p + t): content moves by -t, zero fill
+    shifted = _warp_one(x, 0, 2, 1)
+    expected = torch.zeros_like(x)
+    expected[..., :-1, :-2] = x[..., 1:, 2:]
+    assert torch.allclose(shifted, expected, atol=1e-5)
+
+
+def test_rotation_by_90_degrees_is_a_pixel_permutation():
+    x = torch.rand(1, 1, 9, 9)
+    out = _warp_one(x, 90, 0, 0)
+    assert any(torch.allclose(out, torch.rot90(x, k, dims=(-2, -1)), atol=1e-5) for k in (1, 3))
+    # and opposite angles are opposite rotations
+    assert torch.allclose(_warp_one(out, -90, 0, 0), x, atol=1e-5)
+
+
+def _brute_force(model, x, y, threat):
+    robust = torch.ones(len(x), dtype=torch.bool)
+    with torch.inference_mode():
+        robust &= model(x).argmax(1) == y
+        for angle, tx, ty in threat.transforms.tolist():
+            robust &= model(_warp_one(x, angle, tx, ty)).argmax(1) == y
+    return robust
+
+
+@pytest.mark.parametrize("name, n", [("spatial", 60), ("spatial_rotation", 200), ("spatial_translation", 200)])
+def test_verdicts_equal_brute_force(standard_model, mnist_test, name, n):
+    x, y = mnist_test[0][:n], mnist_test[1][:n]
+    threat = create_threat(name, "mnist5k")
+    with torch.inference_mode():
+        clean = standard_model(x).argmax(1) == y
+    expected = _brute_force(standard_model, x, y, threat)
+    for batch_size in (7, 256):  # group sizes and image sub-batches differ; verdicts must not
+        got = threat.run_batch(standard_model, x, y, clean, BatchContext(torch.Generator(), batch_size))
+        assert torch.equal(got["robust"], expected)
+        fooled_by = got["fooled_by"]
+        assert ((fooled_by == -1) == got["robust"]).all()
+        # the recorded fooling transform really fools each broken example
+        for i in torch.nonzero(~got["robust"]).flatten().tolist()[:10]:
+            angle, tx, ty = threat.transforms[int(fooled_by[i])].tolist()
+            with torch.inference_mode():
+                assert standard_model(_warp_one(x[i : i + 1], angle, tx, ty)).argmax(1).item() != y[i].item()
+
+
+def test_a_robust_example_survives_everything():
+    """A model that ignores its input is robust everywhere it is right: the search must visit all 775."""
+
+    class Constant(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.one_hot(torch.full((len(x),), 3), 10).float()
+
+    threat = create_threat("spatial", "mnist5k")
+    x, y = torch.rand(4, 1, 28, 28), torch.tensor([3, 3, 1, 3])
+    out = threat.run_batch(Constant(), x, y, y == 3, BatchContext(torch.Generator(), 64))
+    assert out["robust"].tolist() == [True, True, False, True]
+    assert out["tried"][out["robust"]].eq(775).all()
+
+
+def test_axis_details_and_identity_flag(standard_model, mnist_test):
+    threat = create_threat("spatial", "mnist5k")
+    x, y = mnist_test[0][:50], mnist_test[1][:50]
+    with torch.inference_mode():
+        clean = standard_model(x).argmax(1) == y
+    stats = {k: v.numpy() for k, v in threat.run_batch(standard_model, x, y, clean, BatchContext(torch.Generator(), 256)).items()}
+    stats["clean_correct"] = clean.numpy()
+    details = threat.summarize(stats)
+    rot = details["accuracy_by_rotation"]
+    assert len(rot["rotation_deg"]) == 31 and rot["accuracy"][rot["rotation_deg"].index(0.0)] == pytest.approx(float(clean.float().mean()))
+    assert len(details["accuracy_by_translation"]["accuracy"]) == 25
+    assert threat.flags(stats) == []
+    assert create_threat("spatial", "mnist5k", n_rotations=4).flags(stats)  # an even count misses 0 degrees
