@@ -185,7 +185,8 @@ def evaluate(
     if out_dir is not None:
         partial = rec.path_for(out_dir, dataset, model_name, threat_name).parent / ".partial" / f"{threat_name}-{chash}"
 
-    threat.prepare(model, PrepareContext(dataset=dataset, data_dir=data_dir, device=dev, seed=seed, batch_size=batch_size))
+    threat.prepare(model, PrepareContext(dataset=dataset, data_dir=data_dir, device=dev, seed=seed, batch_size=batch_size,
+                                         split=split))
 
     n_chunks = (n + chunk_size - 1) // chunk_size
     results: dict[int, dict[str, np.ndarray]] = {}

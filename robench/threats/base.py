@@ -36,13 +36,17 @@ class BatchContext:
 
 @dataclasses.dataclass
 class PrepareContext:
-    """What :meth:`Threat.prepare` may use: which data to fit on, where, and the run's seed."""
+    """What :meth:`Threat.prepare` may use: which data to fit on, where, and the run's seed.
+
+    ``split`` is the split being evaluated, so that a threat fitting on data can refuse to fit on it.
+    """
 
     dataset: str
     data_dir: str | None
     device: torch.device
     seed: int
     batch_size: int
+    split: str = "test"
 
 
 class Threat(ABC):
