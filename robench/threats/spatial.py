@@ -8,12 +8,14 @@ robust only if it is classified correctly under every transform of the grid.
 Why the search is shaped the way it is (performance.md):
 - everything runs under ``inference_mode`` and images x transforms are warped and classified together,
   about ``batch_size`` warped images per forward;
-- the "axis" transforms (rotation only, translation only) are evaluated for every example, which gives
-  the per-angle and per-translation accuracy curves for ~7% of the full grid's cost;
-- the rest of the grid is searched most-damaging-first (ordered by how many examples each angle and
-  each translation fooled on the axes) and an example leaves the search at its first failure; the number
-  of transforms tried per forward grows as the survivors shrink, so collapsing models finish after a
-  few forwards and robust models run in large fused batches.
+- an example leaves the search at its first failure, and the transforms are tried most-damaging-first:
+  the extremes of the box to begin with, then the angles and shifts that have fooled the most examples so
+  far; the number of transforms tried per forward grows as the survivors shrink, so a collapsing model is
+  done after a few forwards and a robust one runs in large fused batches;
+- with ``axis_curves`` every example is first classified under every one-factor transform (rotation only,
+  translation only): that gives accuracy-by-angle and accuracy-by-shift curves in ``details`` for 55 of the
+  775 transforms, a cost worth paying for ``spatial_rotation``/``spatial_translation`` (which are exactly
+  those transforms) but not for the worst case alone.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ class SpatialGrid(Threat):
     max_translation: float  # pixels
     n_translations: int
     align_corners: bool
+    axis_curves: bool  # also classify every example under every one-factor transform (accuracy curves)
 
     family = "spatial_grid"
 
@@ -83,13 +86,17 @@ class SpatialGrid(Threat):
             value = getattr(self, key)
             require(isinstance(value, int) and value >= 1, f"spatial_grid: {key} must be an integer >= 1, got {value!r}")
         require(isinstance(self.align_corners, bool), "spatial_grid: align_corners must be true or false")
+        require(isinstance(self.axis_curves, bool), "spatial_grid: axis_curves must be true or false")
         self.max_rotation = float(self.max_rotation)
         self.max_translation = float(self.max_translation)
         self.transforms = grid_transforms(self.max_rotation, self.n_rotations, self.max_translation, self.n_translations)
         a, tx, ty = self.transforms.T
         self.on_axis = ((tx == 0) & (ty == 0)) | (a == 0)
-        self.identity = int(torch.nonzero((a == 0) & (tx == 0) & (ty == 0)).flatten()[0]) if (
-            (a == 0) & (tx == 0) & (ty == 0)).any() else None
+        is_identity = (a == 0) & (tx == 0) & (ty == 0)
+        self.identity = int(torch.nonzero(is_identity).flatten()[0]) if is_identity.any() else None
+        self.angle_values, self.angle_id = torch.unique(a, return_inverse=True)
+        self.shift_values, self.shift_id = torch.unique(self.transforms[:, 1:], dim=0, return_inverse=True)
+        self.extremity = (a.abs() / max(self.max_rotation, 1e-9) + (tx.abs() + ty.abs()) / max(self.max_translation, 1e-9)).tolist()
 
     # -- evaluation ---------------------------------------------------------------------------------
     def correct_under(self, model, x, y, thetas, batch_size) -> torch.Tensor:
@@ -108,78 +115,79 @@ class SpatialGrid(Threat):
                 out[i : i + b, j : j + k] = pred == yb.view(-1, 1)
         return out
 
-    def search_order(self, axis_correct: torch.Tensor) -> torch.Tensor:
-        """Off-axis transforms, most damaging first: by the axis failures of their angle and shift."""
-        a, tx, ty = self.transforms.T
-        axis_idx = torch.nonzero(self.on_axis).flatten()
-        fail = (~axis_correct).float().mean(0).cpu().double() if axis_correct.numel() else torch.zeros(len(axis_idx), dtype=torch.float64)
-        score = torch.zeros(len(self.transforms), dtype=torch.float64)
-        for col, i in enumerate(axis_idx.tolist()):
-            if tx[i] == 0 and ty[i] == 0:
-                score += (a == a[i]).double() * fail[col]
-            if a[i] == 0:
-                score += ((tx == tx[i]) & (ty == ty[i])).double() * fail[col]
-        # tie-break towards the extremes of the box, which fool most often on undefended models
-        extremity = a.abs() / max(self.max_rotation, 1e-9) + (tx.abs() + ty.abs()) / max(self.max_translation, 1e-9)
-        off = torch.nonzero(~self.on_axis).flatten()
-        order = sorted(off.tolist(), key=lambda i: (-float(score[i]), -float(extremity[i]), i))
-        return torch.tensor(order, dtype=torch.long)
-
     def run_batch(self, model, x, y, clean_correct, ctx):
         with torch.inference_mode():
-            h, w = x.shape[-2:]
-            thetas = affine_thetas(self.transforms, h, w).to(x.device)
-            axis_idx = torch.nonzero(self.on_axis).flatten()
-            axis_correct = self.correct_under(model, x, y, thetas[axis_idx], ctx.batch_size)
-            robust = clean_correct & axis_correct.all(1)
-            axis_fail = ~axis_correct.all(1)
-            first_fail = axis_idx.to(x.device)[torch.argmin(axis_correct.to(torch.uint8), dim=1)]
-            fooled_by = torch.where(axis_fail, first_fail, torch.full_like(first_fail, -1))
-            tried = torch.full_like(y, len(axis_idx))
+            thetas = affine_thetas(self.transforms, *x.shape[-2:]).to(x.device)
+            robust = clean_correct.clone()
+            fooled_by = torch.full_like(y, -1)
+            tried = torch.zeros_like(y)
+            angle_fools = torch.zeros(len(self.angle_values), dtype=torch.float64)
+            shift_fools = torch.zeros(len(self.shift_values), dtype=torch.float64)
+            out = {}
+            remaining = list(range(len(self.transforms)))
+            if self.axis_curves:  # every example under every one-factor transform: the curves in details
+                axis_idx = torch.nonzero(self.on_axis).flatten()
+                axis_correct = self.correct_under(model, x, y, thetas[axis_idx], ctx.batch_size)
+                failed = ~axis_correct.all(1)
+                first = axis_idx.to(x.device)[torch.argmin(axis_correct.to(torch.uint8), dim=1)]
+                fooled_by = torch.where(failed, first, fooled_by)
+                robust &= ~failed
+                tried += len(axis_idx)
+                self._count(angle_fools, shift_fools, axis_idx, axis_correct[clean_correct])
+                remaining = torch.nonzero(~self.on_axis).flatten().tolist()
+                out["axis_correct"] = axis_correct
             active = torch.nonzero(robust).flatten()
-            order = self.search_order(axis_correct).to(x.device)
-            pos = 0
-            while active.numel() and pos < len(order):
-                k = max(1, ctx.batch_size // active.numel())
-                group = order[pos : pos + k]
-                correct = self.correct_under(model, x[active], y[active], thetas[group], ctx.batch_size)
+            while active.numel() and remaining:
+                size = max(1, ctx.batch_size // active.numel())  # groups grow as the survivors shrink
+                # most promising first: angles and shifts that fooled most so far, then the box's extremes
+                score = (angle_fools[self.angle_id] + shift_fools[self.shift_id]).tolist()
+                remaining.sort(key=lambda i: (-score[i], -self.extremity[i], i))
+                group, remaining = torch.tensor(remaining[:size]), remaining[size:]
+                correct = self.correct_under(model, x[active], y[active], thetas[group.to(x.device)], ctx.batch_size)
                 ok = correct.all(1)
-                failed = active[~ok]
-                robust[failed] = False
-                fooled_by[failed] = group[torch.argmin(correct[~ok].to(torch.uint8), dim=1)]
+                self._count(angle_fools, shift_fools, group, correct)
+                broken = active[~ok]
+                robust[broken] = False
+                fooled_by[broken] = group.to(x.device)[torch.argmin(correct[~ok].to(torch.uint8), dim=1)]
                 tried[active] += len(group)
                 active = active[ok]
-                pos += len(group)
-        return {"robust": robust, "axis_correct": axis_correct, "fooled_by": fooled_by, "tried": tried}
+        return {"robust": robust, "fooled_by": fooled_by, "tried": tried, **out}
+
+    def _count(self, angle_fools, shift_fools, transforms, correct) -> None:
+        """Add the failures seen under ``transforms`` (columns of ``correct``) to the per-factor counts."""
+        fails = (~correct).sum(0).double().cpu()
+        angle_fools.index_add_(0, self.angle_id[transforms], fails)
+        shift_fools.index_add_(0, self.shift_id[transforms], fails)
 
     # -- reporting ----------------------------------------------------------------------------------
     def summarize(self, stats):
         a, tx, ty = self.transforms.numpy().T
-        axis_idx = np.flatnonzero(self.on_axis.numpy())
-        acc = stats["axis_correct"].mean(0) if len(stats["axis_correct"]) else np.zeros(len(axis_idx))
-        rot = [c for c, i in enumerate(axis_idx) if tx[i] == 0 and ty[i] == 0]
-        shift = [c for c, i in enumerate(axis_idx) if a[i] == 0]
         fooled_by = stats["fooled_by"][(stats["fooled_by"] >= 0) & stats["clean_correct"]]
-        counts = np.bincount(fooled_by, minlength=len(self.transforms)) if fooled_by.size else np.zeros(0, int)
-        top = np.argsort(-counts, kind="stable")[:5] if counts.size else []
-        return {
+        counts = np.bincount(fooled_by, minlength=len(self.transforms))
+        top = [i for i in np.argsort(-counts, kind="stable")[:5] if counts[i] > 0]
+        details = {
             "n_transforms": len(self.transforms),
             "identity_in_grid": self.identity is not None,
             "convention": "out(p) = in(R p + t), p in pixels about the image centre, x right / y down, "
                           "bilinear, zero fill",
-            "accuracy_by_rotation": {  # translation 0
-                "rotation_deg": [float(a[axis_idx[c]]) for c in rot], "accuracy": [float(acc[c]) for c in rot],
-            },
-            "accuracy_by_translation": {  # rotation 0
-                "tx": [float(tx[axis_idx[c]]) for c in shift], "ty": [float(ty[axis_idx[c]]) for c in shift],
-                "accuracy": [float(acc[c]) for c in shift],
-            },
             "most_damaging": [
-                {"rotation": float(a[i]), "tx": float(tx[i]), "ty": float(ty[i]), "fooled": int(counts[i])}
-                for i in top if counts[i] > 0
+                {"rotation": float(a[i]), "tx": float(tx[i]), "ty": float(ty[i]), "fooled": int(counts[i])} for i in top
             ],
             "mean_transforms_tried": float(stats["tried"].mean()) if stats["tried"].size else 0.0,
         }
+        if "axis_correct" in stats:
+            axis_idx = np.flatnonzero(self.on_axis.numpy())
+            acc = stats["axis_correct"].mean(0) if len(stats["axis_correct"]) else np.zeros(len(axis_idx))
+            rot = [c for c, i in enumerate(axis_idx) if tx[i] == 0 and ty[i] == 0]
+            shift = [c for c, i in enumerate(axis_idx) if a[i] == 0]
+            details["accuracy_by_rotation"] = {  # translation 0
+                "rotation_deg": [float(a[axis_idx[c]]) for c in rot], "accuracy": [float(acc[c]) for c in rot],
+            }
+            details["accuracy_by_translation"] = {  # rotation 0
+                "tx": [float(tx[axis_idx[c]]) for c in shift], "ty": [float(ty[axis_idx[c]]) for c in shift],
+                "accuracy": [float(acc[c]) for c in shift],
+            }
+        return details
 
     def flags(self, stats):
         if self.identity is None:
