@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--allow-pickle", action="store_true",
                     help="allow a pickle checkpoint, loaded with torch.load(weights_only=True)")
     ev.add_argument("--json", action="store_true", help="print one JSON record per line on stdout, nothing else")
+    ev.add_argument("--shard", type=_shard, metavar="I/N",
+                    help="job-array task I of N: compute only chunks c with c %% N == I into --out, write no "
+                         "record (rerun without --shard to write it)")
     ev.set_defaults(func=cmd_eval)
 
     tr = sub.add_parser("train", help="train a model with a reference recipe; writes weights and a model card")
@@ -92,8 +95,15 @@ def _writable_dir(path: str) -> Path:
     return out
 
 
+def _shard(value: str) -> tuple[int, int]:
+    i, sep, n = value.partition("/")
+    if not (sep and i.isdigit() and n.isdigit() and int(i) < int(n)):
+        raise argparse.ArgumentTypeError(f"expected I/N with 0 <= I < N (job-array task I of N), got {value!r}")
+    return int(i), int(n)
+
+
 def cmd_eval(args) -> int:
-    from robench import config
+    from robench import config, distributed
     from robench.engine import evaluate, resolve_device
     from robench.models import create_model, load_card
     from robench.threats import create_threat
@@ -105,18 +115,26 @@ def cmd_eval(args) -> int:
         create_threat(name, dataset, **overrides)
     device = resolve_device(args.device)
     out = _writable_dir(args.out)
-    model = create_model(card, device=device, allow_pickle=args.allow_pickle)
-    rows = []
-    for name in args.threat:
-        record = evaluate(
-            model, name, dataset, n_examples=args.n_examples, batch_size=args.batch_size, device=device,
-            seed=args.seed, split=args.split, data_dir=args.data_dir, out_dir=out, chunk_size=args.chunk_size,
-            overrides=overrides, model_name=card.name,
-        )
-        if args.json:
-            print(json.dumps(json.loads(record.to_json()), sort_keys=True), flush=True)
-        rows.append(record)
-    if not args.json:
+    with distributed.process_group(device) as device:  # under torchrun: join the group, one GPU per rank
+        lead = distributed.world()[0] == 0  # only rank 0 prints
+        model = create_model(card, device=device, allow_pickle=args.allow_pickle)
+        rows = []
+        for name in args.threat:
+            record = evaluate(
+                model, name, dataset, n_examples=args.n_examples, batch_size=args.batch_size, device=device,
+                seed=args.seed, split=args.split, data_dir=args.data_dir, out_dir=out, chunk_size=args.chunk_size,
+                overrides=overrides, model_name=card.name, shard=args.shard,
+            )
+            if record is None:  # a job-array shard: its chunks are on disk, the record comes later
+                if lead:
+                    i, n = args.shard
+                    print(f"robench: {name}: shard {i}/{n} done; once every shard has finished, run the same "
+                          "command without --shard to write the record", file=sys.stderr)
+                continue
+            if args.json and lead:
+                print(json.dumps(json.loads(record.to_json()), sort_keys=True), flush=True)
+            rows.append(record)
+    if rows and lead and not args.json:
         print(_table(rows, out))
     return 0
 

@@ -5,6 +5,11 @@ so its result does not depend on which process computes it or on what ran before
 per-example results are written to disk, so an interrupted run resumes where it stopped and ends with the
 same record as an uninterrupted one (reliability.md). The chunk files live in
 ``<out>/<dataset>/<model>/.partial/<threat>-<hash>/`` and are removed once the record is written.
+
+Because chunks are independent, the same loop shards over processes: under ``torchrun`` the ranks take
+chunks from a shared queue and rank 0 writes the record from everyone's results (:mod:`robench.distributed`);
+a cluster job-array task computes only its ``shard`` of the chunks, and the same call without ``shard``
+then finds them all on disk and writes the record.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from tqdm import tqdm
 
 from robench import record as rec
 from robench.datasets import dataset_info, load_tensors
+from robench.distributed import ChunkQueue
 from robench.errors import EvaluationError, UsageError
 from robench.models import create_model
 from robench.threats import BatchContext, PrepareContext, Threat, create_threat
@@ -135,17 +141,25 @@ def evaluate(
     allow_pickle: bool = False,
     progress: bool | None = None,
     model_name: str | None = None,
-) -> rec.RunRecord:
+    shard: tuple[int, int] | None = None,
+) -> rec.RunRecord | None:
     """Evaluate ``model`` under ``threat`` on the first ``n_examples`` of ``dataset``/``split``.
 
     With ``out_dir``, finished chunks are kept on disk until the record is written there, so the same
-    call after an interruption resumes.
+    call after an interruption resumes. With ``shard=(i, n)`` (task i of a job array of n), only chunks
+    c with c % n == i are computed and kept in ``out_dir``; nothing is returned and no record is written.
+    Under ``torchrun`` every rank makes the same call and gets the same record; rank 0 writes it.
     """
     started = time.time()
     started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     for label, value in (("n_examples", n_examples), ("batch_size", batch_size), ("chunk_size", chunk_size)):
         if value is not None and (not isinstance(value, int) or value < 1):
             raise UsageError(f"{label} must be a positive integer, got {value!r}")
+    if shard is not None:
+        if not (len(shard) == 2 and 0 <= shard[0] < shard[1]):
+            raise UsageError(f"shard must be (i, n) with 0 <= i < n, got {shard!r}")
+        if out_dir is None:
+            raise UsageError("a shard's chunks are only useful on disk: give an output directory")
     dev = resolve_device(device)
     info = dataset_info(dataset)
     batch_size = batch_size or DEFAULT_BATCH_SIZE
@@ -189,14 +203,18 @@ def evaluate(
                                          split=split))
 
     n_chunks = (n + chunk_size - 1) // chunk_size
-    results: dict[int, dict[str, np.ndarray]] = {}
+    bounds = [(c * chunk_size, min(n, (c + 1) * chunk_size)) for c in range(n_chunks)]
+    queue = ChunkQueue(c for c in range(n_chunks) if shard is None or c % shard[1] == shard[0])
+    paths = {c: partial / f"chunk-{c:05d}.npz" for c in queue.chunks} if partial else {}
+    mine: dict[int, dict[str, np.ndarray]] = {}  # the chunks this process took
     computed = 0
     loop_start = time.time()
-    with tqdm(total=n, desc=f"{model_name} | {threat_name}", unit="ex", file=sys.stderr,
-              disable=None if progress is None else not progress, leave=False) as bar:
-        for c in range(n_chunks):
-            lo, hi = c * chunk_size, min(n, (c + 1) * chunk_size)
-            path = partial / f"chunk-{c:05d}.npz" if partial else None
+    todo = sum(bounds[c][1] - bounds[c][0] for c in queue.chunks)
+    with tqdm(total=todo, desc=f"{model_name} | {threat_name}", unit="ex", file=sys.stderr, leave=False,
+              disable=True if queue.rank else (None if progress is None else not progress)) as bar:
+        for c in queue:
+            lo, hi = bounds[c]
+            path = paths.get(c)
             stats = _load_chunk(path, hi - lo) if path and path.exists() else None
             if stats is None:
                 stats = run_chunk(model, threat, x[lo:hi], y[lo:hi], batch_size, chunk_seed(seed, c),
@@ -204,8 +222,16 @@ def evaluate(
                 computed += hi - lo
                 if path:
                     _save_chunk(path, stats)
-            results[c] = stats
-            bar.update(hi - lo)
+            mine[c] = stats
+            bar.update(queue.finished(hi - lo) - bar.n)
+    if shard is not None:
+        return None
+    gathered = queue.gather((mine, computed))  # every rank's chunks, once all are done
+    results = {c: chunk for chunks, _ in gathered for c, chunk in chunks.items()}
+    computed = sum(count for _, count in gathered)
+    if computed < n and queue.rank == 0 and progress is not False:
+        print(f"robench: {model_name} | {threat_name}: resumed {n - computed} of {n} examples from {partial}",
+              file=sys.stderr)
     loop_time = time.time() - loop_start
     stats = {k: np.concatenate([results[c][k] for c in range(n_chunks)]) for k in results[0]}
     flags = list(threat.flags(stats))
@@ -217,12 +243,13 @@ def evaluate(
         clean_acc=float(stats["clean_correct"].mean()), robust_acc=float(stats["robust"].mean()),
         per_example=rec.bits(stats["robust"]), clean_per_example=rec.bits(stats["clean_correct"]),
         indices={"split": split, "start": 0, "stop": n}, details=threat.summarize(stats), flags=flags,
-        seed=seed, device=describe_device(dev), batch_size=batch_size, chunk_size=chunk_size,
+        seed=seed, device=describe_device(dev) + (f" x {queue.world_size} ranks" if queue.world_size > 1 else ""),
+        batch_size=batch_size, chunk_size=chunk_size,
         model_meta=card.meta() if card else {}, versions=versions(), started_at=started_at,
         duration_s=round(time.time() - started, 3),
         examples_per_s=round(computed / loop_time, 3) if computed and loop_time > 0 else 0.0,
     )
-    if out_dir is not None:
+    if out_dir is not None and queue.rank == 0:
         record_path = rec.path_for(out_dir, dataset, model_name, threat_name)
         for suffix, blob in threat.artifacts().items():
             artifact = record_path.with_name(f"{threat_name}.{suffix}")
