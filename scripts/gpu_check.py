@@ -18,6 +18,7 @@ disagree beyond tolerance or the clean/spatial verdicts differ.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -84,9 +85,7 @@ def main() -> int:
     net = torchvision.models.get_model(args.arch, weights=None, num_classes=1000)
     norm = NORMALIZATION_PRESETS["imagenet"]
     cpu_model = Classifier(net, norm["mean"], norm["std"]).eval().requires_grad_(False)
-    model = Classifier(net, norm["mean"], norm["std"]).eval().requires_grad_(False)
-    model.load_state_dict(cpu_model.state_dict())
-    model = model.to(device)
+    model = copy.deepcopy(cpu_model).to(device)
     x, y = synthetic(model, args.n, args.image_size, args.seed, device, args.batch_size)
     fwd = raw_rate(model, x[: args.batch_size].to(device), backward=False)
     fwd_bwd = raw_rate(model, x[: args.batch_size].to(device), backward=True)
