@@ -70,6 +70,7 @@ def versions() -> dict:
             out[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             continue
+    out["torch"] = torch.__version__  # with its build tag (+cu130, +cpu): CPU and CUDA builds can differ
     out["torch_cuda"] = torch.version.cuda
     return out
 
@@ -172,8 +173,13 @@ def evaluate(
         model = model.to(dev).eval().requires_grad_(False)
     card = getattr(model, "card", None)
     model_name = rec.check_name("model", model_name or (card.name if card else type(model).__name__))
-    if card is not None and card.num_classes != info.num_classes:
-        raise UsageError(f"model {model_name!r} has {card.num_classes} classes but {dataset!r} has {info.num_classes}")
+    if card is not None:
+        trained = dataset_info(card.dataset)
+        if (card.num_classes, trained.channels, trained.image_size) != (info.num_classes, info.channels, info.image_size):
+            raise UsageError(
+                f"model {model_name!r} takes {trained.channels}x{trained.image_size}px images with {card.num_classes} "
+                f"classes ({card.dataset}); {dataset!r} has {info.channels}x{info.image_size}px and {info.num_classes}"
+            )
     if isinstance(threat, str):
         threat = create_threat(threat, dataset, **(overrides or {}))
     elif overrides:
