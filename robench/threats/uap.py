@@ -13,8 +13,9 @@ Why it is fitted the way it is:
   per-example losses are all-reduced, so sharded fitting sees the same gradient as a single process and
   gives the same δ (up to float summation order).
 - A fitted δ is cached under ``$ROBENCH_CACHE/uap/<hash>.npy`` (default ``~/.cache/robench``), keyed by
-  the model's weights and buffers, the fit data, every fit parameter and the seed: evaluating three models
-  under three UAP threats twice fits nine perturbations, not eighteen.
+  the model's weights and buffers, the fit data, every fit parameter and the seed (not the device, which
+  the record names instead): evaluating three models under three UAP threats twice fits nine
+  perturbations, not eighteen.
 
 Evaluation (per example, all bool): correct under x+δ (robust), prediction changed vs. the clean
 prediction (fooled), predicted as the target, the same three under a random-sign control of equal norm,
@@ -210,6 +211,9 @@ class UAP(Threat):
         info = {
             "fit_time_s": round(time.perf_counter() - started, 3), "steps": steps, "zero_gradient_steps": zero_steps,
             "clipped_ce_by_epoch": [round(v, 4) for v in loss_by_epoch], "ranks": n_ranks,
+            # not part of the cache key (a δ fitted on a GPU serves a CPU run), but it changes the float
+            # summation order, which sign steps amplify: the record says where δ was fitted
+            "device": device.type,
         }
         return delta.detach(), info
 
