@@ -198,15 +198,34 @@ def _left_out(title: str, lines: list[str]) -> list[str]:
     return [f"## {title}", "", *lines, ""] if lines else []
 
 
+def _complete(board: Board, frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """The records of models that have every threat the board requires, and what each other model lacks."""
+    have = frame.groupby("model")["threat"].agg(set)
+    missing = {m: [t for t in board.require if t not in ts] for m, ts in have.items()}
+    incomplete = {m: ts for m, ts in missing.items() if ts}
+    return frame[~frame["model"].isin(incomplete)], incomplete
+
+
+def standings(board_name: str, root: Path | None = None) -> pd.DataFrame:
+    """The ranked rows the page shows (model, x, y, y_threat, front, meta), best first.
+
+    For callers that report where one model stands, such as ``robench submit``, so that what they print
+    is what the page says rather than a second computation of the front.
+    """
+    root = Path(root) if root is not None else default_root()
+    board = load_board(board_name)
+    complete, _ = _complete(board, collect(board, root)[0])
+    if complete.empty:
+        return pd.DataFrame(columns=["model", "x", "y", "y_threat", "front", "meta"])
+    return _ranking(board, complete)
+
+
 def build(board_name: str, root: Path | None = None) -> Page:
     """The page and plot that the records under ``root`` produce for board ``board_name``."""
     root = Path(root) if root is not None else default_root()
     board = load_board(board_name)
     frame, stale, invalid = collect(board, root)
-    have = frame.groupby("model")["threat"].agg(set)
-    missing = {m: [t for t in board.require if t not in ts] for m, ts in have.items()}
-    incomplete = {m: ts for m, ts in missing.items() if ts}
-    complete = frame[~frame["model"].isin(incomplete)]
+    complete, incomplete = _complete(board, frame)
 
     out, svg = _intro(board), None
     if complete.empty:
