@@ -1,4 +1,4 @@
-"""The ``robench`` command: eval | train | ls | leaderboard.
+"""The ``robench`` command: eval | train | submit | ls | leaderboard.
 
 User errors (unknown names, malformed options, missing data, bad checkpoints) end with one line on
 stderr and exit status 2 (usage) or 1 (runtime), never a traceback; ``--debug`` shows one. Heavy imports
@@ -77,6 +77,35 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", required=True, help="folder for <name>.safetensors (and the card)")
     tr.add_argument("--card-dir", help="write the card here instead, e.g. configs/models")
     tr.set_defaults(func=cmd_train)
+
+    sm = sub.add_parser(
+        "submit", help="re-evaluate a checkpoint on its board's threats and add it to the board",
+        description="Submit CARD.yaml, or --checkpoint FILE --arch A --dataset D --name N (which writes the card): "
+                    "the weights are sha256-checked and loaded safely, every threat the board needs is re-run "
+                    "with the board's examples and seed, and the board is regenerated. Numbers written in the "
+                    "card are never used.")
+    sm.add_argument("card", nargs="?", help="model card YAML (copied to configs/models/<file name>.yaml)")
+    sm.add_argument("--checkpoint", help="weights to write a card for (.safetensors; any other file is a pickle)")
+    sm.add_argument("--arch", help="with --checkpoint: timm architecture name (e.g. mnist_cnn)")
+    sm.add_argument("--dataset", help="with --checkpoint: the dataset the model was trained for")
+    sm.add_argument("--name", help="with --checkpoint: model name (letters, digits, '_', '-', '.')")
+    sm.add_argument("--arch-kwarg", dest="arch_kwargs", action="append", default=[], metavar="KEY=VALUE",
+                    help="with --checkpoint: architecture argument (repeatable)")
+    sm.add_argument("--normalization", help="with --checkpoint: preset (imagenet, none; default none) or "
+                                            "the means then the stds, comma-separated")
+    sm.add_argument("--display-name", help="with --checkpoint: name shown on the board")
+    sm.add_argument("--paper-title", help="with --checkpoint: paper title shown on the board")
+    sm.add_argument("--paper-url", help="with --checkpoint: paper link (http/https)")
+    sm.add_argument("--board", dest="boards", action="append", metavar="NAME",
+                    help="submit to this board (repeatable; default: every board of the model's dataset)")
+    sm.add_argument("--force", action="store_true",
+                    help="replace a different card registered under the same name, and its records")
+    sm.add_argument("--allow-pickle", action="store_true",
+                    help="allow a pickle checkpoint, loaded with torch.load(weights_only=True)")
+    sm.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
+    sm.add_argument("--data-dir", help="dataset folder (default: $ROBENCH_DATA or ~/.cache/robench/data)")
+    sm.add_argument("--root", type=Path, help="folder holding configs/ and leaderboards/ (default: the checkout)")
+    sm.set_defaults(func=cmd_submit)
 
     ls = sub.add_parser("ls", help="list models, threats, datasets or boards")
     ls.add_argument("what", choices=["models", "threats", "datasets", "boards"])
@@ -162,6 +191,12 @@ def _table(records, out: Path) -> str:
     for r in records:
         text.extend(f"  ! {r.threat}: {flag}" for flag in r.flags)
     return "\n".join(text)
+
+
+def cmd_submit(args) -> int:
+    from robench import submit
+
+    return submit.main(args)
 
 
 def cmd_ls(args) -> int:
