@@ -1,4 +1,4 @@
-"""The ``robench`` command: eval | train | submit | ls | leaderboard.
+"""The ``robench`` command: eval | train | submit | leaderboard | ls.
 
 User errors (unknown names, malformed options, missing data, bad checkpoints) end with one line on
 stderr and exit status 2 (usage) or 1 (runtime), never a traceback; ``--debug`` shows one. Heavy imports
@@ -19,7 +19,7 @@ from robench.errors import RobenchError, UsageError
 
 
 def _csv(value: str) -> list[str]:
-    items = [v.strip() for v in value.split(",") if v.strip()]
+    items = list(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))  # unique, in order
     if not items:
         raise argparse.ArgumentTypeError("expected a comma-separated list of names")
     return items
@@ -78,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--card-dir", help="write the card here instead, e.g. configs/models")
     tr.set_defaults(func=cmd_train)
 
+    lb = sub.add_parser("leaderboard", help="regenerate leaderboards/*.md from the committed run records")
+    lb.add_argument("--board", dest="boards", action="append", metavar="NAME",
+                    help="only this board (repeatable; default: every board in configs/boards)")
+    lb.add_argument("--check", action="store_true",
+                    help="write nothing; exit 1 if a committed board differs from what the records produce")
+    lb.add_argument("--root", type=Path, help="folder holding leaderboards/ (default: the checkout)")
+    lb.set_defaults(func=cmd_leaderboard)
+
     sm = sub.add_parser(
         "submit", help="re-evaluate a checkpoint on its board's threats and add it to the board",
         description="Submit CARD.yaml, or --checkpoint FILE --arch A --dataset D --name N (which writes the card): "
@@ -133,17 +141,20 @@ def _shard(value: str) -> tuple[int, int]:
 
 def cmd_eval(args) -> int:
     from robench import config, distributed
+    from robench.datasets import create_dataset
     from robench.engine import evaluate, resolve_device
-    from robench.models import create_model, load_card
+    from robench.models import check_dataset, create_model, load_card
     from robench.threats import create_threat
 
     overrides = config.parse_overrides(args.overrides)
     card = load_card(args.model)
     dataset = args.dataset or card.dataset
+    check_dataset(card, dataset)
     for name in args.threat:  # validate every threat before any work
         create_threat(name, dataset, **overrides)
     device = resolve_device(args.device)
     out = _writable_dir(args.out)
+    create_dataset(dataset, args.split, args.data_dir)  # missing data fails here, before any heavy work
     with distributed.process_group(device) as device:  # under torchrun: join the group, one GPU per rank
         lead = distributed.world()[0] == 0  # only rank 0 prints
         model = create_model(card, device=device, allow_pickle=args.allow_pickle)
@@ -191,6 +202,12 @@ def _table(records, out: Path) -> str:
     for r in records:
         text.extend(f"  ! {r.threat}: {flag}" for flag in r.flags)
     return "\n".join(text)
+
+
+def cmd_leaderboard(args) -> int:
+    from robench import leaderboard
+
+    return leaderboard.main(args)
 
 
 def cmd_submit(args) -> int:
