@@ -10,6 +10,26 @@ from __future__ import annotations
 
 from torch import nn
 from timm.models import register_model
+from timm.models.vision_transformer import VisionTransformer
+
+
+class MnistMLP(nn.Module):
+    """Fully connected baseline: no weight sharing across positions, so nothing in the architecture
+    makes it tolerate a shifted digit (the contrast the translation seeds draw against the CNN)."""
+
+    def __init__(self, num_classes: int = 10, in_chans: int = 1, img_size: int = 28, hidden: int = 256, depth: int = 2):
+        super().__init__()
+        self.num_classes = num_classes
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = in_chans * img_size * img_size
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), nn.ReLU(inplace=True)]
+            width = hidden
+        layers.append(nn.Linear(width, num_classes))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.layers(x)
 
 
 class MnistCNN(nn.Module):
@@ -51,3 +71,22 @@ def mnist_cnn(pretrained: bool = False, **kwargs) -> MnistCNN:
     if pretrained:
         raise ValueError("mnist_cnn has no pretrained tag: its weights come from a model card")
     return MnistCNN(**_without_timm_kwargs(kwargs))
+
+
+@register_model
+def mnist_mlp(pretrained: bool = False, **kwargs) -> MnistMLP:
+    """Small MLP for 28x28 grey images (the zoo's fully connected baseline, ~0.27 M parameters)."""
+    if pretrained:
+        raise ValueError("mnist_mlp has no pretrained tag: its weights come from a model card")
+    return MnistMLP(**_without_timm_kwargs(kwargs))
+
+
+@register_model
+def mnist_vit(pretrained: bool = False, **kwargs) -> VisionTransformer:
+    """Small ViT for 28x28 grey images: timm's own VisionTransformer with 7x7 patches (16 tokens), width
+    64, depth 4, 4 heads (~0.2 M parameters); any of these can be overridden by the card's arch_kwargs."""
+    if pretrained:
+        raise ValueError("mnist_vit has no pretrained tag: its weights come from a model card")
+    args = dict(img_size=28, patch_size=7, in_chans=1, embed_dim=64, depth=4, num_heads=4, mlp_ratio=2.0)
+    args.update(_without_timm_kwargs(kwargs))
+    return VisionTransformer(**args)

@@ -1,0 +1,40 @@
+"""The zoo architectures are timm models: built by name, shaped for 28x28 grey digits, strict about kwargs."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+
+from robench import archs  # noqa: F401  (registers the architectures)
+from robench.errors import UsageError
+from robench.models import build_network, card_from_dict
+
+ZOO_ARCHS = ["mnist_cnn", "mnist_mlp", "mnist_vit"]
+
+
+@pytest.mark.parametrize("arch", ZOO_ARCHS)
+def test_registered_in_timm_and_maps_digits_to_logits(arch):
+    net = timm.create_model(arch, num_classes=10)
+    assert arch in timm.list_models("mnist_*")
+    assert net(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+    assert sum(p.numel() for p in net.parameters()) < 1_000_000  # "a few MB at most" of float32 weights
+
+
+@pytest.mark.parametrize("arch", ZOO_ARCHS)
+def test_no_pretrained_tag(arch):
+    with pytest.raises(ValueError, match="model card"):
+        timm.create_model(arch, pretrained=True)
+
+
+def test_vit_kwargs_override_the_defaults():
+    net = timm.create_model("mnist_vit", num_classes=10, patch_size=4, depth=2)
+    assert net.patch_embed.num_patches == 49 and len(net.blocks) == 2
+    assert net(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_unknown_arch_kwarg_is_a_usage_error():
+    card = card_from_dict("m", {"arch": "mnist_mlp", "dataset": "mnist5k", "num_classes": 10,
+                                "arch_kwargs": {"widht": 3}, "weights": {"path": "w", "sha256": "0" * 64}})
+    with pytest.raises(UsageError, match="cannot build 'mnist_mlp'"):
+        build_network(card)
