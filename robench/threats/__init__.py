@@ -12,6 +12,7 @@ import difflib
 from robench import config
 from robench.errors import UsageError
 from robench.threats import clean, pgd, spatial  # noqa: F401  (register the families)
+from robench.threats import autoattack, consistency, spatial_pgd, spatial_random, translation  # noqa: F401
 from robench.threats import uap  # noqa: F401
 from robench.threats.base import FAMILIES, BatchContext, PrepareContext, Threat
 

@@ -1,0 +1,119 @@
+"""Integer shifts, the translation sweep and shift consistency."""
+
+import pytest
+import torch
+
+from robench.errors import UsageError
+from robench.threats import BatchContext, create_threat
+from robench.threats.spatial import affine_thetas, warp
+from robench.threats.translation import shift, sweep_shifts
+
+
+def _ctx(seed=0, batch_size=256):
+    return BatchContext(generator=torch.Generator().manual_seed(seed), batch_size=batch_size)
+
+
+@pytest.fixture(scope="module")
+def batch(standard_model, mnist_test):
+    x, y = mnist_test[0][:100], mnist_test[1][:100]
+    with torch.inference_mode():
+        clean = standard_model(x).argmax(1) == y
+    return x, y, clean
+
+
+def _stats(out, clean):
+    return {k: v.numpy() for k, v in out.items()} | {"clean_correct": clean.numpy()}
+
+
+def _rolled(img, tx, ty):
+    """out(p) = in(p + t) with zero fill, by torch.roll and blanking what wrapped around."""
+    h, w = img.shape[-2:]
+    out = torch.roll(img, shifts=(-ty, -tx), dims=(-2, -1))
+    if ty > 0:
+        out[..., h - ty :, :] = 0
+    elif ty < 0:
+        out[..., : -ty, :] = 0
+    if tx > 0:
+        out[..., :, w - tx :] = 0
+    elif tx < 0:
+        out[..., :, : -tx] = 0
+    return out
+
+
+def test_shift_equals_roll_with_zero_fill():
+    x = torch.rand(6, 2, 9, 7)
+    t = torch.tensor([[0, 0], [1, 0], [0, -2], [3, 4], [-5, 2], [-1, -6]])
+    out = shift(x, t)
+    for n, (tx, ty) in enumerate(t.tolist()):
+        assert torch.equal(out[n], _rolled(x[n], tx, ty)), (tx, ty)
+    assert torch.equal(shift(x, torch.tensor([[9, 0]] * 6)), torch.zeros_like(x))  # shifted out entirely
+
+
+def test_shift_matches_the_grid_warp_at_integer_translations(mnist_test):
+    x = mnist_test[0][:4]
+    t = torch.tensor([[2, -1], [-3, 3], [1, 0], [0, -2]])
+    transforms = torch.cat([torch.zeros(4, 1, dtype=torch.float64), t.double()], dim=1)
+    warped = warp(x, affine_thetas(transforms, 28, 28), align_corners=False)
+    assert torch.allclose(shift(x, t), warped, atol=1e-5)
+
+
+def test_sweep_at_zero_is_clean_and_bounds_the_headline(standard_model, batch):
+    x, y, clean = batch
+    threat = create_threat("translation_sweep", "mnist5k")
+    assert len(threat.shifts) == 1 + 8 * 6
+    out = threat.run_batch(standard_model, x, y, clean, _ctx())
+    details = threat.summarize(_stats(out, clean))
+    curve = details["curve"]
+    assert curve["magnitude_px"] == [0, 1, 2, 3, 4, 6, 8]
+    assert torch.equal(out["correct"][:, 0], clean)
+    assert curve["worst_case_accuracy"][0] == pytest.approx(float(clean.float().mean()))
+    assert all(w <= m for w, m in zip(curve["worst_case_accuracy"], curve["mean_accuracy"]))
+    assert float(out["robust"].double().mean()) <= min(curve["worst_case_accuracy"])
+    assert curve["worst_case_accuracy"][-1] < curve["worst_case_accuracy"][0]  # 8 px shifts hurt this model
+
+
+def test_sweep_magnitude_groups_are_the_eight_shifts():
+    shifts, group = sweep_shifts([0, 2])
+    assert shifts[group == 0].tolist() == [[0, 0]]
+    two = {tuple(s) for s in shifts[group == 1].tolist()}
+    assert two == {(a, b) for a in (-2, 0, 2) for b in (-2, 0, 2)} - {(0, 0)}
+
+
+def test_sweep_plot_is_a_reproducible_png(standard_model, batch):
+    x, y, clean = batch
+    threat = create_threat("translation_sweep", "mnist5k", magnitudes=[0, 2, 4])
+    assert threat.artifacts() == {}  # nothing to draw before a run is summarised
+    threat.summarize(_stats(threat.run_batch(standard_model, x, y, clean, _ctx()), clean))
+    first, second = threat.artifacts()["png"], threat.artifacts()["png"]
+    assert first.startswith(b"\x89PNG\r\n\x1a\n") and first == second
+
+
+@pytest.mark.parametrize("magnitudes", [[], [3, 1], [0, 0, 2], [1.5], "8"])
+def test_bad_magnitudes_are_usage_errors(magnitudes):
+    with pytest.raises(UsageError, match="magnitudes"):
+        create_threat("translation_sweep", "mnist5k", magnitudes=magnitudes)
+
+
+def test_consistency_without_shifts_is_clean_accuracy(standard_model, batch):
+    x, y, clean = batch
+    threat = create_threat("consistency", "mnist5k", max_shift=0)
+    out = threat.run_batch(standard_model, x, y, clean, _ctx())
+    assert out["agree"].all() and torch.equal(out["robust"], clean)
+    assert threat.summarize(_stats(out, clean))["consistency"] == 1.0
+
+
+def test_consistency_compares_the_labels_of_its_reported_shifts(standard_model, batch):
+    x, y, clean = batch
+    threat = create_threat("consistency", "mnist5k")
+    out = threat.run_batch(standard_model, x, y, clean, _ctx(2))
+    offsets = out["offsets"]
+    assert offsets.shape == (len(x), 2, 2) and offsets.abs().max() <= 3
+    assert (offsets[:, 0] != offsets[:, 1]).any()
+    with torch.inference_mode():
+        a = standard_model(shift(x, offsets[:, 0])).argmax(1)
+        b = standard_model(shift(x, offsets[:, 1])).argmax(1)
+    assert torch.equal(out["agree"], a == b) and torch.equal(out["robust"], clean & (a == b))
+    details = threat.summarize(_stats(out, clean))
+    assert details["consistency"] == pytest.approx(float((a == b).float().mean()))
+    again = threat.run_batch(standard_model, x, y, clean, _ctx(2))
+    assert torch.equal(again["offsets"], offsets)
