@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 import time
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from tqdm import tqdm
 from robench import config
 from robench.datasets import dataset_info, load_tensors
 from robench.errors import UsageError
-from robench.models import Classifier, ModelCard, build_network, card_from_dict, sha256_file
+from robench.models import Classifier, build_network, card_from_dict, sha256_file
+from robench.perturbations import create_perturbation
 from robench.record import check_name
 
 #: Input normalisation the zoo uses, by dataset (mean/std of the MNIST training pixels).
@@ -30,7 +32,8 @@ NORMALIZATION = {"mnist5k": {"mean": [0.1307], "std": [0.3081]}, "mnist": {"mean
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-    """A training recipe; ``perturbation`` names what is done to each training batch."""
+    """A training recipe; ``perturbation`` names what is done to each training batch
+    (:mod:`robench.perturbations`) and ``params`` gives that perturbation's parameters."""
 
     name: str
     description: str
@@ -38,23 +41,40 @@ class Recipe:
     batch_size: int
     lr: float
     weight_decay: float
-    perturbation: str  # "none" (more in later recipes)
+    perturbation: str
+    params: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        for key in ("epochs", "batch_size"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UsageError(f"recipe {self.name!r}: {key} must be an integer >= 1, got {value!r}")
+        for key, positive in (("lr", True), ("weight_decay", False)):
+            value = getattr(self, key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or (positive and value == 0):
+                raise UsageError(f"recipe {self.name!r}: {key} must be a number {'> 0' if positive else '>= 0'}, got {value!r}")
 
     @classmethod
     def load(cls, name: str) -> "Recipe":
         data = config.load_named("recipe", name, "recipes")
         fields = {f.name for f in dataclasses.fields(cls)} - {"name"}
-        unknown, missing = set(data) - fields, fields - set(data)
+        required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING
+                    and f.default_factory is dataclasses.MISSING} - {"name"}
+        unknown, missing = set(data) - fields, required - set(data)
         if unknown or missing:
             raise UsageError(f"recipe {name!r}: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}")
-        return cls(name=name, **data)
+        recipe = cls(name=name, **data)
+        recipe.perturber()  # an unknown perturbation or a bad parameter fails here, before any training
+        return recipe
 
-
-def perturb_batch(recipe: Recipe, model, x, y, generator):
-    """The training inputs for one batch under ``recipe``."""
-    if recipe.perturbation == "none":
-        return x
-    raise UsageError(f"recipe {recipe.name!r}: unknown perturbation {recipe.perturbation!r}")
+    def perturber(self):
+        """The configured perturbation: ``f(model, x, y, generator, epoch, epochs) -> x'``."""
+        if not isinstance(self.params, dict):
+            raise UsageError(f"recipe {self.name!r}: params must be a mapping, got {self.params!r}")
+        try:
+            return create_perturbation(self.perturbation, self.params)
+        except UsageError as e:
+            raise UsageError(f"recipe {self.name!r}: {e}") from None
 
 
 def accuracy(model, x, y, batch_size: int = 1000) -> float:
@@ -72,7 +92,7 @@ def train(
     """Train ``arch`` with ``recipe`` and write ``<out>/<name>.safetensors`` and its card; returns the card path."""
     from safetensors.torch import save_file
 
-    from robench.engine import resolve_device
+    from robench.engine import describe_device, resolve_device
 
     check_name("model", name)
     rec = Recipe.load(recipe)
@@ -96,6 +116,7 @@ def train(
     xt, yt = load_tensors(dataset, "test")
     xt, yt = xt.to(dev), yt.to(dev)
 
+    perturb = rec.perturber()
     generator = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=rec.lr, weight_decay=rec.weight_decay)
     steps_per_epoch = (len(x) + rec.batch_size - 1) // rec.batch_size
@@ -107,7 +128,7 @@ def train(
             idx = perm[i : i + rec.batch_size]
             xb, yb = x[idx], y[idx]
             model.eval()
-            xb = perturb_batch(rec, model, xb, yb, generator)
+            xb = perturb(model, xb, yb, generator, epoch, epochs)
             model.train()
             loss = F.cross_entropy(model(xb), yb)
             opt.zero_grad(set_to_none=True)
@@ -126,14 +147,17 @@ def train(
     card_data["weights"] = {"path": os.path.relpath(weights, card_dir), "sha256": sha256_file(weights)}
     card_data["display_name"] = f"{arch} / {recipe}"
     card_data["description"] = rec.description
+    argv = ["robench", "train", "--recipe", recipe, "--arch", arch, "--name", name, "--dataset", dataset,
+            "--seed", str(seed), "--epochs", str(epochs)]
+    argv += [a for k, v in (arch_kwargs or {}).items() for a in ("--arch-kwarg", f"{k}={v}")]
+    argv += ["--out", str(out)] + (["--card-dir", str(card_dir)] if card_dir != out else [])
     card_data["training"] = {
         "recipe": recipe, "seed": seed, "epochs": epochs, "dataset": dataset, "split": "train",
         "clean_acc_test": round(clean, 4), "duration_s": round(time.time() - started, 1),
-        "command": f"robench train --recipe {recipe} --arch {arch} --name {name} --seed {seed} --epochs {epochs}"
-        + "".join(f" --arch-kwarg {k}={v}" for k, v in (arch_kwargs or {}).items()),
+        "device": describe_device(dev), "command": shlex.join(argv),
     }
     if not card_data["arch_kwargs"]:
         del card_data["arch_kwargs"]
     card_path = card_dir / f"{name}.yaml"
-    card_path.write_text(yaml.safe_dump(card_data, sort_keys=False))
+    card_path.write_text(yaml.safe_dump(card_data, sort_keys=False, width=1000))  # the command on one line
     return card_path

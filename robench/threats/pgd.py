@@ -73,6 +73,16 @@ class PGD(Threat):
             delta = delta * (self.eps / _norms(delta)).clamp(max=1.0)
         return (x + delta).clamp(0, 1)
 
+    def last_iterate(self, model, x, y, generator) -> torch.Tensor:
+        """The point adversarial training trains on: every example's last iterate (no early stop)."""
+        x_adv = self.random_start(x, generator)
+        for _ in range(self.steps):
+            with torch.enable_grad():
+                xa = x_adv.detach().requires_grad_(True)
+                (grad,) = torch.autograd.grad(F.cross_entropy(model(xa), y, reduction="sum"), xa)
+            x_adv = self.step(xa.detach(), x, grad)
+        return x_adv.detach()
+
     # -- attack -------------------------------------------------------------------------------------
     def attack(self, model, x, y, generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One restart on (x, y): (fooled [N] bool, iterate that first fooled [N] int or -1, zero grad [N])."""
