@@ -5,11 +5,14 @@ the grid's translation t, so :func:`shift` by an integer t equals the grid's war
 magnitude m the per-example worst case is taken over the 8 shifts (±m, 0), (0, ±m), (±m, ±m); m = 0 is
 the clean image.
 
-Headline (``robust_acc``): an example counts only if it is correct under *every* listed shift of every
-magnitude, i.e. the worst case over the whole sweep, which is a lower bound on every point of the curve
-and extends the grid's ±3 px translations to larger, exact shifts. The curve itself (worst case and mean
-over the 8 shifts, per magnitude) is in ``details`` and drawn as ``translation_sweep.png`` next to the
-record.
+Headline (``robust_acc``): an example counts only if it is correct under every listed shift of magnitude
+up to ``headline_magnitude`` (a worst case over that box of shifts). Not the whole sweep: the largest
+magnitudes move an MNIST digit partly out of the frame and fool every model, so a worst case over all of
+them would read 0 for every entry and rank nothing. The mnist/cifar default of 4 px is the margin around
+an MNIST digit and the padding of the usual random-crop augmentation, i.e. the range in which a model
+can be expected to hold up; ImageNet's 16 px is the upper end of the shifts the crop-augmentation studies
+report robustness to. The whole curve (worst case and mean over the 8 shifts, per magnitude) is in
+``details`` and drawn as ``translation_sweep.png`` next to the record.
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ class TranslationSweep(Threat):
     """Worst case over 8 integer shifts per magnitude; robust only if correct under all of them."""
 
     magnitudes: list  # px, non-negative integers, increasing
+    headline_magnitude: int  # px, one of the magnitudes: robust_acc is the worst case over shifts up to it
 
     family = "translation_sweep"
 
@@ -93,14 +97,20 @@ class TranslationSweep(Threat):
                 f"got {self.magnitudes!r}")
         require(list(self.magnitudes) == sorted(set(self.magnitudes)),
                 f"translation_sweep: magnitudes must be increasing without repeats, got {self.magnitudes!r}")
+        h = self.headline_magnitude
+        require(isinstance(h, int) and not isinstance(h, bool) and h in self.magnitudes,
+                f"translation_sweep: headline_magnitude must be one of the magnitudes {self.magnitudes}, "
+                f"got {self.headline_magnitude!r}")
         self.magnitudes = list(self.magnitudes)
         self.shifts, self.group = sweep_shifts(self.magnitudes)
+        self.in_headline = self.group <= self.magnitudes.index(self.headline_magnitude)
         self._curve: dict | None = None
 
     def run_batch(self, model, x, y, clean_correct, ctx):
         params = self.shifts.to(x.device).expand(len(x), -1, -1)
         correct = predict_under(model, x, params, shift, ctx.batch_size) == y.view(-1, 1)
-        return {"robust": clean_correct & correct.all(1), "correct": correct}
+        headline = correct[:, self.in_headline.to(x.device)].all(1)
+        return {"robust": clean_correct & headline, "correct": correct}
 
     def summarize(self, stats):
         correct = stats["correct"].reshape(len(stats["robust"]), len(self.shifts))
@@ -111,8 +121,8 @@ class TranslationSweep(Threat):
         self._curve = {"magnitude_px": self.magnitudes, "worst_case_accuracy": worst, "mean_accuracy": mean}
         return {
             "curve": self._curve,
-            "headline": "robust_acc: correct under every listed shift of every magnitude (worst case over "
-                        f"the {len(self.shifts)} shifts)",
+            "headline": f"robust_acc: clean-correct and correct under all {int(self.in_headline.sum())} "
+                        f"listed shifts of magnitude <= {self.headline_magnitude} px",
             "convention": "integer shifts out(p) = in(p + t), zero fill, no interpolation; per magnitude m "
                           "the worst case over (±m, 0), (0, ±m), (±m, ±m)",
         }
