@@ -29,9 +29,9 @@ def _digits(n=16):
     return load_tensors("mnist5k", "test", n)
 
 
-@pytest.fixture(scope="module")
-def model():
-    return create_model("mnist_cnn_standard")
+@pytest.fixture
+def model(standard_model):
+    return standard_model
 
 
 @pytest.fixture
@@ -173,8 +173,10 @@ def test_cli_train_errors_are_one_line(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name", ZOO)
-def test_zoo_cards_name_their_recipe_and_retrain_command(name):
+def test_zoo_cards_load_reproduce_their_clean_accuracy_and_name_their_retrain_command(name):
     card = load_card(name)
+    x, y = load_tensors("mnist5k", "test")
+    assert abs(accuracy(create_model(card), x, y) - card.training["clean_acc_test"]) <= 0.001  # one image
     args = build_parser().parse_args(shlex.split(card.training["command"])[1:])
     assert (args.recipe, args.arch, args.name, args.seed, args.epochs) == (
         card.training["recipe"], card.arch, name, card.training["seed"], card.training["epochs"])
