@@ -42,6 +42,7 @@ from robench import record
 from robench.datasets import dataset_info, load_tensors
 from robench.distributed import all_reduce_sum, world
 from robench.errors import UsageError
+from robench.threats import translation
 from robench.threats.base import FAMILIES, Threat, require
 
 #: Bump when the fitting algorithm changes, so that cached perturbations from the old one are not reused.
@@ -87,13 +88,8 @@ def data_fingerprint(x: torch.Tensor, y: torch.Tensor) -> str:
 
 
 def shift(delta: torch.Tensor, s: int) -> torch.Tensor:
-    """``delta`` [..., H, W] moved s px right and down with zero fill (see :data:`SHIFT_CONVENTION`)."""
-    if s == 0:
-        return delta
-    out = torch.zeros_like(delta)
-    if s < delta.shape[-1] and s < delta.shape[-2]:
-        out[..., s:, s:] = delta[..., : delta.shape[-2] - s, : delta.shape[-1] - s]
-    return out
+    """``delta`` [1, C, H, W] moved s px right and down with zero fill (see :data:`SHIFT_CONVENTION`)."""
+    return delta if s == 0 else translation.shift(delta, torch.tensor([[-s, -s]]))
 
 
 def delta_png(delta: np.ndarray) -> bytes:
