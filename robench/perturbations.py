@@ -9,8 +9,8 @@ the translation sweep's exact integer shifts, adversarial ones run :class:`roben
 random start and steps.
 
 Every kind maps [0,1] images to [0,1] images within its budget, draws its randomness from the CPU
-generator it is handed (so the same seed gives the same training run on any device), and is called with
-the model in eval mode; ``epoch``/``epochs`` let a curriculum grow its budget.
+generator it is handed (so its draws for a seed are the same on every device), and is called with
+the model in eval mode and the 0-based ``epoch``, so that a curriculum can grow its budget.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def create_perturbation(kind: str, params: dict):
 class NoPerturbation:
     """Standard training: the clean batch."""
 
-    def __call__(self, model, x, y, generator, epoch=0, epochs=1):
+    def __call__(self, model, x, y, generator, epoch=0):
         return x
 
 
@@ -71,7 +71,7 @@ class RandomShift:
         """Per-example (tx, ty) in pixels, [N, 2] int64."""
         return torch.randint(-self.max_shift, self.max_shift + 1, (n, 2), generator=generator)
 
-    def __call__(self, model, x, y, generator, epoch=0, epochs=1):
+    def __call__(self, model, x, y, generator, epoch=0):
         return shift(x, self.offsets(len(x), generator))
 
 
@@ -92,7 +92,7 @@ class RandomAffine:
         """``n`` transforms (angle_deg, tx, ty) [n, 3] uniform in the box shrunk by ``scale``."""
         return draw_transforms((n,), box_half_widths(self.max_rotation, self.max_translation) * scale, generator)
 
-    def __call__(self, model, x, y, generator, epoch=0, epochs=1):
+    def __call__(self, model, x, y, generator, epoch=0):
         return warp_transforms(x, self.draw(len(x), generator))
 
 
@@ -119,7 +119,7 @@ class WorstOfK(RandomAffine):
         pick = loss.view(n, self.k).argmax(1) + torch.arange(n, device=x.device) * self.k
         return candidates[pick]
 
-    def __call__(self, model, x, y, generator, epoch=0, epochs=1):
+    def __call__(self, model, x, y, generator, epoch=0):
         return self.worst(model, x, y, generator)
 
 
@@ -160,7 +160,7 @@ class PGDTraining:
         s = ramp(epoch, self.ramp_epochs)
         return PGD(norm=self.norm, eps=self.eps * s, steps=self.steps, step_size=self.step_size * s, restarts=1)
 
-    def __call__(self, model, x, y, generator, epoch=0, epochs=1):
+    def __call__(self, model, x, y, generator, epoch=0):
         return self.attack(epoch).last_iterate(model, x, y, generator)
 
 
@@ -183,6 +183,6 @@ class CuSP(PGDTraining):
         super().__post_init__()
         self.spatial = WorstOfK(self.max_rotation, self.max_translation, self.k)
 
-    def __call__(self, model, x, y, generator, epoch=0, epochs=1):
+    def __call__(self, model, x, y, generator, epoch=0):
         warped = self.spatial.worst(model, x, y, generator, scale=ramp(epoch, self.ramp_epochs))
         return self.attack(epoch).last_iterate(model, warped, y, generator)

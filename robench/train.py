@@ -68,7 +68,7 @@ class Recipe:
         return recipe
 
     def perturber(self):
-        """The configured perturbation: ``f(model, x, y, generator, epoch, epochs) -> x'``."""
+        """The configured perturbation: ``f(model, x, y, generator, epoch) -> x'``."""
         if not isinstance(self.params, dict):
             raise UsageError(f"recipe {self.name!r}: params must be a mapping, got {self.params!r}")
         try:
@@ -128,7 +128,7 @@ def train(
             idx = perm[i : i + rec.batch_size]
             xb, yb = x[idx], y[idx]
             model.eval()
-            xb = perturb(model, xb, yb, generator, epoch, epochs)
+            xb = perturb(model, xb, yb, generator, epoch)
             model.train()
             loss = F.cross_entropy(model(xb), yb)
             opt.zero_grad(set_to_none=True)
