@@ -61,7 +61,7 @@ def test_runs_seeded_within_clean_correct_and_budget_with_clean_stdout(capsys):
     assert details["broken"] == int(clean.sum()) and details["rejected_out_of_budget"] == 0
 
 
-@pytest.mark.slow  # ~1 minute alone, 4 on a busy 2-core machine: survivors go through all four attacks
+@pytest.mark.slow  # minutes (5 on a busy 2-core machine): survivors go through all four attacks, twice
 def test_survivors_face_every_attack_and_verdicts_are_seeded():
     model, x, y, clean = _problem()
     threat = create_threat("autoattack_linf", "mnist5k", eps=0.05)
