@@ -14,6 +14,7 @@ Conventions:
 from __future__ import annotations
 
 import ast
+import dataclasses
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from robench import schema
 from robench.errors import UsageError
 from robench.registry import unknown_name
 
@@ -137,23 +139,35 @@ def parse_value(raw: str) -> Any:
         return raw
 
 
-def threat_spec(name: str) -> dict:
-    """The raw named-threat YAML (family, description, params, per_dataset)."""
-    spec = load_named("threat", name, "threats")
-    unknown = set(spec) - {"family", "description", "params", "per_dataset"}
-    if unknown:
-        raise UsageError(f"threat config {name!r} has unknown keys {sorted(unknown)}")
-    if "family" not in spec:
-        raise UsageError(f"threat config {name!r} does not name its family")
-    return spec
+@dataclasses.dataclass(frozen=True)
+class ThreatSpec:
+    """A named threat's YAML: its family, shared parameters, and overrides per budget family.
+
+    Parameters are checked against the family's own fields only once resolved for a dataset
+    (:func:`robench.threats.create_threat`), because a key may be given in ``params`` or per dataset.
+    """
+
+    family: str
+    description: str = ""
+    params: dict[str, Any] | None = None
+    per_dataset: dict[str, dict[str, Any] | None] | None = None
+
+    def __post_init__(self):
+        budgets = sorted(set(BUDGET_FAMILY.values()))
+        for key in self.per_dataset or {}:
+            if key not in budgets:
+                raise UsageError(f"per_dataset: unknown budget family {key!r}{schema.did_you_mean(key, budgets)}")
+
+
+def threat_spec(name: str) -> ThreatSpec:
+    """The named threat's YAML, validated (unknown or missing keys are one-line errors)."""
+    return schema.load(ThreatSpec, load_named("threat", name, "threats"), f"threat config {name!r}")
 
 
 def threat_config(name: str, dataset: str, overrides: dict | None = None) -> dict:
     """Fully resolved parameters of threat ``name`` on ``dataset``: params < per_dataset < overrides."""
     spec = threat_spec(name)
-    params = dict(spec.get("params") or {})
-    per_dataset = spec.get("per_dataset") or {}
-    family = budget_family(dataset)
-    params.update(per_dataset.get(family) or {})
+    params = dict(spec.params or {})
+    params.update((spec.per_dataset or {}).get(budget_family(dataset)) or {})
     params.update(overrides or {})
     return params

@@ -14,12 +14,13 @@ import hashlib
 import os
 import urllib.error
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from robench import archs  # noqa: F401  (registers the zoo architectures into timm)
+from robench import schema
 from robench.config import config_root, names, read_yaml
 from robench.datasets import dataset_info
 from robench.errors import CheckpointError, UsageError
@@ -30,30 +31,61 @@ NORMALIZATION_PRESETS = {
     "imagenet": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
     "none": None,
 }
-CARD_KEYS = {
-    "arch", "library", "arch_kwargs", "dataset", "num_classes", "normalization", "weights",
-    "display_name", "description", "paper", "training", "claimed",
-}
-WEIGHT_KEYS = {"path", "url", "sha256", "format", "pretrained"}
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsSpec:
+    """Where a card's weights come from: exactly one of a local ``path``, a ``url`` (both pinned by
+    ``sha256``; robench never loads an unpinned file) or a library's ``pretrained`` tag (the library's
+    own hash-checked download; ``true`` means timm's default tag)."""
+
+    path: str | None = None
+    url: str | None = None
+    sha256: str | None = None
+    format: Literal["safetensors", "pickle"] = "safetensors"
+    pretrained: str | bool | None = None
+
+    def __post_init__(self):
+        given = [k for k in ("path", "url", "pretrained") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise UsageError("weights need exactly one of path, url, pretrained")
+        if given[0] != "pretrained" and not self.sha256:
+            raise UsageError(f"weights.{given[0]} needs its sha256 (robench never loads unpinned files)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Normalization:
+    """Per-channel input mean and std, applied inside :class:`Classifier`."""
+
+    mean: list[float]
+    std: list[float]
+
+    def __post_init__(self):
+        if not self.mean or len(self.mean) != len(self.std) or any(s <= 0 for s in self.std):
+            raise UsageError("normalization needs one mean and one positive std per channel")
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelCard:
-    """A validated model card. ``source`` is the YAML file it came from (relative paths resolve there)."""
+    """A validated model card. ``source`` is the YAML file it came from (relative paths resolve there).
+
+    ``normalization`` in the YAML is a preset name (:data:`NORMALIZATION_PRESETS`) or ``{mean, std}``;
+    :func:`card_from_dict` resolves a preset, so here it is always ``{mean, std}`` or None.
+    """
 
     name: str
     arch: str
     dataset: str
     num_classes: int
-    weights: dict
-    library: str = "timm"
-    arch_kwargs: dict = dataclasses.field(default_factory=dict)
-    normalization: Any = None
+    weights: WeightsSpec
+    library: Literal["timm", "torchvision"] = "timm"
+    arch_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    normalization: str | Normalization | None = None
     display_name: str | None = None
     description: str | None = None
-    paper: dict | None = None
-    training: dict | None = None
-    claimed: dict | None = None  # numbers claimed by the submitter: shown, never trusted
+    paper: dict[str, Any] | None = None
+    training: dict[str, Any] | None = None
+    claimed: dict[str, Any] | None = None  # numbers claimed by the submitter: shown, never trusted
     source: Path | None = None
 
     def meta(self) -> dict:
@@ -61,8 +93,8 @@ class ModelCard:
         out = {
             "arch": self.arch,
             "library": self.library,
-            "weights_sha256": self.weights.get("sha256"),
-            "weights_pretrained": self.weights.get("pretrained"),
+            "weights_sha256": self.weights.sha256,
+            "weights_pretrained": self.weights.pretrained,
         }
         for key in ("display_name", "description", "paper", "training"):
             if getattr(self, key) is not None:
@@ -79,34 +111,21 @@ def list_models() -> list[str]:
 def card_from_dict(name: str, data: dict, source: Path | None = None) -> ModelCard:
     """Validate a card mapping: unknown keys, missing fields, weights spec, normalisation."""
     check_name("model", name)
-    unknown = set(data) - CARD_KEYS
-    if unknown:
-        raise UsageError(f"model card {name!r} has unknown keys {sorted(unknown)}; allowed: {sorted(CARD_KEYS)}")
-    for key in ("arch", "dataset", "num_classes", "weights"):
-        if key not in data:
-            raise UsageError(f"model card {name!r} lacks the required key {key!r}")
-    weights = data["weights"]
-    if not isinstance(weights, dict) or set(weights) - WEIGHT_KEYS:
-        raise UsageError(f"model card {name!r}: weights must be a mapping with keys among {sorted(WEIGHT_KEYS)}")
-    given = [k for k in ("path", "url", "pretrained") if weights.get(k) is not None]
-    if len(given) != 1:
-        raise UsageError(f"model card {name!r}: weights need exactly one of path, url, pretrained")
-    if given[0] != "pretrained" and not weights.get("sha256"):
-        raise UsageError(f"model card {name!r}: weights.{given[0]} needs its sha256 (robench never loads unpinned files)")
-    if weights.get("format", "safetensors") not in ("safetensors", "pickle"):
-        raise UsageError(f"model card {name!r}: weights.format must be safetensors or pickle")
-    if data.get("library", "timm") not in ("timm", "torchvision"):
-        raise UsageError(f"model card {name!r}: library must be timm or torchvision")
-    dataset_info(data["dataset"])  # unknown dataset -> UsageError with a suggestion
-    norm = data.get("normalization")
-    if isinstance(norm, str):
-        if norm not in NORMALIZATION_PRESETS:
-            raise unknown_name("normalization preset", norm, NORMALIZATION_PRESETS)
-        norm = NORMALIZATION_PRESETS[norm]
-    if norm is not None and (not isinstance(norm, dict) or set(norm) != {"mean", "std"}):
-        raise UsageError(f"model card {name!r}: normalization must be a preset name or {{mean: [...], std: [...]}}")
-    fields = {k: v for k, v in data.items() if k != "normalization"}
-    return ModelCard(name=name, normalization=norm, source=source, **fields)
+    where = f"model card {name!r}"
+    try:
+        card = schema.load(ModelCard, data, where, name=name, source=source)
+        dataset_info(card.dataset)  # unknown dataset -> UsageError with a suggestion
+        norm = card.normalization
+        if isinstance(norm, str):
+            if norm not in NORMALIZATION_PRESETS:
+                raise unknown_name("normalization preset", norm, NORMALIZATION_PRESETS)
+            norm = NORMALIZATION_PRESETS[norm]
+        elif isinstance(norm, Normalization):
+            norm = dataclasses.asdict(norm)
+    except UsageError as e:  # every message names the card, however deep the problem was found
+        message = str(e)
+        raise UsageError(message if message.startswith(where) else f"{where}: {message}") from None
+    return dataclasses.replace(card, normalization=norm)
 
 
 def load_card(name: str) -> ModelCard:
@@ -163,19 +182,19 @@ def build_network(card: ModelCard, pretrained: bool = False) -> nn.Module:
         if card.library == "torchvision":
             import torchvision
 
-            weights = card.weights.get("pretrained") if pretrained else None
+            weights = card.weights.pretrained if pretrained else None
             if weights is None:
                 kwargs["num_classes"] = card.num_classes
             return torchvision.models.get_model(card.arch, weights=weights, **kwargs)
         import timm
 
-        tag = card.weights.get("pretrained") if pretrained else None
+        tag = card.weights.pretrained if pretrained else None
         arch = f"{card.arch}.{tag}" if tag and tag is not True else card.arch
         return timm.create_model(arch, pretrained=pretrained, num_classes=card.num_classes, **kwargs)
     except (urllib.error.URLError, ConnectionError, OSError) as e:
         raise CheckpointError(
             f"could not fetch the pretrained weights of {card.name!r} ({card.library} {card.arch}, "
-            f"{card.weights.get('pretrained')}): {getattr(e, 'reason', e)} - without network, fetch "
+            f"{card.weights.pretrained}): {getattr(e, 'reason', e)} - without network, fetch "
             f"{_pretrained_source(card)} on another machine, or use a card with weights.path"
         ) from None
     except (RuntimeError, ValueError, TypeError) as e:
@@ -190,7 +209,7 @@ def _pretrained_source(card: ModelCard) -> str:
         import torchvision
 
         try:
-            url = torchvision.models.get_model_weights(card.arch)[card.weights["pretrained"]].url
+            url = torchvision.models.get_model_weights(card.arch)[card.weights.pretrained].url
             return f"{url} into $TORCH_HOME/hub/checkpoints/"
         except (KeyError, ValueError):
             pass
@@ -208,28 +227,28 @@ def sha256_file(path: Path) -> str:
 def resolve_weights_file(card: ModelCard) -> Path:
     """The local weights file of a path/URL card, downloaded to the cache if needed, hash-verified."""
     spec = card.weights
-    if spec.get("path"):
-        path = Path(os.path.expanduser(spec["path"]))
+    if spec.path:
+        path = Path(os.path.expanduser(spec.path))
         if not path.is_absolute() and card.source is not None:
             path = card.source.parent / path
         if not path.is_file():
             raise CheckpointError(f"weights of {card.name!r} not found at {path}")
     else:
         cache = Path(os.environ.get("ROBENCH_CACHE", Path.home() / ".cache" / "robench")) / "weights"
-        path = cache / f"{spec['sha256']}.{'safetensors' if spec.get('format', 'safetensors') == 'safetensors' else 'pt'}"
+        path = cache / f"{spec.sha256}.{'safetensors' if spec.format == 'safetensors' else 'pt'}"
         if not path.is_file():
             cache.mkdir(parents=True, exist_ok=True)
             try:
-                torch.hub.download_url_to_file(spec["url"], str(path), progress=False)
+                torch.hub.download_url_to_file(spec.url, str(path), progress=False)
             except (urllib.error.URLError, OSError, ValueError) as e:
                 raise CheckpointError(
-                    f"could not download the weights of {card.name!r} from {spec['url']}: "
+                    f"could not download the weights of {card.name!r} from {spec.url}: "
                     f"{getattr(e, 'reason', e)} - download it elsewhere and set weights.path"
                 ) from None
     actual = sha256_file(path)
-    if actual != spec["sha256"].lower():
+    if actual != spec.sha256.lower():
         raise CheckpointError(
-            f"sha256 mismatch for the weights of {card.name!r} ({path}): card pins {spec['sha256'][:12]}..., "
+            f"sha256 mismatch for the weights of {card.name!r} ({path}): card pins {spec.sha256[:12]}..., "
             f"file is {actual[:12]}... - refusing to load a file that is not the one the card names"
         )
     return path
@@ -288,12 +307,12 @@ def create_model(
 ) -> Classifier:
     """Card name (or card) -> :class:`Classifier` in eval mode, parameters frozen, on ``device``."""
     card = name if isinstance(name, ModelCard) else load_card(name)
-    if card.weights.get("pretrained") is not None:
+    if card.weights.pretrained is not None:
         net = build_network(card, pretrained=True)
     else:
         path = resolve_weights_file(card)
         net = build_network(card)
-        load_weights(net, read_state_dict(path, card.weights.get("format", "safetensors"), allow_pickle), card)
+        load_weights(net, read_state_dict(path, card.weights.format, allow_pickle), card)
     norm = card.normalization or {}
     model = Classifier(net, norm.get("mean"), norm.get("std"), card=card)
     model.eval().requires_grad_(False)

@@ -16,30 +16,24 @@ the model in eval mode and the 0-based ``epoch``, so that a curriculum can grow 
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 
-from robench.errors import UsageError
+from robench import schema
 from robench.registry import Registry
 from robench.threats.base import require
 from robench.threats.pgd import PGD
 from robench.threats.spatial_random import box_half_widths, check_box, draw_transforms, warp_transforms
 from robench.threats.translation import shift
 
-PERTURBATIONS: Registry[type] = Registry("training perturbation")
+PERTURBATIONS: Registry[type] = Registry("training perturbation", name_attr="kind")  # sets cls.kind
 
 
 def create_perturbation(kind: str, params: dict):
     """``kind`` + ``params`` -> a configured perturbation; unknown or missing parameters -> UsageError."""
-    cls = PERTURBATIONS.get(kind)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown, missing = sorted(set(params) - fields), sorted(fields - set(params))
-    if unknown or missing:
-        raise UsageError(f"perturbation {kind!r}: unknown params {unknown}, missing params {missing}"
-                         f" (it takes {sorted(fields)})")
-    return cls(**params)
+    return schema.load(PERTURBATIONS.get(kind), params, f"perturbation {kind!r}: params")
 
 
 @PERTURBATIONS.register("none")
@@ -64,8 +58,7 @@ class RandomShift:
     max_shift: int
 
     def __post_init__(self):
-        require(isinstance(self.max_shift, int) and self.max_shift >= 0,
-                f"shift: max_shift must be an integer >= 0, got {self.max_shift!r}")
+        require(self.max_shift >= 0, f"shift: max_shift must be >= 0, got {self.max_shift!r}")
 
     def offsets(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """Per-example (tx, ty) in pixels, [N, 2] int64."""
@@ -83,7 +76,7 @@ class RandomAffine:
 
     max_rotation: float  # degrees
     max_translation: float  # pixels
-    kind: ClassVar[str] = "random_affine"
+    kind: ClassVar[str]  # the registered name (set by PERTURBATIONS.register)
 
     def __post_init__(self):
         check_box(self.kind, self.max_rotation, self.max_translation)
@@ -105,11 +98,10 @@ class WorstOfK(RandomAffine):
     """
 
     k: int
-    kind: ClassVar[str] = "worst_of_k"
 
     def __post_init__(self):
         super().__post_init__()
-        require(isinstance(self.k, int) and self.k >= 1, f"worst_of_k: k must be an integer >= 1, got {self.k!r}")
+        require(self.k >= 1, f"worst_of_k: k must be >= 1, got {self.k!r}")
 
     def worst(self, model, x, y, generator, scale: float = 1.0) -> torch.Tensor:
         n = len(x)
@@ -133,9 +125,8 @@ def ramp(epoch: int, ramp_epochs: int) -> float:
     return min(1.0, (epoch + 1) / ramp_epochs)
 
 
-def _check_ramp(kind: str, ramp_epochs) -> None:
-    require(isinstance(ramp_epochs, int) and ramp_epochs >= 1,
-            f"{kind}: ramp_epochs must be an integer >= 1 (1 = full budget from the start), got {ramp_epochs!r}")
+def _check_ramp(kind: str, ramp_epochs: int) -> None:
+    require(ramp_epochs >= 1, f"{kind}: ramp_epochs must be >= 1 (1 = full budget from the start), got {ramp_epochs!r}")
 
 
 @PERTURBATIONS.register("pgd")
@@ -146,7 +137,7 @@ class PGDTraining:
     eps and the step size grow together over the first ``ramp_epochs`` epochs (see :func:`ramp`).
     """
 
-    norm: str
+    norm: Literal["linf", "l2"]
     eps: float
     steps: int
     step_size: float  # at the full eps
@@ -177,7 +168,6 @@ class CuSP(PGDTraining):
     max_rotation: float
     max_translation: float
     k: int
-    kind: ClassVar[str] = "worst_of_k"
 
     def __post_init__(self):
         super().__post_init__()

@@ -26,16 +26,22 @@ def unknown_name(kind: str, name: str, known: Iterable[str]) -> UsageError:
 class Registry(Generic[T]):
     """A mapping from names to objects of one ``kind`` (the word used in error messages)."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, name_attr: str | None = None):
         self.kind = kind
+        self.name_attr = name_attr  # an attribute that registering sets to the name (a family's ``family``)
         self._items: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
-        """Decorator: ``@REGISTRY.register("pgd")`` registers the decorated object under ``name``."""
+        """Decorator: ``@REGISTRY.register("pgd")`` registers the decorated object under ``name``.
+
+        With ``name_attr``, the object also gets that attribute set to ``name``, so a name is written once.
+        """
 
         def add(obj: T) -> T:
             if name in self._items:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
+            if self.name_attr:
+                setattr(obj, self.name_attr, name)
             self._items[name] = obj
             return obj
 

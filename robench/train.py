@@ -13,13 +13,14 @@ import os
 import shlex
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
-from robench import config
+from robench import config, schema
 from robench.datasets import dataset_info, load_tensors
 from robench.errors import UsageError
 from robench.models import Classifier, build_network, card_from_dict, sha256_file
@@ -42,35 +43,25 @@ class Recipe:
     lr: float
     weight_decay: float
     perturbation: str
-    params: dict = dataclasses.field(default_factory=dict)
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         for key in ("epochs", "batch_size"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise UsageError(f"recipe {self.name!r}: {key} must be an integer >= 1, got {value!r}")
-        for key, positive in (("lr", True), ("weight_decay", False)):
-            value = getattr(self, key)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or (positive and value == 0):
-                raise UsageError(f"recipe {self.name!r}: {key} must be a number {'> 0' if positive else '>= 0'}, got {value!r}")
+            if getattr(self, key) < 1:
+                raise UsageError(f"recipe {self.name!r}: {key} must be >= 1, got {getattr(self, key)!r}")
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise UsageError(f"recipe {self.name!r}: lr must be > 0 and weight_decay >= 0, "
+                             f"got {self.lr!r} and {self.weight_decay!r}")
 
     @classmethod
     def load(cls, name: str) -> "Recipe":
         data = config.load_named("recipe", name, "recipes")
-        fields = {f.name for f in dataclasses.fields(cls)} - {"name"}
-        required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING
-                    and f.default_factory is dataclasses.MISSING} - {"name"}
-        unknown, missing = set(data) - fields, required - set(data)
-        if unknown or missing:
-            raise UsageError(f"recipe {name!r}: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}")
-        recipe = cls(name=name, **data)
+        recipe = schema.load(cls, data, f"recipe {name!r}", name=name)
         recipe.perturber()  # an unknown perturbation or a bad parameter fails here, before any training
         return recipe
 
     def perturber(self):
         """The configured perturbation: ``f(model, x, y, generator, epoch) -> x'``."""
-        if not isinstance(self.params, dict):
-            raise UsageError(f"recipe {self.name!r}: params must be a mapping, got {self.params!r}")
         try:
             return create_perturbation(self.perturbation, self.params)
         except UsageError as e:

@@ -36,7 +36,7 @@ def retrain(name: str, scratch: Path) -> dict:
     new = load_card_file(scratch / f"{name}.yaml")
     return {
         "model": name, "shipped": card.training["clean_acc_test"], "retrained": new.training["clean_acc_test"],
-        "identical": new.weights["sha256"] == card.weights["sha256"],
+        "identical": new.weights.sha256 == card.weights.sha256,
         "shipped_s": card.training["duration_s"], "retrained_s": new.training["duration_s"],
     }
 

@@ -32,7 +32,7 @@ def test_shipped_model_takes_pixels_and_is_frozen(standard_model):
     assert not standard_model.training
     assert not any(p.requires_grad for p in standard_model.parameters())
     assert standard_model(torch.rand(3, 1, 28, 28)).shape == (3, 10)
-    assert load_card("mnist_cnn_standard").weights["sha256"] == sha256_file(WEIGHTS)
+    assert load_card("mnist_cnn_standard").weights.sha256 == sha256_file(WEIGHTS)
 
 
 def test_unknown_model_suggests():
@@ -41,15 +41,22 @@ def test_unknown_model_suggests():
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"colour": "red"}, "unknown keys"),
-    ({"arch": None}, "lacks the required key 'arch'"),
+    ({"colour": "red"}, "unknown key 'colour'"),
+    ({"arch": None}, "missing key 'arch'"),
     ({"dataset": "mnist6k"}, "did you mean"),
     ({"normalization": "imagenett"}, "normalization"),
+    ({"normalization": {"mean": [0.1], "std": [0.0]}}, "positive std"),
+    ({"normalization": {"mean": [float("nan")], "std": [0.3]}}, r"normalization: mean\[0\] must be a finite number"),
     ({"weights": {"path": "x.safetensors"}}, "sha256"),
+    ({"weights": {"pathh": "x.safetensors", "sha256": "0"}}, "unknown key 'pathh'; did you mean 'path'"),
+    ({"weights": {"path": "x.safetensors", "sha256": "0", "format": "pickel"}}, "format must be one of"),
+    ({"num_classes": True}, "num_classes must be an integer, got True"),
+    ({"library": "keras"}, "library must be one of 'timm', 'torchvision'"),
 ])
 def test_bad_cards_are_refused_in_one_line(tmp_path, changes, message):
-    with pytest.raises(UsageError, match=message):
+    with pytest.raises(UsageError, match=message) as info:
         load_card_file(_card(tmp_path, WEIGHTS, **changes))
+    assert "\n" not in str(info.value) and str(info.value).startswith("model card")
 
 
 def test_tampered_weights_are_refused(tmp_path):

@@ -317,7 +317,7 @@ def test_a_different_card_under_a_taken_name_needs_force(root, tmp_path, capsys)
 
     assert submit(root, card, "--force") == 0
     assert {r.model_meta["weights_sha256"] for r in records(root, "m").values()} == {sha256_file(second)}
-    assert load_card("m").weights["sha256"] == sha256_file(second)
+    assert load_card("m").weights.sha256 == sha256_file(second)
     assert leaderboard.check(["tiny"], root) == []
 
 

@@ -53,12 +53,15 @@ def test_every_shipped_recipe_loads(name):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("base: standard\nmomentum: 0.9\n", r"unknown keys \['momentum'\]"),
-    ("description: x\nepochs: 1\nbatch_size: 8\nlr: 0.1\nweight_decay: 0\n", r"missing keys \['perturbation'\]"),
-    ("base: standard\nepochs: 0\n", "epochs must be an integer >= 1"),
+    ("base: standard\nmomentum: 0.9\n", "unknown key 'momentum'"),
+    ("base: standard\nepoch: 3\n", "did you mean 'epochs'"),
+    ("description: x\nepochs: 1\nbatch_size: 8\nlr: 0.1\nweight_decay: 0\n", "missing key 'perturbation'"),
+    ("base: standard\nepochs: 0\n", "epochs must be >= 1"),
+    ("base: standard\nepochs: true\n", "epochs must be an integer, got True"),
+    ("base: standard\nlr: .nan\n", "lr must be a finite number"),
     ("base: standard\nperturbation: rotate\n", "unknown training perturbation 'rotate'"),
-    ("base: standard\nperturbation: shift\nparams: {max_shift: 4, fill: 0}\n", r"unknown params \['fill'\]"),
-    ("base: standard\nperturbation: worst_of_k\nparams: {max_rotation: 30, max_translation: 3}\n", r"missing params \['k'\]"),
+    ("base: standard\nperturbation: shift\nparams: {max_shift: 4, fill: 0}\n", "unknown key 'fill'"),
+    ("base: standard\nperturbation: worst_of_k\nparams: {max_rotation: 30, max_translation: 3}\n", "missing key 'k'"),
     ("base: standard\nperturbation: pgd\nparams: {norm: linf, eps: 3, steps: 1, step_size: 1, ramp_epochs: 1}\n",
      "exceeds the"),
 ])

@@ -6,11 +6,7 @@ configured instance with the dataset's published budgets (protocols.md) and any 
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-
-from robench import config
-from robench.errors import UsageError
+from robench import config, schema
 from robench.threats import clean, pgd, spatial  # noqa: F401  (register the families)
 from robench.threats import autoattack, consistency, spatial_pgd, spatial_random, translation  # noqa: F401
 from robench.threats import uap  # noqa: F401
@@ -24,18 +20,9 @@ def list_threats() -> list[str]:
 def create_threat(name: str, dataset: str = "mnist5k", **overrides) -> Threat:
     """Named threat -> configured :class:`Threat` for ``dataset`` (budgets from the threat's YAML)."""
     spec = config.threat_spec(name)
-    family = FAMILIES.get(spec["family"])
+    family = FAMILIES.get(spec.family)
     params = config.threat_config(name, dataset, overrides)
-    fields = {f.name for f in dataclasses.fields(family)}
-    for key in params:
-        if key not in fields:
-            close = difflib.get_close_matches(key, fields, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; parameters: {', '.join(sorted(fields))}"
-            raise UsageError(f"unknown parameter {key!r} for threat {name!r} (family {spec['family']}){hint}")
-    missing = sorted(fields - set(params))
-    if missing:
-        raise UsageError(f"threat {name!r} on {dataset!r} lacks parameters {missing} (add them to its YAML or --set)")
-    threat = family(**params)
+    threat = schema.load(family, params, f"threat {name!r} (family {spec.family}) on {dataset!r}")
     threat.name = name
     return threat
 

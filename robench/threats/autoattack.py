@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from typing import Literal
 import logging
 import re
 import sys
@@ -86,21 +87,14 @@ def captured_warnings():
 class AutoAttackThreat(Threat):
     """Robust only if the example survives every attack of the AutoAttack version."""
 
-    norm: str
+    norm: Literal["linf", "l2"]
     eps: float
-    version: str
-
-    family = "autoattack"
+    version: Literal["standard", "plus"]  # the versions for deterministic models
 
     def __post_init__(self):
-        require(self.norm in ("linf", "l2"), f"autoattack: norm must be linf or l2, not {self.norm!r}")
-        require(isinstance(self.eps, (int, float)) and not isinstance(self.eps, bool) and self.eps > 0,
-                f"autoattack: eps must be > 0, got {self.eps!r}")
+        require(self.eps > 0, f"autoattack: eps must be > 0, got {self.eps!r}")
         if self.norm == "linf":
             require(self.eps <= 1, f"autoattack: an l-inf eps of {self.eps} exceeds the [0,1] pixel range")
-        require(self.version in ("standard", "plus"),
-                f"autoattack: version must be standard or plus (deterministic models), not {self.version!r}")
-        self.eps = float(self.eps)
 
     def perturbation_norms(self, delta: torch.Tensor) -> torch.Tensor:
         flat = delta.flatten(1)

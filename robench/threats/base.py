@@ -23,7 +23,7 @@ import torch
 from robench.errors import UsageError
 from robench.registry import Registry
 
-FAMILIES: Registry[type["Threat"]] = Registry("threat family")
+FAMILIES: Registry[type["Threat"]] = Registry("threat family", name_attr="family")  # sets Threat.family
 
 
 @dataclasses.dataclass
@@ -52,7 +52,7 @@ class PrepareContext:
 class Threat(ABC):
     """Base class of all threat families. Subclasses are dataclasses whose fields are their parameters."""
 
-    family: ClassVar[str]
+    family: ClassVar[str]  # the registered family name (set by FAMILIES.register)
     #: name of the configured threat (``pgd_linf``), set by :func:`robench.threats.create_threat`.
     name: str = ""
 

@@ -12,7 +12,5 @@ from robench.threats.base import FAMILIES, Threat
 class Clean(Threat):
     """No perturbation: robust means correctly classified."""
 
-    family = "clean"
-
     def run_batch(self, model, x, y, clean_correct, ctx):
         return {"robust": clean_correct.clone()}

@@ -31,12 +31,8 @@ class Consistency(Threat):
 
     max_shift: int  # px: offsets uniform in [-max_shift, max_shift] on each axis
 
-    family = "consistency"
-
     def __post_init__(self):
-        s = self.max_shift
-        require(isinstance(s, int) and not isinstance(s, bool) and s >= 0,
-                f"consistency: max_shift must be an integer >= 0, got {self.max_shift!r}")
+        require(self.max_shift >= 0, f"consistency: max_shift must be >= 0, got {self.max_shift!r}")
 
     def run_batch(self, model, x, y, clean_correct, ctx):
         offsets = torch.randint(-self.max_shift, self.max_shift + 1, (len(x), 2, 2), generator=ctx.generator)

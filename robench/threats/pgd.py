@@ -10,6 +10,7 @@ input gradients are computed (``torch.autograd.grad``; model parameters are froz
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 import numpy as np
 import torch
@@ -30,24 +31,19 @@ def _norms(t: torch.Tensor) -> torch.Tensor:
 class PGD(Threat):
     """Untargeted PGD; robust only if correct at every iterate of every restart."""
 
-    norm: str
+    norm: Literal["linf", "l2"]
     eps: float
     steps: int
     step_size: float
     restarts: int
 
-    family = "pgd"
-
     def __post_init__(self):
-        require(self.norm in ("linf", "l2"), f"pgd: norm must be linf or l2, not {self.norm!r}")
-        require(isinstance(self.eps, (int, float)) and self.eps > 0, f"pgd: eps must be > 0, got {self.eps!r}")
+        require(self.eps > 0, f"pgd: eps must be > 0, got {self.eps!r}")
         if self.norm == "linf":
             require(self.eps <= 1, f"pgd: an l-inf eps of {self.eps} exceeds the [0,1] pixel range")
-        require(isinstance(self.steps, int) and self.steps >= 1, f"pgd: steps must be an integer >= 1, got {self.steps!r}")
-        require(isinstance(self.step_size, (int, float)) and self.step_size > 0, f"pgd: step_size must be > 0, got {self.step_size!r}")
-        require(isinstance(self.restarts, int) and self.restarts >= 1, f"pgd: restarts must be an integer >= 1, got {self.restarts!r}")
-        self.eps = float(self.eps)
-        self.step_size = float(self.step_size)
+        require(self.steps >= 1, f"pgd: steps must be >= 1, got {self.steps!r}")
+        require(self.step_size > 0, f"pgd: step_size must be > 0, got {self.step_size!r}")
+        require(self.restarts >= 1, f"pgd: restarts must be >= 1, got {self.restarts!r}")
 
     # -- geometry -----------------------------------------------------------------------------------
     def random_start(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -75,7 +75,6 @@ class SpatialGrid(Threat):
     align_corners: bool
     axis_curves: bool  # also classify every example under every one-factor transform (accuracy curves)
 
-    family = "spatial_grid"
 
     def __post_init__(self):
         for key in ("max_rotation", "max_translation"):

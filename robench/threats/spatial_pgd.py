@@ -36,7 +36,6 @@ class SpatialPGD(Threat):
     restarts: int
     align_corners: bool
 
-    family = "spatial_pgd"
 
     def __post_init__(self):
         self.max_rotation, self.max_translation = check_box(self.family, self.max_rotation,

@@ -83,7 +83,6 @@ class SpatialRandom(Threat):
     k: int
     align_corners: bool
 
-    family = "spatial_random"
 
     def __post_init__(self):
         self.max_rotation, self.max_translation = check_box(self.family, self.max_rotation,

@@ -85,20 +85,15 @@ def plot_png(magnitudes: list[int], worst: list[float], mean: list[float], title
 class TranslationSweep(Threat):
     """Worst case over 8 integer shifts per magnitude; robust only if correct under all of them."""
 
-    magnitudes: list  # px, non-negative integers, increasing
+    magnitudes: list[int]  # px, non-negative, increasing
     headline_magnitude: int  # px, one of the magnitudes: robust_acc is the worst case over shifts up to it
 
-    family = "translation_sweep"
-
     def __post_init__(self):
-        ok = isinstance(self.magnitudes, (list, tuple)) and len(self.magnitudes) > 0 and all(
-            isinstance(m, int) and not isinstance(m, bool) and m >= 0 for m in self.magnitudes)
-        require(ok, "translation_sweep: magnitudes must be a non-empty list of integers >= 0, "
-                f"got {self.magnitudes!r}")
+        ok = len(self.magnitudes) > 0 and all(m >= 0 for m in self.magnitudes)
+        require(ok, f"translation_sweep: magnitudes must be a non-empty list of integers >= 0, got {self.magnitudes!r}")
         require(list(self.magnitudes) == sorted(set(self.magnitudes)),
                 f"translation_sweep: magnitudes must be increasing without repeats, got {self.magnitudes!r}")
-        h = self.headline_magnitude
-        require(isinstance(h, int) and not isinstance(h, bool) and h in self.magnitudes,
+        require(self.headline_magnitude in self.magnitudes,
                 f"translation_sweep: headline_magnitude must be one of the magnitudes {self.magnitudes}, "
                 f"got {self.headline_magnitude!r}")
         self.magnitudes = list(self.magnitudes)

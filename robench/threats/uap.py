@@ -32,6 +32,7 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -50,14 +51,6 @@ FIT_VERSION = 1
 SHIFT_CONVENTION = ("δ translated by (s, s) px, i.e. s px right and s px down, vacated pixels zero "
                     "(no wrap-around), then added to x and clipped to [0,1]")
 _PNG_MIN_SIDE = 112  # small images are upscaled (nearest) so the pattern is visible
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def cache_dir() -> Path:
@@ -110,7 +103,7 @@ def delta_png(delta: np.ndarray) -> bytes:
 class UAP(Threat):
     """One perturbation δ, fitted on the fit split, added to every evaluated image."""
 
-    norm: str
+    norm: Literal["linf", "l2"]
     eps: float
     epochs: int  # passes over the fit split
     step_size: float
@@ -118,29 +111,19 @@ class UAP(Threat):
     beta: float  # cap of the per-example cross-entropy
     targeted: bool
     target: int  # the target class when targeted (also reported, as a rate, when not)
-    shifts: list  # pixel shifts of δ for the invariance curve
-
-    family = "uap"
+    shifts: list[int]  # pixel shifts of δ for the invariance curve
 
     def __post_init__(self):
-        require(self.norm in ("linf", "l2"), f"uap: norm must be linf or l2, not {self.norm!r}")
-        require(_is_number(self.eps) and self.eps > 0, f"uap: eps must be > 0, got {self.eps!r}")
+        require(self.eps > 0, f"uap: eps must be > 0, got {self.eps!r}")
         if self.norm == "linf":
             require(self.eps <= 1, f"uap: an l-inf eps of {self.eps} exceeds the [0,1] pixel range")
-        require(_is_int(self.epochs) and self.epochs >= 1, f"uap: epochs must be an integer >= 1, got {self.epochs!r}")
-        require(_is_number(self.step_size) and self.step_size > 0, f"uap: step_size must be > 0, got {self.step_size!r}")
-        require(_is_int(self.fit_batch_size) and self.fit_batch_size >= 1,
-                f"uap: fit_batch_size must be an integer >= 1, got {self.fit_batch_size!r}")
-        require(_is_number(self.beta) and self.beta > 0, f"uap: beta must be > 0, got {self.beta!r}")
-        require(isinstance(self.targeted, bool), f"uap: targeted must be true or false, got {self.targeted!r}")
-        require(_is_int(self.target) and self.target >= 0, f"uap: target must be a class index >= 0, got {self.target!r}")
-        require(isinstance(self.shifts, (list, tuple)) and len(self.shifts) > 0
-                and all(_is_int(s) and s >= 0 for s in self.shifts),
+        require(self.epochs >= 1, f"uap: epochs must be >= 1, got {self.epochs!r}")
+        require(self.step_size > 0, f"uap: step_size must be > 0, got {self.step_size!r}")
+        require(self.fit_batch_size >= 1, f"uap: fit_batch_size must be >= 1, got {self.fit_batch_size!r}")
+        require(self.beta > 0, f"uap: beta must be > 0, got {self.beta!r}")
+        require(self.target >= 0, f"uap: target must be a class index >= 0, got {self.target!r}")
+        require(len(self.shifts) > 0 and all(s >= 0 for s in self.shifts),
                 f"uap: shifts must be a non-empty list of integers >= 0 (pixels), got {self.shifts!r}")
-        self.eps = float(self.eps)
-        self.step_size = float(self.step_size)
-        self.beta = float(self.beta)
-        self.shifts = [int(s) for s in self.shifts]
         self.delta: torch.Tensor | None = None  # [1, C, H, W] once prepared
         self.control: torch.Tensor | None = None
         self.fit_info: dict = {}
