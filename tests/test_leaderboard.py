@@ -357,12 +357,14 @@ CLEAN_COLUMN = "  - {threat: clean, label: Clean}\n"
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda b: b + "colour: red\n", "unknown keys ['colour']"),
-        (lambda b: b.replace("seed: 0\n", ""), "missing keys ['seed']"),
+        (lambda b: b + "colour: red\n", "unknown key 'colour'"),
+        (lambda b: b + "titel: x\n", "did you mean 'title'"),
+        (lambda b: b.replace("seed: 0\n", ""), "missing key 'seed'"),
+        (lambda b: b.replace("seed: 0\n", "seed: false\n"), "seed must be an integer, got False"),
         (lambda b: b.replace("[clean, pgd_linf, spatial]", "[clean, pgd_lnf]"), "did you mean 'pgd_linf'"),
         (lambda b: b.replace("n_examples: 100", "n_examples: -1"), "n_examples must be a positive integer"),
         (lambda b: b.replace(CLEAN_COLUMN, CLEAN_COLUMN * 2), "more than once"),
-        (lambda b: b.replace(CLEAN_COLUMN, CLEAN_COLUMN.replace("label", "lable")), "unknown keys ['lable']"),
+        (lambda b: b.replace(CLEAN_COLUMN, CLEAN_COLUMN.replace("label", "lable")), "unknown key 'lable'"),
     ],
 )
 def test_bad_board_is_a_one_line_usage_error(tree, edit, message):
