@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from robench.errors import UsageError
 from robench.threats import BatchContext, create_threat
-from robench.threats.spatial_random import draw_transforms, warp_transforms
+from robench.threats.geometry import draw_transforms, warp_transforms
 
 
 def _ctx(seed=0, batch_size=256):

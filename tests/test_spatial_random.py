@@ -5,7 +5,8 @@ import torch
 
 from robench.errors import UsageError
 from robench.threats import BatchContext, create_threat
-from robench.threats.spatial_random import box_half_widths, draw_transforms, predict_under, warp_transforms
+from robench.threats.geometry import box_half_widths, draw_transforms, warp_transforms
+from robench.threats.predict import predict_under
 
 
 def _ctx(seed=0, batch_size=256):

@@ -5,8 +5,8 @@ import torch
 
 from robench.errors import UsageError
 from robench.threats import BatchContext, create_threat
-from robench.threats.spatial import affine_thetas, warp
-from robench.threats.translation import shift, sweep_shifts
+from robench.threats.geometry import shift
+from robench.threats.translation import sweep_shifts
 
 
 def _ctx(seed=0, batch_size=256):
@@ -23,38 +23,6 @@ def batch(standard_model, mnist_test):
 
 def _stats(out, clean):
     return {k: v.numpy() for k, v in out.items()} | {"clean_correct": clean.numpy()}
-
-
-def _rolled(img, tx, ty):
-    """out(p) = in(p + t) with zero fill, by torch.roll and blanking what wrapped around."""
-    h, w = img.shape[-2:]
-    out = torch.roll(img, shifts=(-ty, -tx), dims=(-2, -1))
-    if ty > 0:
-        out[..., h - ty :, :] = 0
-    elif ty < 0:
-        out[..., : -ty, :] = 0
-    if tx > 0:
-        out[..., :, w - tx :] = 0
-    elif tx < 0:
-        out[..., :, : -tx] = 0
-    return out
-
-
-def test_shift_equals_roll_with_zero_fill():
-    x = torch.rand(6, 2, 9, 7)
-    t = torch.tensor([[0, 0], [1, 0], [0, -2], [3, 4], [-5, 2], [-1, -6]])
-    out = shift(x, t)
-    for n, (tx, ty) in enumerate(t.tolist()):
-        assert torch.equal(out[n], _rolled(x[n], tx, ty)), (tx, ty)
-    assert torch.equal(shift(x, torch.tensor([[9, 0]] * 6)), torch.zeros_like(x))  # shifted out entirely
-
-
-def test_shift_matches_the_grid_warp_at_integer_translations(mnist_test):
-    x = mnist_test[0][:4]
-    t = torch.tensor([[2, -1], [-3, 3], [1, 0], [0, -2]])
-    transforms = torch.cat([torch.zeros(4, 1, dtype=torch.float64), t.double()], dim=1)
-    warped = warp(x, affine_thetas(transforms, 28, 28), align_corners=False)
-    assert torch.allclose(shift(x, t), warped, atol=1e-5)
 
 
 def test_sweep_at_zero_is_clean_and_bounds_the_headline(standard_model, batch):
