@@ -51,3 +51,23 @@ def _cells(row: str) -> list[str]:
 def page_table():
     """A board page's table as lists of cells: the header, the alignment row, then one list per model."""
     return lambda md: [_cells(line) for line in md.splitlines() if line.startswith("|")]
+
+
+@pytest.fixture(scope="session")
+def batch(standard_model, mnist_test):
+    """The first 64 test images, their labels and the standard model's clean verdicts."""
+    x, y = mnist_test[0][:64], mnist_test[1][:64]
+    with torch.inference_mode():
+        clean = standard_model(x).argmax(1) == y
+    return x, y, clean
+
+
+@pytest.fixture
+def ctx():
+    """``ctx(seed, batch_size)``: a fresh :class:`BatchContext`, so a seed means the same draws every call."""
+    from robench.threats import BatchContext
+
+    def make(seed=0, batch_size=256):
+        return BatchContext(generator=torch.Generator().manual_seed(seed), batch_size=batch_size)
+
+    return make

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from robench.threats.base import FAMILIES, Threat, require
-from robench.threats.spatial_random import box_half_widths, check_box, draw_transforms, warp_transforms
+from robench.threats.geometry import box_half_widths, check_box, draw_transforms, warp_transforms
 
 
 @FAMILIES.register("spatial_pgd")
