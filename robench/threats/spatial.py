@@ -50,15 +50,11 @@ class SpatialGrid(Threat):
     align_corners: bool
     axis_curves: bool  # also classify every example under every one-factor transform (accuracy curves)
 
-
     def __post_init__(self):
         self.max_rotation, self.max_translation = check_box(self.family, self.max_rotation,
                                                             self.max_translation)
         for key in ("n_rotations", "n_translations"):
-            value = getattr(self, key)
-            require(isinstance(value, int) and value >= 1, f"spatial_grid: {key} must be an integer >= 1, got {value!r}")
-        require(isinstance(self.align_corners, bool), "spatial_grid: align_corners must be true or false")
-        require(isinstance(self.axis_curves, bool), "spatial_grid: axis_curves must be true or false")
+            require(getattr(self, key) >= 1, f"spatial_grid: {key} must be >= 1, got {getattr(self, key)!r}")
         self.transforms = grid_transforms(self.max_rotation, self.n_rotations, self.max_translation, self.n_translations)
         a, tx, ty = self.transforms.T
         self.on_axis = ((tx == 0) & (ty == 0)) | (a == 0)
