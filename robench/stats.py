@@ -12,8 +12,9 @@ standard library (no scipy, no torch), because boards and CI use it without the 
   other) carry information about the difference, so the test is the **exact McNemar test**: a two-sided
   binomial test of the discordant counts against Binomial(b + c, 1/2), computed with integers. The
   interval for the difference is **Newcombe's hybrid score interval for paired proportions** (Newcombe
-  1998, Statistics in Medicine 17:2635, method 10): the two Wilson intervals combined with the
-  (continuity-corrected) correlation of the paired verdicts, which like Wilson stays in [-1, 1] and behaves at 0% and 100%.
+  1998, Statistics in Medicine 17:2635, method 10, "square-and-add"): the two Wilson intervals combined
+  with the (continuity-corrected) correlation of the paired verdicts; like Wilson it stays in [-1, 1] and
+  behaves at 0% and 100%.
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ def compare(a: str, b: str) -> Paired:
     diff = p1 - p2
     low = diff - math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
     high = diff + math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
-    return Paired(n, p1, p2, only_a, only_b, diff, max(-1.0, low), min(1.0, high), mcnemar_exact(only_a, only_b))
+    p = mcnemar_exact(only_a, only_b)
+    return Paired(n, p1, p2, only_a, only_b, diff, max(-1.0, low), min(1.0, high), p)
 
 
 def _phi(cross: int, margins: int, n: int) -> float:
