@@ -17,13 +17,13 @@ from typing import NamedTuple
 
 from robench import record, stats
 from robench.boards.schema import load_board
-from robench.boards.text import with_interval
 from robench.boards.selection import RUNS_DIR, collect, read_record
+from robench.boards.text import with_interval
 from robench.errors import UsageError
 
 METHODS = (
-    "95% intervals: Wilson score for each accuracy; Newcombe's paired hybrid score interval (1998, method 10) "
-    "for A − B. p: exact two-sided McNemar test (binomial test on the examples only one model gets right)."
+    "95% intervals: Wilson score for each accuracy; Newcombe's paired hybrid score interval "
+    "(1998, method 10) for A − B. p: exact two-sided McNemar test (binomial test on the examples only one model gets right)."
 )
 
 
@@ -63,17 +63,26 @@ def _dataset_sides(dataset: str, models: tuple[str, str], root: Path) -> dict:
 
 def _default_dataset(models: tuple[str, str], root: Path) -> str:
     both = sorted(
-        d.name for d in (root / RUNS_DIR).glob("*") if all((d / record.check_name("model", m)).is_dir() for m in models)
+        d.name
+        for d in (root / RUNS_DIR).glob("*")
+        if all((d / record.check_name("model", m)).is_dir() for m in models)
     )
     if len(both) != 1:
         found = f"records of both in {both}" if both else f"no dataset under {RUNS_DIR} with records of both"
-        raise UsageError(f"cannot tell which dataset to compare {models[0]} and {models[1]} on ({found}): "
-                         "give --dataset or --board")
+        raise UsageError(
+            f"cannot tell which dataset to compare {models[0]} and {models[1]} on ({found}): "
+            "give --dataset or --board"
+        )
     return both[0]
 
 
 def compare_models(
-    a: str, b: str, *, threats: list[str] | None = None, board: str | None = None, dataset: str | None = None,
+    a: str,
+    b: str,
+    *,
+    threats: list[str] | None = None,
+    board: str | None = None,
+    dataset: str | None = None,
     root: Path,
 ) -> tuple[str, list[Row]]:
     """The dataset compared on and one :class:`Row` per threat (default: every threat both models have)."""
@@ -89,7 +98,9 @@ def compare_models(
     if threats is None:
         threats = sorted(have[a] & have[b])
         if not threats:
-            raise UsageError(f"{a} and {b} have no threat in common on {dataset}" + (f" (board {board})" if board else ""))
+            raise UsageError(
+                f"{a} and {b} have no threat in common on {dataset}" + (f" (board {board})" if board else "")
+            )
     rows = []
     for threat in threats:
         missing = [m for m in models if threat not in have[m]]
@@ -97,7 +108,11 @@ def compare_models(
             rows.append(Row(threat, None, f"no {'current ' if board else ''}record for {', '.join(missing)}"))
             continue
         sa, sb = sides[(a, threat)], sides[(b, threat)]
-        if sa.examples != sb.examples or len(sa.verdicts) != sa.examples[2] or len(sb.verdicts) != sb.examples[2]:
+        if (
+            sa.examples != sb.examples
+            or len(sa.verdicts) != sa.examples[2]
+            or len(sb.verdicts) != sb.examples[2]
+        ):
             rows.append(Row(threat, None, "not paired: the records are not verdicts on the same examples"))
             continue
         rows.append(Row(threat, stats.compare(sa.verdicts, sb.verdicts)))
@@ -114,13 +129,21 @@ def format_rows(a: str, b: str, dataset: str, rows: list[Row]) -> str:
             lines.append([row.threat, "—", "—", "—", "", "", "", row.why])
             continue
         verdict = "different at 95%" if r.distinguishable else "not distinguishable at 95%"
-        lines.append([
-            row.threat, *(with_interval(acc, round(acc * r.n), r.n) for acc in (r.acc_a, r.acc_b)),
-            f"{100 * r.diff:+.1f} [{100 * r.low:+.1f}, {100 * r.high:+.1f}]", str(r.only_a), str(r.only_b),
-            f"{r.p:.2g}", verdict,
-        ])
+        lines.append(
+            [
+                row.threat,
+                *(with_interval(acc, round(acc * r.n), r.n) for acc in (r.acc_a, r.acc_b)),
+                f"{100 * r.diff:+.1f} [{100 * r.low:+.1f}, {100 * r.high:+.1f}]",
+                str(r.only_a),
+                str(r.only_b),
+                f"{r.p:.2g}",
+                verdict,
+            ]
+        )
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
     fmt = "  ".join(f"{{:{'<' if i in (0, 7) else '>'}{w}}}" for i, w in enumerate(widths))
     n = next((r.result.n for r in rows if r.result), None)
-    head = f"A = {a}, B = {b}, on {dataset}" + (f" ({n:,} paired examples)" if n else "") + "; accuracies in %"
+    head = (
+        f"A = {a}, B = {b}, on {dataset}" + (f" ({n:,} paired examples)" if n else "") + "; accuracies in %"
+    )
     return "\n".join([head, *(fmt.format(*line).rstrip() for line in [header, *lines]), METHODS])

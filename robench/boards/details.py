@@ -10,6 +10,7 @@ rank anything (architecture, recipe, paper, weights) go to a Models table.
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 import pandas as pd
@@ -19,6 +20,7 @@ from robench.boards.schema import Board, Column
 from robench.boards.text import escape, link, percent, pipe_table, with_interval
 
 MISSING = "—"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 FLAG_MARK = "⚠"
 
 
@@ -67,7 +69,10 @@ def _uap_table(board: Board, records: pd.DataFrame, models: list[str], threat: s
     if targeted:
         spec += [
             ("Targeted success", lambda m: _detail(records, m, threat, "targeted_success_rate")),
-            ("Control: targeted success", lambda m: _detail(records, m, threat, "control", "targeted_success_rate")),
+            (
+                "Control: targeted success",
+                lambda m: _detail(records, m, threat, "control", "targeted_success_rate"),
+            ),
         ]
     headers = ["Model", *(h for h, _ in spec)]
     rows = [[escape(m), *(cell(m) for _, cell in spec)] for m in models]
@@ -84,14 +89,21 @@ def _models_table(ranking: pd.DataFrame) -> str:
     rows = []
     for r in ranking.itertuples(index=False):
         sha = r.meta.get("weights_sha256")
-        rows.append([
-            escape(r.model), escape(r.meta.get("arch") or MISSING), escape(recipe_name(r.meta) or MISSING),
-            paper_cell(r.meta), f"`{escape(sha[:12])}…`" if isinstance(sha, str) and sha else MISSING,
-        ])
+        rows.append(
+            [
+                escape(r.model),
+                escape(r.meta.get("arch") or MISSING),
+                escape(recipe_name(r.meta) or MISSING),
+                paper_cell(r.meta),
+                f"`{sha[:12]}…`" if isinstance(sha, str) and _SHA256.match(sha) else MISSING,
+            ]
+        )
     return pipe_table(["Model", "Architecture", "Recipe", "Paper", "Weights sha256"], ["left"] * 5, rows)
 
 
-def detail_sections(board: Board, frame: pd.DataFrame, ranking: pd.DataFrame, columns: list[Column]) -> list[str]:
+def detail_sections(
+    board: Board, frame: pd.DataFrame, ranking: pd.DataFrame, columns: list[Column]
+) -> list[str]:
     """The detail tables of every shown threat but clean (which the main table shows), in ranking order.
 
     ``columns`` are the shown extra threats; with the axes' threats they make up what is grouped here.
@@ -114,8 +126,12 @@ def detail_sections(board: Board, frame: pd.DataFrame, ranking: pd.DataFrame, co
         if group is GROUPS[1]:  # universal perturbations right after the ℓp threats they are bounded like
             for t, label in labels.items():
                 if family[t] == UAP:
-                    out += [f"### Universal perturbation: {escape(label)} (`{t}`)", "",
-                            _uap_table(board, records, models, t), ""]
+                    out += [
+                        f"### Universal perturbation: {escape(label)} (`{t}`)",
+                        "",
+                        _uap_table(board, records, models, t),
+                        "",
+                    ]
     return out + ["### Models", "", _models_table(ranking), ""]
 
 

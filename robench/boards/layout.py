@@ -65,15 +65,23 @@ def _candidates(w: float, h: float):
     positions that read best (right, above, left, then the same below), then the box's centre on a
     circle of that radius."""
     for r in _RADII:
-        yield from [(r, r / 2), (-w / 2, r), (-r - w, r / 2), (r, -h - r / 2), (-w / 2, -h - r), (-r - w, -h - r / 2)]
+        yield from [
+            (r, r / 2),
+            (-w / 2, r),
+            (-r - w, r / 2),
+            (r, -h - r / 2),
+            (-w / 2, -h - r),
+            (-r - w, -h - r / 2),
+        ]
         for i in range(_ANGLES):
             angle = 2 * math.pi * i / _ANGLES
             cx, cy = (r + w / 2) * math.cos(angle), (r + h / 2) * math.sin(angle)
             yield cx - w / 2, cy - h / 2
 
 
-def place(texts: list[tuple[str, list[tuple[float, float]]]], markers: list[tuple[float, float]],
-          fontsize: float) -> list[Label]:
+def place(
+    texts: list[tuple[str, list[tuple[float, float]]]], markers: list[tuple[float, float]], fontsize: float
+) -> list[Label]:
     """A label for each ``(text, points)``, anchored at its first point, none overlapping another label,
     any marker or the axes' edge. Placed in the given order (front names first): an earlier label gets
     the nearer spot. A label that fits nowhere (a crowded plot) goes at its last candidate inside the axes.

@@ -62,7 +62,15 @@ class Plot:
             "style": STYLE,
             "x_label": self.x_label,
             "y_label": self.y_label,
-            "points": [{**dataclasses.asdict(p), "key": keys.get(p.label)} for p in self.points],
+            "points": [
+                {
+                    **dataclasses.asdict(p),
+                    "x_ci": list(p.x_ci),
+                    "y_ci": list(p.y_ci),
+                    "key": keys.get(p.label),
+                }
+                for p in self.points
+            ],
         }
 
 
@@ -110,24 +118,40 @@ def draw(plot: Plot) -> bytes:
         ax = fig.add_axes(layout.AXES)
         for p in plot.points:
             ax.errorbar(
-                p.x, p.y, xerr=[[p.x - p.x_ci[0]], [p.x_ci[1] - p.x]], yerr=[[p.y - p.y_ci[0]], [p.y_ci[1] - p.y]],
-                fmt="none", ecolor="tab:red" if p.front else "0.6", elinewidth=0.7, zorder=1,
+                p.x,
+                p.y,
+                xerr=[[p.x - p.x_ci[0]], [p.x_ci[1] - p.x]],
+                yerr=[[p.y - p.y_ci[0]], [p.y_ci[1] - p.y]],
+                fmt="none",
+                ecolor="tab:red" if p.front else "0.6",
+                elinewidth=0.7,
+                zorder=1,
             )
         rest = [(p.x, p.y) for p in plot.points if not p.front]
         front = sorted((p.x, p.y) for p in plot.points if p.front)
         if rest:
-            ax.scatter(*zip(*rest), s=22, color="tab:gray", label="other models (numbered, see key)", zorder=2)
+            ax.scatter(
+                *zip(*rest, strict=True), s=22, color="tab:gray", label="other models (numbered, see key)", zorder=2
+            )
         if front:
-            ax.step(*zip(*front), where="pre", color="tab:red", linewidth=1.2, zorder=1)
-            ax.scatter(*zip(*front), marker="*", s=140, color="tab:red", label="Pareto front", zorder=3)
+            ax.step(*zip(*front, strict=True), where="pre", color="tab:red", linewidth=1.2, zorder=1)
+            ax.scatter(*zip(*front, strict=True), marker="*", s=140, color="tab:red", label="Pareto front", zorder=3)
         markers = [(p.x, p.y) for p in plot.points]
         texts = [(p.label, [(p.x, p.y)]) for p in plot.points if p.front]
-        texts += [(",".join(str(keys[p.label]) for p in group), [(p.x, p.y) for p in group])
-                  for group in layout.clusters([p for p in plot.points if not p.front])]
+        texts += [
+            (",".join(str(keys[p.label]) for p in group), [(p.x, p.y) for p in group])
+            for group in layout.clusters([p for p in plot.points if not p.front])
+        ]
         for label in layout.place(texts, markers, fontsize=8):
             ax.annotate(
-                label.text, label.anchor, xytext=label.offset, textcoords="offset points", fontsize=8,
-                va="bottom", ha="left", parse_math=False,
+                label.text,
+                label.anchor,
+                xytext=label.offset,
+                textcoords="offset points",
+                fontsize=8,
+                va="bottom",
+                ha="left",
+                parse_math=False,
                 arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.5} if label.leader else None,
             )
         ax.set_xlim(*layout.LIMITS)
@@ -139,8 +163,19 @@ def draw(plot: Plot) -> bytes:
         fig.legend(loc="upper left", bbox_to_anchor=(layout.KEY_X, top), fontsize=7, frameon=False)
         key = [f"{keys[p.label]:>2}  {p.label}  ({p.x:.1f}, {p.y:.1f})" for p in plot.points if not p.front]
         if key:
-            fig.text(layout.KEY_X, top - 48 / layout.FIG_H, "Key: number  model  (x, y in %)\n" + "\n".join(key),
-                     fontsize=7, va="top", ha="left", family="DejaVu Sans Mono", parse_math=False, linespacing=1.5)
+            fig.text(
+                layout.KEY_X,
+                top - 48 / layout.FIG_H,
+                "Key: number  model  (x, y in %)\n" + "\n".join(key),
+                fontsize=7,
+                va="top",
+                ha="left",
+                family="DejaVu Sans Mono",
+                parse_math=False,
+                linespacing=1.5,
+            )
         out = io.BytesIO()
-        fig.savefig(out, format="svg", bbox_inches="tight", pad_inches=0.1, metadata={"Date": None, "Creator": None})
+        fig.savefig(
+            out, format="svg", bbox_inches="tight", pad_inches=0.1, metadata={"Date": None, "Creator": None}
+        )
     return out.getvalue()

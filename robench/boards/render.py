@@ -15,6 +15,7 @@ must run in CI without the evaluation stack.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import NamedTuple
 
@@ -101,9 +102,13 @@ def front_neighbours(board: Board, frame: pd.DataFrame, ranking: pd.DataFrame) -
 
     rows = list(front.itertuples())
     return [
-        Neighbours(p.model, q.model, test(p.model, board.x.threat, q.model, board.x.threat),
-                   test(p.model, p.y_threat, q.model, q.y_threat))
-        for p, q in zip(rows, rows[1:])
+        Neighbours(
+            p.model,
+            q.model,
+            test(p.model, board.x.threat, q.model, board.x.threat),
+            test(p.model, p.y_threat, q.model, q.y_threat),
+        )
+        for p, q in itertools.pairwise(rows)
     ]
 
 
@@ -123,14 +128,22 @@ def _markdown_table(board: Board, frame: pd.DataFrame, ranking: pd.DataFrame, pa
     spec = [  # (header, alignment, cells)
         ("Front", "center", [_front_cell(r.front, r.model, pairs) for r in rows]),
         ("Model", "left", [model_cell(r.model, r.meta) for r in rows]),
-        (f"{escape(board.x.label)} [95% CI]", "right", [acc_cell(records, r.model, board.x.threat) for r in rows]),
-        (f"{escape(board.y_label)} [95% CI]", "right", [acc_cell(records, r.model, r.y_threat) for r in rows]),
+        (
+            f"{escape(board.x.label)} [95% CI]",
+            "right",
+            [acc_cell(records, r.model, board.x.threat) for r in rows],
+        ),
+        (
+            f"{escape(board.y_label)} [95% CI]",
+            "right",
+            [acc_cell(records, r.model, r.y_threat) for r in rows],
+        ),
         ("y measured by", "left", [escape(y_labels[r.y_threat]) if r.y_threat else MISSING for r in rows]),
         ("Clean [95% CI]", "right", [acc_cell(records, r.model, "clean") for r in rows]),
         ("Flags", "left", [_flags_cell(flagged.get(r.model)) for r in rows]),
     ]
-    headers, aligns, columns = zip(*spec)
-    return pipe_table(headers, aligns, list(zip(*columns)))
+    headers, aligns, columns = zip(*spec, strict=True)
+    return pipe_table(headers, aligns, list(zip(*columns, strict=True)))
 
 
 def _flags_cell(threats: list[str] | None) -> str:
@@ -165,24 +178,25 @@ def _neighbour_lines(board: Board, pairs: list[Neighbours]) -> list[str]:
     def axis(name: str, r: stats.Paired | None) -> str:
         if r is None:
             return f"{name}: not tested (no per-example verdicts)"
-        return (f"{name} {100 * r.diff:+.1f} [{100 * r.low:+.1f}, {100 * r.high:+.1f}], "
-                f"McNemar p = {r.p:.2g}")
+        return f"{name} {100 * r.diff:+.1f} [{100 * r.low:+.1f}, {100 * r.high:+.1f}], McNemar p = {r.p:.2g}"
 
     verdicts = {True: "distinguishable", False: f"**not distinguishable** ({TIE_MARK})", None: "not tested"}
     out = [
         "## Front neighbours",
         "",
         (
-            "Each pair of neighbouring front members, left minus right (in points, with Newcombe's paired 95% "
-            "interval; exact McNemar test on the examples only one of the two gets right). A pair is "
+            "Each pair of neighbouring front members, left minus right (in points, with Newcombe's paired "
+            "95% interval; exact McNemar test on the examples only one of the two gets right). A pair is "
             "distinguishable when both differences are significant at 5%; otherwise the data do not show "
             f"that the two trade off, and both are marked {TIE_MARK} in the table."
         ),
         "",
     ]
     for p in pairs:
-        out.append(f"- {escape(p.left)} vs {escape(p.right)}: {axis('x', p.x)}; {axis('y', p.y)}: "
-                   f"{verdicts[p.distinguishable]}")
+        out.append(
+            f"- {escape(p.left)} vs {escape(p.right)}: {axis('x', p.x)}; {axis('y', p.y)}: "
+            f"{verdicts[p.distinguishable]}"
+        )
     return out + [""]
 
 
@@ -245,8 +259,14 @@ def _plot(board: Board, frame: pd.DataFrame, ranking: pd.DataFrame) -> Plot | No
         return 100 * low, 100 * high
 
     points = tuple(
-        Point(r.model, 100 * r.x, 100 * r.y, bool(r.front), interval(r.model, board.x.threat),
-              interval(r.model, r.y_threat))
+        Point(
+            r.model,
+            100 * r.x,
+            100 * r.y,
+            bool(r.front),
+            interval(r.model, board.x.threat),
+            interval(r.model, r.y_threat),
+        )
         for r in plotted.itertuples()
     )
     return Plot(board.x.label, board.y_label, points)

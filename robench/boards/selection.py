@@ -97,7 +97,19 @@ def _stale(rec: record.RunRecord, board: Board, current) -> str | None:
 
 #: The frame :func:`collect` returns: ``hits`` is how many of the ``n`` examples count as correct (from the
 #: verdicts, see :func:`robench.stats.successes`), ``verdicts`` the record's per-example string.
-COLUMNS = ["model", "threat", "acc", "flags", "meta", "weights", "n", "hits", "verdicts", "details", "artifacts"]
+COLUMNS = [
+    "model",
+    "threat",
+    "acc",
+    "flags",
+    "meta",
+    "weights",
+    "n",
+    "hits",
+    "verdicts",
+    "details",
+    "artifacts",
+]
 
 
 def collect(board: Board, root: Path) -> tuple[pd.DataFrame, list[Rejected], list[Rejected]]:
