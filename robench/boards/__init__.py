@@ -17,6 +17,7 @@ from robench.boards.files import BOARDS_DIR, check, paths, write
 from robench.boards.render import Page, build, standings
 from robench.boards.schema import Board, Column, board_names, load_board
 from robench.boards.selection import RUNS_DIR, default_root
+from robench.boards.site import build_site, check_site, write_site
 
 __all__ = [
     "BOARDS_DIR",
@@ -26,10 +27,13 @@ __all__ = [
     "Page",
     "board_names",
     "build",
+    "build_site",
+    "check_site",
     "check",
     "default_root",
     "load_board",
     "paths",
     "standings",
     "write",
+    "write_site",
 ]

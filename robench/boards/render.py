@@ -112,11 +112,9 @@ def front_neighbours(board: Board, frame: pd.DataFrame, ranking: pd.DataFrame) -
     ]
 
 
-def _front_cell(front: bool, model: str, pairs: list[Neighbours]) -> str:
-    if not front:
-        return ""
-    tied = any(p.distinguishable is False and model in (p.left, p.right) for p in pairs)
-    return FRONT_MARK + (TIE_MARK if tied else "")
+def tied(pairs: list[Neighbours]) -> set[str]:
+    """Front members that some neighbour is not distinguishable from (marked TIE_MARK)."""
+    return {m for p in pairs if p.distinguishable is False for m in (p.left, p.right)}
 
 
 def _markdown_table(board: Board, frame: pd.DataFrame, ranking: pd.DataFrame, pairs: list[Neighbours]) -> str:
@@ -124,9 +122,9 @@ def _markdown_table(board: Board, frame: pd.DataFrame, ranking: pd.DataFrame, pa
     records = frame.set_index(["model", "threat"])
     y_labels = {c.threat: c.label for c in board.y_prefer}
     flagged = frame[frame["flags"].map(bool)].groupby("model")["threat"].agg(sorted)
-    rows = list(ranking.itertuples(index=False))
+    rows, ties = list(ranking.itertuples(index=False)), tied(pairs)
     spec = [  # (header, alignment, cells)
-        ("Front", "center", [_front_cell(r.front, r.model, pairs) for r in rows]),
+        ("Front", "center", [(FRONT_MARK + (TIE_MARK if r.model in ties else "")) if r.front else "" for r in rows]),
         ("Model", "left", [model_cell(r.model, r.meta) for r in rows]),
         (
             f"{escape(board.x.label)} [95% CI]",
@@ -284,18 +282,34 @@ def _complete(board: Board, frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str
     return frame[~frame["model"].isin(incomplete)], incomplete
 
 
+class Ranked(NamedTuple):
+    """What a board shows, for views other than the markdown page (the site, ``robench submit``)."""
+
+    board: Board
+    records: pd.DataFrame  # the complete models' current records (see selection.COLUMNS)
+    ranking: pd.DataFrame  # one row per model, best first (model, x, y, y_threat, front, meta)
+    pairs: list[Neighbours]  # neighbouring front members and their paired tests
+
+
+def ranked(board_name: str, root: Path | None = None) -> Ranked:
+    """The board's records, ranking and front tests, computed as the page computes them."""
+    root = Path(root) if root is not None else default_root()
+    board = load_board(board_name)
+    complete, _ = _complete(board, collect(board, root)[0])
+    if complete.empty:
+        empty = pd.DataFrame(columns=["model", "x", "y", "y_threat", "front", "meta"])
+        return Ranked(board, complete, empty, [])
+    ranking = _ranking(board, complete)
+    return Ranked(board, complete, ranking, front_neighbours(board, complete, ranking))
+
+
 def standings(board_name: str, root: Path | None = None) -> pd.DataFrame:
     """The ranked rows the page shows (model, x, y, y_threat, front, meta), best first.
 
     For callers that report where one model stands, such as ``robench submit``, so that what they print
     is what the page says rather than a second computation of the front.
     """
-    root = Path(root) if root is not None else default_root()
-    board = load_board(board_name)
-    complete, _ = _complete(board, collect(board, root)[0])
-    if complete.empty:
-        return pd.DataFrame(columns=["model", "x", "y", "y_threat", "front", "meta"])
-    return _ranking(board, complete)
+    return ranked(board_name, root).ranking
 
 
 def build(board_name: str, root: Path | None = None) -> Page:
