@@ -62,6 +62,7 @@ def _html(title: str, body: list[str], depth: int, script: str | None = None) ->
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{escape(title)}</title>",
         f'<link rel="stylesheet" href="{up}assets/site.css">',
+        '<link rel="icon" href="data:,">',  # no favicon request: a server would answer 404
         "</head>",
         "<body>",
         *body,
@@ -135,6 +136,8 @@ def _board_page(r: Ranked, labels: dict[str, str]) -> bytes:
         "</div>",
         '<div id="plot-wrap"><svg id="scatter" width="560" height="420" role="img" '
         'aria-label="Pareto scatter"></svg><div id="tip" hidden></div></div>',
+        '<p class="muted">Red: the Pareto front of the shown models on the chosen axes. Hover a point for its '
+        "numbers, click it for the model's page. Search and filters below apply to the plot too.</p>",
         '<div class="controls">',
         '<label>Search <input id="search" type="search" placeholder="model name"></label>',
         '<label>Architecture <select id="f-arch"><option value="">all</option></select></label>',

@@ -170,10 +170,13 @@
   }
 
   function render() {
+    tip.hidden = true;  // its point may be gone or moved
     const rows = data.models.filter(visible);
     renderTable(rows);
     renderPlot(rows);
   }
-  for (const input of [search, flagged, ...Object.values(selects)]) input.addEventListener("input", render);
+  for (const input of [search, flagged, ...Object.values(selects)]) {
+    for (const kind of ["input", "change"]) input.addEventListener(kind, render);  // browsers differ on which fires
+  }
   render();
 })();
