@@ -20,15 +20,19 @@ from pathlib import Path
 
 import pytest
 
-from robench import boards
 from robench.boards import site
 from robench.cli import main
 from robench.errors import UsageError
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None)
-EVIL = "</script><script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\"> | *b* [x](javascript:alert(1))"
+CHROMEDRIVER = shutil.which("chromedriver") or (
+    "/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None
+)
+EVIL = (
+    "</script><script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\"> "
+    "| *b* [x](javascript:alert(1))"
+)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +62,9 @@ def test_site_has_a_board_page_and_a_page_per_ranked_model(built):
     assert "robench eval --model mnist_cnn_cusp --threat spatial --out leaderboards/runs" in page
     assert page.count("<figure>") >= 8 and 'src="img/mnist_cnn_cusp/uap_linf.png"' in page
     copied = built / "mnist5k" / "img" / "mnist_cnn_cusp" / "uap_linf.png"
-    assert copied.read_bytes() == (REPO / "leaderboards/runs/mnist5k/mnist_cnn_cusp/uap_linf.png").read_bytes()
+    assert (
+        copied.read_bytes() == (REPO / "leaderboards/runs/mnist5k/mnist_cnn_cusp/uap_linf.png").read_bytes()
+    )
     assert "cdn" not in (built / "mnist5k" / "index.html").read_text().lower()
     assert not re.search(r'(src|href)="(https?:)?//', (built / "mnist5k" / "index.html").read_text())
 
@@ -70,11 +76,15 @@ def test_site_is_byte_deterministic_and_imports_no_torch(built, tmp_path):
         "print('torch' in sys.modules, 'matplotlib' in sys.modules)"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "99"}
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "False"]
     assert site.check_site(tmp_path, ["mnist5k"], REPO) == []
-    assert {p.relative_to(tmp_path) for p in tmp_path.rglob("*")} == {p.relative_to(built) for p in built.rglob("*")}
+    assert {p.relative_to(tmp_path) for p in tmp_path.rglob("*")} == {
+        p.relative_to(built) for p in built.rglob("*")
+    }
 
 
 def test_check_site_fails_on_an_edited_missing_or_extra_file(built, tmp_path, capsys):
@@ -88,8 +98,11 @@ def test_check_site_fails_on_an_edited_missing_or_extra_file(built, tmp_path, ca
     assert main(args) == 1
     out = capsys.readouterr().out
     assert all(f"{name}: differs" in out for name in ("mnist_cnn_cusp.html", "index.html", "extra.html"))
-    assert sorted(site.write_site(s, ["mnist5k"], REPO)) == ["extra.html", "mnist5k/index.html",
-                                                             "mnist5k/mnist_cnn_cusp.html"]
+    assert sorted(site.write_site(s, ["mnist5k"], REPO)) == [
+        "extra.html",
+        "mnist5k/index.html",
+        "mnist5k/mnist_cnn_cusp.html",
+    ]
     assert site.check_site(s, ["mnist5k"], REPO) == [] and not (s / "extra.html").exists()
 
 
@@ -106,8 +119,13 @@ def evil_site(tmp_path, config_tree):
     from test_leaderboard import BOARD, THREATS, put_model
 
     root = config_tree(tmp_path, threats=THREATS, boards={"x": BOARD})
-    meta = {"display_name": EVIL, "arch": EVIL, "recipe": EVIL, "description": EVIL,
-            "paper": {"title": EVIL, "url": "javascript:alert(1)", "year": EVIL}}
+    meta = {
+        "display_name": EVIL,
+        "arch": EVIL,
+        "recipe": EVIL,
+        "description": EVIL,
+        "paper": {"title": EVIL, "url": "javascript:alert(1)", "year": EVIL},
+    }
     put_model(root, "evil", 0.9, 0.5, 0.2, meta=meta, flags=[EVIL])
     put_model(root, "good", 0.9, 0.4, 0.3)
     out = tmp_path / "site"
@@ -119,8 +137,10 @@ def test_card_text_cannot_inject_markup_into_the_site(evil_site):
     for page in [evil_site / "x" / "index.html", evil_site / "x" / "evil.html", evil_site / "index.html"]:
         html = page.read_text()
         # only the site's own scripts: the embedded data and site.js
-        assert re.findall(r"<script[^>]*>", html) in ([], ['<script type="application/json" id="board-data">',
-                                                           '<script src="../assets/site.js">'])
+        assert re.findall(r"<script[^>]*>", html) in (
+            [],
+            ['<script type="application/json" id="board-data">', '<script src="../assets/site.js">'],
+        )
         assert "<img src=x" not in html and "<img" not in html.replace('<img class="delta"', "")
         assert 'href="javascript' not in html  # the javascript: url stays text, never a link
     data = board_data((evil_site / "x" / "index.html").read_text())
@@ -133,17 +153,30 @@ def test_card_text_cannot_inject_markup_into_the_site(evil_site):
 
 @pytest.fixture(scope="module")
 def driver():
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
+    webdriver = pytest.importorskip(
+        "selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')"
+    )
     if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("headless Chromium tests need chromium and chromedriver (apt-get install chromium chromium-driver)")
+        pytest.skip(
+            "headless Chromium tests need chromium and chromedriver "
+            "(apt-get install chromium chromium-driver)"
+        )
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
-    for arg in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1100"]:
+    for arg in [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1100",
+    ]:
         options.add_argument(arg)
     options.binary_location = CHROMIUM
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)  # the system driver, no download
+    browser = webdriver.Chrome(
+        service=Service(CHROMEDRIVER), options=options
+    )  # the system driver, no download
     yield browser
     browser.quit()
 
@@ -163,7 +196,9 @@ def errors(browser) -> list:
 def rows(browser) -> list[str]:
     from selenium.webdriver.common.by import By
 
-    return [tr.get_attribute("data-model") for tr in browser.find_elements(By.CSS_SELECTOR, "#models tbody tr")]
+    return [
+        tr.get_attribute("data-model") for tr in browser.find_elements(By.CSS_SELECTOR, "#models tbody tr")
+    ]
 
 
 def test_board_sorts_filters_hovers_and_links_in_chromium(driver, built, shots):
@@ -188,7 +223,9 @@ def test_board_sorts_filters_hovers_and_links_in_chromium(driver, built, shots):
     driver.find_element(By.ID, "search").send_keys("vit")
     assert sorted(rows(driver)) == ["mnist_vit_crop4", "mnist_vit_standard"]
     assert driver.find_element(By.ID, "count").text == "2 of 11 models shown"
-    assert len(driver.find_elements(By.CSS_SELECTOR, "#scatter circle")) == 2  # the scatter follows the filter
+    assert (
+        len(driver.find_elements(By.CSS_SELECTOR, "#scatter circle")) == 2
+    )  # the scatter follows the filter
     driver.find_element(By.ID, "search").send_keys(Keys.BACKSPACE * 3)  # as a reader would: fires input
     Select(driver.find_element(By.ID, "f-flags")).select_by_value("flagged")
     assert sorted(rows(driver)) == ["mnist_cnn_cusp", "mnist_cnn_pgd_linf"]
@@ -208,7 +245,9 @@ def test_board_sorts_filters_hovers_and_links_in_chromium(driver, built, shots):
     ]
     driver.save_screenshot(str(shots / "3-hover.png"))
 
-    Select(driver.find_element(By.ID, "ax-y")).select_by_value("uap_linf")  # another y: the front is recomputed
+    Select(driver.find_element(By.ID, "ax-y")).select_by_value(
+        "uap_linf"
+    )  # another y: the front is recomputed
     red = driver.find_elements(By.CSS_SELECTOR, '#scatter circle[fill="#c0392b"]')
     front = {c.get_attribute("data-model") for c in red}  # aug30: 9.9% beats worst_of_10's 9.8% on UAP
     assert front == {"mnist_cnn_pgd_linf", "mnist_cnn_cusp", "mnist_cnn_aug30", "mnist_cnn_worst_of_10"}
@@ -217,7 +256,9 @@ def test_board_sorts_filters_hovers_and_links_in_chromium(driver, built, shots):
     driver.find_element(By.CSS_SELECTOR, '#models tr[data-model="mnist_cnn_cusp"] a').click()
     assert driver.find_element(By.TAG_NAME, "h1").text == "mnist_cnn / cusp"
     images = driver.find_elements(By.CSS_SELECTOR, "img.delta")
-    assert len(images) == 3 and all(driver.execute_script("return arguments[0].naturalWidth", i) > 0 for i in images)
+    assert len(images) == 3 and all(
+        driver.execute_script("return arguments[0].naturalWidth", i) > 0 for i in images
+    )
     driver.save_screenshot(str(shots / "5-model.png"))
     assert errors(driver) == []
 

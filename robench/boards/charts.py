@@ -46,10 +46,14 @@ def line_chart(title: str, x_label: str, xs: list[float], series: list[tuple[str
         out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{path}"/>')
         for x, y in zip(xs, ys, strict=True):
             tip = escape(f"{name}: {x:g} → {100 * y:.1f}%")
-            out.append(f'<circle cx="{_f(px(x))}" cy="{_f(py(y))}" r="2.5" fill="{colour}"><title>{tip}</title></circle>')
+            out.append(
+                f'<circle cx="{_f(px(x))}" cy="{_f(py(y))}" r="2.5" fill="{colour}">'
+                f"<title>{tip}</title></circle>"
+            )
         if len(series) > 1:
             out.append(
-                f'<text x="{W - _R - 4}" y="{_T + 12 + 12 * i}" text-anchor="end" style="fill: {colour}">{escape(name)}</text>'
+                f'<text x="{W - _R - 4}" y="{_T + 12 + 12 * i}" text-anchor="end" style="fill: {colour}">'
+                f"{escape(name)}</text>"
             )
     return "\n".join([*out, "</svg>"])
 
@@ -74,7 +78,8 @@ def heatmap(title: str, tx: list[float], ty: list[float], acc: list[float]) -> s
             label = "—" if a is None else f"{100 * a:.1f}"
             ink = "#fff" if t > 0.6 else "#222"
             out.append(
-                f'<rect x="{_f(left)}" y="{_f(top)}" width="{_f(cell - 1)}" height="{_f(cell - 1)}" fill="{shade}">'
+                f'<rect x="{_f(left)}" y="{_f(top)}" width="{_f(cell - 1)}" height="{_f(cell - 1)}" '
+                f'fill="{shade}">'
                 f"<title>{escape(f'tx {x:g} px, ty {y:g} px: {label}%')}</title></rect>"
             )
             out.append(
@@ -82,14 +87,20 @@ def heatmap(title: str, tx: list[float], ty: list[float], acc: list[float]) -> s
                 f'fill="{ink}">{label}</text>'
             )
     for i, x in enumerate(cols):
-        out.append(f'<text x="{_f(_L + (i + 0.5) * cell)}" y="{_f(_T + len(rows) * cell + 12)}" '
-                   f'text-anchor="middle">{x:g}</text>')
-    out.append(f'<text x="{_f(_L + len(cols) * cell / 2)}" y="{H - 4}" text-anchor="middle">tx (px) →, ty (px) ↓</text>')
+        out.append(
+            f'<text x="{_f(_L + (i + 0.5) * cell)}" y="{_f(_T + len(rows) * cell + 12)}" '
+            f'text-anchor="middle">{x:g}</text>'
+        )
+    out.append(
+        f'<text x="{_f(_L + len(cols) * cell / 2)}" y="{H - 4}" text-anchor="middle">'
+        "tx (px) →, ty (px) ↓</text>"
+    )
     return "\n".join([*out, "</svg>"])
 
 
 def _frame(title: str) -> str:
     return (
-        f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" '
+        f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" '
+        f'width="{W}" height="{H}" '
         f'role="img" aria-label="{escape(title)}">'
     )

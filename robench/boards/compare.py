@@ -23,7 +23,8 @@ from robench.errors import UsageError
 
 METHODS = (
     "95% intervals: Wilson score for each accuracy; Newcombe's paired hybrid score interval "
-    "(1998, method 10) for A − B. p: exact two-sided McNemar test (binomial test on the examples only one model gets right)."
+    "(1998, method 10) for A − B. p: exact two-sided McNemar test (binomial test on the examples only "
+    "one model gets right)."
 )
 
 

@@ -131,11 +131,16 @@ def draw(plot: Plot) -> bytes:
         front = sorted((p.x, p.y) for p in plot.points if p.front)
         if rest:
             ax.scatter(
-                *zip(*rest, strict=True), s=22, color="tab:gray", label="other models (numbered, see key)", zorder=2
+                *zip(*rest, strict=True),
+                s=22,
+                color="tab:gray",
+                label="other models (numbered, see key)",
+                zorder=2,
             )
         if front:
             ax.step(*zip(*front, strict=True), where="pre", color="tab:red", linewidth=1.2, zorder=1)
-            ax.scatter(*zip(*front, strict=True), marker="*", s=140, color="tab:red", label="Pareto front", zorder=3)
+            xy = zip(*front, strict=True)
+            ax.scatter(*xy, marker="*", s=140, color="tab:red", label="Pareto front", zorder=3)
         markers = [(p.x, p.y) for p in plot.points]
         texts = [(p.label, [(p.x, p.y)]) for p in plot.points if p.front]
         texts += [

@@ -124,7 +124,11 @@ def _markdown_table(board: Board, frame: pd.DataFrame, ranking: pd.DataFrame, pa
     flagged = frame[frame["flags"].map(bool)].groupby("model")["threat"].agg(sorted)
     rows, ties = list(ranking.itertuples(index=False)), tied(pairs)
     spec = [  # (header, alignment, cells)
-        ("Front", "center", [(FRONT_MARK + (TIE_MARK if r.model in ties else "")) if r.front else "" for r in rows]),
+        (
+            "Front",
+            "center",
+            [(FRONT_MARK + (TIE_MARK if r.model in ties else "")) if r.front else "" for r in rows],
+        ),
         ("Model", "left", [model_cell(r.model, r.meta) for r in rows]),
         (
             f"{escape(board.x.label)} [95% CI]",

@@ -39,7 +39,9 @@ from robench.errors import UsageError
 #: A file at the site's root that marks DIR as a robench site, so that a rebuild may remove files the
 #: records no longer produce there and never touches a folder that is something else.
 MARKER = "robench-site.txt"
-_MARKER_TEXT = b"Built by `robench leaderboard --site`; every file here is regenerated from the run records.\n"
+_MARKER_TEXT = (
+    b"Built by `robench leaderboard --site`; every file here is regenerated from the run records.\n"
+)
 _SAFE_URL = re.compile(r"^https?://[A-Za-z0-9\-._~:/?#@!$&'*+,;=%]+$")
 X_FAMILIES = ("spatial_grid", "spatial_random", "spatial_pgd", "translation_sweep")
 Y_FAMILIES = ("autoattack", "pgd", "uap")
@@ -103,16 +105,27 @@ def _board_data(r: Ranked, labels: dict[str, str]) -> dict:
     models = []
     for rank, m in enumerate(r.ranking.itertuples(index=False), start=1):
         mine = r.records[r.records["model"] == m.model]
-        models.append({
-            "rank": rank, "model": m.model, "name": str(m.meta.get("display_name") or m.model),
-            "href": f"{m.model}.html", "arch": str(m.meta.get("arch") or "—"),
-            "recipe": str(recipe_name(m.meta) or "—"), "front": bool(m.front), "tie": m.model in ties,
-            "flags": list(flagged.get(m.model, [])), "y_threat": m.y_threat, "y_by": y_by.get(m.y_threat, "—"),
-            "acc": {t: _acc(records.loc[(m.model, t)]) for t in mine["threat"]},
-        })
+        models.append(
+            {
+                "rank": rank,
+                "model": m.model,
+                "name": str(m.meta.get("display_name") or m.model),
+                "href": f"{m.model}.html",
+                "arch": str(m.meta.get("arch") or "—"),
+                "recipe": str(recipe_name(m.meta) or "—"),
+                "front": bool(m.front),
+                "tie": m.model in ties,
+                "flags": list(flagged.get(m.model, [])),
+                "y_threat": m.y_threat,
+                "y_by": y_by.get(m.y_threat, "—"),
+                "acc": {t: _acc(records.loc[(m.model, t)]) for t in mine["threat"]},
+            }
+        )
     y_name = f"{b.y_label} (board: " + ", else ".join(c.label for c in b.y_prefer) + ")"
     return {
-        "x": {"threat": b.x.threat, "label": b.x.label}, "y_label": b.y_label, "x_default": b.x.threat,
+        "x": {"threat": b.x.threat, "label": b.x.label},
+        "y_label": b.y_label,
+        "x_default": b.x.threat,
         "xs": [{"id": t, "label": labels[t]} for t in labels if family[t] in X_FAMILIES],
         "ys": [{"id": "board_y", "label": y_name}]
         + [{"id": t, "label": labels[t]} for t in labels if family[t] in Y_FAMILIES],
@@ -126,7 +139,8 @@ def _board_page(r: Ranked, labels: dict[str, str]) -> bytes:
     body = [
         '<nav><a href="../index.html">All boards</a></nav>',
         f"<h1>{escape(b.title)}</h1>",
-        f'<p class="muted">Dataset <code>{escape(b.dataset)}</code>, split <code>{escape(b.split)}</code>, the '
+        f'<p class="muted">Dataset <code>{escape(b.dataset)}</code>, '
+        f"split <code>{escape(b.split)}</code>, the "
         f"first {b.n_examples:,} examples, seed {b.seed}. Accuracies in %, with 95% Wilson score intervals. "
         "★ on the Pareto front; ≈ not distinguishable at 95% from a neighbour on the front (paired exact "
         "McNemar test on both axes); ⚠ flagged record.</p>",
@@ -136,7 +150,8 @@ def _board_page(r: Ranked, labels: dict[str, str]) -> bytes:
         "</div>",
         '<div id="plot-wrap"><svg id="scatter" width="560" height="420" role="img" '
         'aria-label="Pareto scatter"></svg><div id="tip" hidden></div></div>',
-        '<p class="muted">Red: the Pareto front of the shown models on the chosen axes. Hover a point for its '
+        '<p class="muted">Red: the Pareto front of the shown models on the chosen axes. '
+        "Hover a point for its "
         "numbers, click it for the model's page. Search and filters below apply to the plot too.</p>",
         '<div class="controls">',
         '<label>Search <input id="search" type="search" placeholder="model name"></label>',
@@ -147,11 +162,15 @@ def _board_page(r: Ranked, labels: dict[str, str]) -> bytes:
         '<span id="count" class="muted"></span>',
         "</div>",
         '<div class="wide"><table id="models"></table></div>',
-        "<noscript><p>The table and the scatter need JavaScript; every model's page below does not.</p></noscript>",
+        "<noscript><p>The table and the scatter need JavaScript; every model's page below does not.</p>"
+        "</noscript>",
         "<h2>Models</h2>",
         "<ul>",
-        *(f'<li><a href="{m["href"]}">{escape(m["name"])}</a> <span class="muted">({escape(m["model"])})</span></li>'
-          for m in data["models"]),
+        *(
+            f'<li><a href="{m["href"]}">{escape(m["name"])}</a> '
+            f'<span class="muted">({escape(m["model"])})</span></li>'
+            for m in data["models"]
+        ),
         "</ul>",
     ]
     script = f'<script type="application/json" id="board-data">{_json(data)}</script>'
@@ -162,7 +181,9 @@ def reproduce(r: Ranked, model: str, threat: str) -> str:
     """The command that re-creates a shown record. Shown records have the threat's current config (else
     the board would list them as stale), so no ``--set`` is needed; the board fixes examples and seed."""
     b = r.board
-    command = f"robench eval --model {model} --threat {threat} --out {RUNS_DIR.as_posix()} --dataset {b.dataset}"
+    command = (
+        f"robench eval --model {model} --threat {threat} --out {RUNS_DIR.as_posix()} --dataset {b.dataset}"
+    )
     command += f" --n-examples {b.n_examples}"
     command += f" --split {b.split}" if b.split != "test" else ""
     return command + (f" --seed {b.seed}" if b.seed else "")
@@ -203,26 +224,42 @@ def _charts(mine: pd.DataFrame, model: str) -> tuple[list[str], list[str]]:
 
     for r in mine.sort_values("threat").itertuples():
         threat, d, family = r.threat, r.details, config.threat_spec(r.threat).family
-        angle, shift, curve = (d.get(k) or {} for k in ("accuracy_by_rotation", "accuracy_by_translation", "curve"))
+        angle, shift, curve = (
+            d.get(k) or {} for k in ("accuracy_by_rotation", "accuracy_by_translation", "curve")
+        )
         if _series(angle.get("rotation_deg"), angle.get("accuracy")):
-            svg = charts.line_chart(f"{threat}: accuracy by angle", "rotation (°)", angle["rotation_deg"],
-                                    [("accuracy", angle["accuracy"])])
+            svg = charts.line_chart(
+                f"{threat}: accuracy by angle",
+                "rotation (°)",
+                angle["rotation_deg"],
+                [("accuracy", angle["accuracy"])],
+            )
             figures.append(figure(svg, f"Accuracy by rotation angle ({threat})"))
         if _series(shift.get("tx"), shift.get("ty"), shift.get("accuracy")):
-            svg = charts.heatmap(f"{threat}: accuracy by translation", shift["tx"], shift["ty"], shift["accuracy"])
+            svg = charts.heatmap(
+                f"{threat}: accuracy by translation", shift["tx"], shift["ty"], shift["accuracy"]
+            )
             figures.append(figure(svg, f"Accuracy by translation, % ({threat}; shading spans min to max)"))
         sweep = [curve.get(k) for k in ("magnitude_px", "worst_case_accuracy", "mean_accuracy")]
         if family == "translation_sweep" and _series(*sweep):
-            svg = charts.line_chart(f"{threat}: sweep", "shift magnitude (px)", sweep[0],
-                                    [("worst case", sweep[1]), ("mean", sweep[2])])
+            svg = charts.line_chart(
+                f"{threat}: sweep",
+                "shift magnitude (px)",
+                sweep[0],
+                [("worst case", sweep[1]), ("mean", sweep[2])],
+            )
             figures.append(figure(svg, f"Translation sweep: accuracy by shift magnitude ({threat})"))
         if family != "uap":
             continue
         pair = []
         fool = d.get("fooling_rate_by_shift") or {}
         if _series(fool.get("shift_px"), fool.get("fooling_rate")):
-            svg = charts.line_chart(f"{threat}: fooling by shift", "δ shifted by (s, s) px", fool["shift_px"],
-                                    [("fooling rate", fool["fooling_rate"])])
+            svg = charts.line_chart(
+                f"{threat}: fooling by shift",
+                "δ shifted by (s, s) px",
+                fool["shift_px"],
+                [("fooling rate", fool["fooling_rate"])],
+            )
             pair.append(figure(svg, f"Fooling rate when the UAP δ is shifted ({threat})"))
         if r.artifacts.get("png") == f"{threat}.png":
             images.append(threat)
@@ -241,7 +278,7 @@ def _model_page(r: Ranked, labels: dict[str, str], row) -> tuple[bytes, list[str
     name = str(row.meta.get("display_name") or model)
     threats = [
         "<table>",
-        "<tr><th>Threat</th><th>Protocol</th><th class=\"num\">Accuracy (%)</th><th class=\"num\">95% CI</th>"
+        '<tr><th>Threat</th><th>Protocol</th><th class="num">Accuracy (%)</th><th class="num">95% CI</th>'
         "<th>Flags</th></tr>",
     ]
     for t in mine.itertuples():
@@ -253,24 +290,34 @@ def _model_page(r: Ranked, labels: dict[str, str], row) -> tuple[bytes, list[str
             f"<td>{'⚠' if t.flags else ''}</td></tr>"
         )
     threats.append("</table>")
-    flags = [f"<li><code>{escape(t.threat)}</code>: {escape(f)}</li>" for t in mine.itertuples() for f in t.flags]
+    flags = [
+        f"<li><code>{escape(t.threat)}</code>: {escape(f)}</li>" for t in mine.itertuples() for f in t.flags
+    ]
     figures, images = _charts(mine, model)
     commands = [f"<pre>{escape(reproduce(r, model, t))}</pre>" for t in mine["threat"]]
     body = [
         f'<nav><a href="../index.html">All boards</a> › <a href="index.html">{escape(b.title)}</a></nav>',
         f"<h1>{escape(name)}</h1>",
         f'<p class="muted">On board {escape(b.title)}: rank {int(row.Index) + 1} of {len(r.ranking)} by y; '
-        + ("on the Pareto front." if row.front else "not on the Pareto front.") + "</p>",
-        "<h2>Card</h2>", *_card(model, row.meta),
+        + ("on the Pareto front." if row.front else "not on the Pareto front.")
+        + "</p>",
+        "<h2>Card</h2>",
+        *_card(model, row.meta),
         "<h2>Every threat</h2>",
-        "<p class=\"muted\">Accuracy on the board's examples with its 95% Wilson score interval.</p>", *threats,
-        "<h2>Curves</h2>", '<div class="charts">', *figures, "</div>",
+        '<p class="muted">Accuracy on the board\'s examples with its 95% Wilson score interval.</p>',
+        *threats,
+        "<h2>Curves</h2>",
+        '<div class="charts">',
+        *figures,
+        "</div>",
         "<h2>Flags</h2>",
-        "<p class=\"muted\">A flag is a warning the evaluation raised about its own result (for example, "
-        "that a weaker attack found what a stronger one missed): the number stands, but read it with care.</p>",
+        '<p class="muted">A flag is a warning the evaluation raised about its own result (for example, '
+        "that a weaker attack found what a stronger one missed): the number stands, but read it with care."
+        "</p>",
         *(["<ul>", *flags, "</ul>"] if flags else ["<p>None.</p>"]),
         "<h2>Reproduce</h2>",
-        "<p class=\"muted\">Each record is re-created by (from the repository root):</p>", *commands,
+        '<p class="muted">Each record is re-created by (from the repository root):</p>',
+        *commands,
     ]
     return _html(f"{name}: {b.title}", body, 1), images
 
@@ -298,9 +345,15 @@ def build_site(boards: list[str] | None = None, root: Path | None = None) -> dic
             for threat in images:
                 source = root / RUNS_DIR / r.board.dataset / row.model / f"{threat}.png"
                 files[f"{name}/img/{row.model}/{threat}.png"] = source.read_bytes()
-    body = ["<h1>robench leaderboards</h1>", "<ul>", *items, "</ul>",
-            '<p class="muted">Generated from the committed run records by <code>robench leaderboard --site</code>.'
-            "</p>"]
+    body = [
+        "<h1>robench leaderboards</h1>",
+        "<ul>",
+        *items,
+        "</ul>",
+        '<p class="muted">Generated from the committed run records by '
+        "<code>robench leaderboard --site</code>."
+        "</p>",
+    ]
     files["index.html"] = _html("robench leaderboards", body, 0)
     return dict(sorted(files.items()))
 
@@ -316,7 +369,9 @@ def write_site(site: Path, boards: list[str] | None = None, root: Path | None = 
     files = build_site(boards, root)
     have = _existing(site) if site.is_dir() else {}
     if have and MARKER not in have:
-        raise UsageError(f"{site} is not empty and not a robench site ({MARKER} missing): choose an empty folder")
+        raise UsageError(
+            f"{site} is not empty and not a robench site ({MARKER} missing): choose an empty folder"
+        )
     changed = []
     for rel, data in files.items():
         if rel not in have or have[rel].read_bytes() != data:
