@@ -22,7 +22,7 @@ from xml.sax import saxutils
 
 #: Bump when :func:`draw` changes what the picture looks like: every plot's data then differs from what
 #: its SVG carries, so ``write`` redraws them all and ``--check`` asks for that.
-STYLE = 2
+STYLE = 3
 
 _DATA_ID = "robench-plot"
 _DATA = re.compile(rb'<metadata id="' + _DATA_ID.encode() + rb'">([^<]*)</metadata>')
@@ -166,7 +166,7 @@ def draw(plot: Plot) -> bytes:
         ax.grid(True, alpha=0.3)
         top = layout.AXES[1] + layout.AXES[3]
         fig.legend(loc="upper left", bbox_to_anchor=(layout.KEY_X, top), fontsize=7, frameon=False)
-        key = [f"{keys[p.label]:>2}  {p.label}  ({p.x:.1f}, {p.y:.1f})" for p in plot.points if not p.front]
+        key = [f"{keys[p.label]}  {p.label}  ({p.x:.1f}, {p.y:.1f})" for p in plot.points if not p.front]
         if key:
             fig.text(
                 layout.KEY_X,
@@ -175,7 +175,6 @@ def draw(plot: Plot) -> bytes:
                 fontsize=7,
                 va="top",
                 ha="left",
-                family="DejaVu Sans Mono",
                 parse_math=False,
                 linespacing=1.5,
             )
