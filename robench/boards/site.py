@@ -307,9 +307,7 @@ def _model_page(r: Ranked, labels: dict[str, str], row) -> tuple[bytes, list[str
         '<p class="muted">Accuracy on the board\'s examples with its 95% Wilson score interval.</p>',
         *threats,
         "<h2>Curves</h2>",
-        '<div class="charts">',
-        *figures,
-        "</div>",
+        *(['<div class="charts">', *figures, "</div>"] if figures else ["<p>None in this model's records.</p>"]),
         "<h2>Flags</h2>",
         '<p class="muted">A flag is a warning the evaluation raised about its own result (for example, '
         "that a weaker attack found what a stronger one missed): the number stands, but read it with care."
