@@ -35,7 +35,7 @@ WEAK_PGD = {"eps": 0.15, "steps": 10}
 
 
 def test_same_seed_same_verdicts_and_seed_matters():
-    kw = dict(n_examples=200, chunk_size=50, progress=False, overrides=WEAK_PGD)
+    kw = {"n_examples": 200, "chunk_size": 50, "progress": False, "overrides": WEAK_PGD}
     a = evaluate("mnist_cnn_standard", "pgd_linf", seed=1, **kw)
     b = evaluate("mnist_cnn_standard", "pgd_linf", seed=1, **kw)
     c = evaluate("mnist_cnn_standard", "pgd_linf", seed=2, **kw)

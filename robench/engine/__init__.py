@@ -22,13 +22,13 @@ from torch import nn
 from robench import record as rec
 from robench.engine import fitting, loop
 from robench.engine.device import describe_device, resolve_device, versions
-from robench.engine.loop import ShardResult, chunk_seed
+from robench.engine.loop import ShardResult, chunk_seed, run_chunk
 from robench.engine.plan import DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SIZE, Plan, make_plan
 from robench.threats import Threat
 
 __all__ = [
     "DEFAULT_BATCH_SIZE", "DEFAULT_CHUNK_SIZE", "Plan", "ShardResult", "chunk_seed", "describe_device", "evaluate",
-    "make_plan", "resolve_device", "versions",
+    "make_plan", "resolve_device", "run_chunk", "versions",
 ]
 
 

@@ -85,17 +85,18 @@ def check_logits(logits: torch.Tensor, batch: int, num_classes: int, model_name:
         raise EvaluationError(f"model {model_name!r} returned non-finite logits for {int(bad.sum())} of {batch} examples")
 
 
-def run_chunk(plan: Plan, lo: int, hi: int, seed: int) -> dict[str, np.ndarray]:
-    """Per-example results of examples lo..hi of the plan, with the chunk's generator seeded by ``seed``."""
-    ctx = BatchContext(generator=torch.Generator().manual_seed(seed), batch_size=plan.batch_size)
+def run_chunk(model, threat, x, y, batch_size, seed, num_classes, model_name) -> dict[str, np.ndarray]:
+    """Per-example results of one chunk (tensors already on the device), with its generator seeded by
+    ``seed``; needs no plan, so scripts/gpu_check.py runs the same batch loop on synthetic data."""
+    ctx = BatchContext(generator=torch.Generator().manual_seed(seed), batch_size=batch_size)
     parts: list[dict[str, np.ndarray]] = []
-    for i in range(lo, hi, plan.batch_size):
-        xb, yb = plan.x[i : min(hi, i + plan.batch_size)], plan.y[i : min(hi, i + plan.batch_size)]
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i : i + batch_size], y[i : i + batch_size]
         with torch.inference_mode():
-            logits = plan.model(xb)
-        check_logits(logits, len(xb), plan.num_classes, plan.model_name)
+            logits = model(xb)
+        check_logits(logits, len(xb), num_classes, model_name)
         clean_correct = logits.argmax(1) == yb
-        out = plan.threat.run_batch(plan.model, xb, yb, clean_correct, ctx)
+        out = threat.run_batch(model, xb, yb, clean_correct, ctx)
         out = {k: v.detach().cpu().numpy() for k, v in out.items()}
         out["clean_correct"] = clean_correct.cpu().numpy()
         out["robust_claimed"] = out["robust"].astype(bool)
@@ -123,7 +124,8 @@ def _compute(plan: Plan, queue: ChunkQueue, partial: Path | None, progress: bool
             path = partial / f"chunk-{c:05d}.npz" if partial else None
             stats = _load_chunk(path, hi - lo) if path and path.exists() else None
             if stats is None:
-                stats = run_chunk(plan, lo, hi, chunk_seed(plan.seed, c))
+                stats = run_chunk(plan.model, plan.threat, plan.x[lo:hi], plan.y[lo:hi], plan.batch_size,
+                                  chunk_seed(plan.seed, c), plan.num_classes, plan.model_name)
                 computed += hi - lo
                 if path:
                     _save_chunk(path, stats)
