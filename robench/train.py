@@ -83,7 +83,7 @@ def train(
     """Train ``arch`` with ``recipe`` and write ``<out>/<name>.safetensors`` and its card; returns the card path."""
     from safetensors.torch import save_file
 
-    from robench.engine import describe_device, resolve_device
+    from robench.devices import describe_device, resolve_device
 
     check_name("model", name)
     rec = Recipe.load(recipe)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from robench.datasets import dataset_info, load_tensors
-from robench.engine import resolve_device
+from robench.devices import resolve_device
 from robench.models import create_model, load_card
 from robench.threats import create_threat
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from robench import record as rec
 from robench.engine import fitting, loop
-from robench.engine.device import describe_device, resolve_device, versions
+from robench.devices import describe_device, resolve_device, versions
 from robench.engine.loop import ShardResult, chunk_seed, run_chunk
 from robench.engine.plan import DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SIZE, Plan, make_plan
 from robench.threats import Threat

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from robench import record as rec
 from robench.distributed import ChunkQueue
-from robench.engine.device import describe_device, versions
+from robench.devices import describe_device, versions
 from robench.engine.plan import Plan
 from robench.errors import EvaluationError, UsageError
 from robench.threats import BatchContext

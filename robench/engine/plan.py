@@ -15,7 +15,7 @@ from torch import nn
 
 from robench import record as rec
 from robench.datasets import dataset_info, load_tensors
-from robench.engine.device import resolve_device
+from robench.devices import resolve_device
 from robench.errors import UsageError
 from robench.models import ModelCard, check_dataset, create_model
 from robench.threats import Threat, create_threat

@@ -16,7 +16,7 @@ from pathlib import Path
 from robench import distributed
 from robench.datasets import create_dataset
 from robench.engine import evaluate
-from robench.engine.device import resolve_device
+from robench.devices import resolve_device
 from robench.engine.loop import ShardResult
 from robench.errors import UsageError
 from robench.models import check_dataset, create_model, load_card

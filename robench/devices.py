@@ -1,4 +1,5 @@
-"""Which device a run uses and how the record names it (device and library versions)."""
+"""Which device a run uses and how a record names it (device and library versions); below the engine, so
+training (which does not evaluate) can name its device the same way."""
 
 from __future__ import annotations
 
