@@ -1,7 +1,7 @@
 """Threat families (Python) and named threats (``configs/threats/*.yaml``).
 
 Importing this package registers every family; :func:`create_threat` turns a name and a dataset into a
-configured instance with the dataset's published budgets (protocols.md) and any overrides.
+configured instance with the dataset's published budgets (docs/protocols.md) and any overrides.
 """
 
 from __future__ import annotations
