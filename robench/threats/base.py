@@ -140,3 +140,10 @@ def require(condition: bool, message: str) -> None:
     """Parameter validation in ``__post_init__``: a one-line usage error naming the bad value."""
     if not condition:
         raise UsageError(message)
+
+
+def require_budget(family: str, norm: str, eps: float) -> None:
+    """An ℓp budget must be positive, and an ℓ∞ one cannot exceed the [0,1] pixel range (every ℓp family)."""
+    require(eps > 0, f"{family}: eps must be > 0, got {eps!r}")
+    if norm == "linf":
+        require(eps <= 1, f"{family}: an l-inf eps of {eps} exceeds the [0,1] pixel range")
