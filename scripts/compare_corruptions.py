@@ -21,7 +21,23 @@ The package needs small shims on current numpy/scipy/scikit-image (``np.float_``
 
 Measured (8 images, 224 px, CPU, OMP_NUM_THREADS=1) -- see README "Common corruptions" for the reading:
 
-MEASURED_TABLE
+| corruption | max abs diff (levels), sev 1..5 | min PSNR (dB) | mean distortion ours / ref (levels), sev 1..5 | ref/ours time |
+|---|---|---|---|---|
+| defocus_blur | 1,1,1,1,1 | 62.5 | 6.0/6.0, 7.3/7.3, 9.5/9.5, 11.0/11.0, 12.5/12.5 | 0.1-0.2 |
+| motion_blur | 1,1,1,1,1 | 73.3 | 8.0/8.0, 11.0/11.0, 14.0/14.0, 16.7/16.7, 18.4/18.4 | 0.2-0.4 |
+| zoom_blur | 1,1,1,1,1 | 86.7 | 12.0/12.0, 14.2/14.2, 15.5/15.5, 17.0/17.0, 18.4/18.4 | 2.6-3.3 |
+| brightness | 1,1,1,1,1 | 62.3 | 17.9/17.9, 35.0/35.0, 50.0/50.0, 62.6/62.6, 71.9/71.9 | 7.9-15.6 |
+| contrast | 0,0,0,0,0 | inf | 24.0/24.0, 28.0/28.0, 32.1/32.1, 36.1/36.1, 38.1/38.1 | 1.7-4.4 |
+| pixelate | 1,1,1,2,2 | 53.5 | 3.7/3.7, 4.2/4.3, 5.3/5.3, 6.5/6.5, 7.3/7.3 | 0.1-0.2 |
+| jpeg_compression | 0,0,0,0,0 | inf | 5.3/5.3, 6.1/6.1, 6.6/6.6, 7.9/7.9, 9.4/9.4 | 0.4-0.7 |
+| gaussian_noise | - | - | 14.9/14.9, 21.8/21.8, 31.4/31.5, 43.0/43.1, 57.6/57.6 | 3.2-5.9 |
+| shot_noise | - | - | 14.0/14.0, 21.3/21.3, 30.0/30.0, 44.3/44.3, 55.0/55.0 | 1.0-1.3 |
+| impulse_noise | - | - | 3.8/3.9, 7.7/7.6, 11.5/11.4, 21.6/21.7, 34.4/34.4 | 0.8-1.6 |
+| glass_blur | - | - | 7.2/7.2, 7.2/7.2, 11.3/11.4, 10.8/10.8, 12.0/12.0 | 1.8-76.2 |
+| snow | - | - | 40.0/40.0, 65.7/66.2, 65.7/66.2, 81.2/81.5, 95.5/95.1 | 1.0-1.2 |
+| frost | - | - | 64.8/58.5, 80.3/79.5, 69.1/76.7, 72.3/70.9, 91.9/77.8 | 0.8-14.0 |
+| fog | - | - | 45.8/44.5, 46.4/50.3, 54.5/56.6, 56.7/58.9, 54.1/53.7 | 1.1-2.2 |
+| elastic_transform | - | - | 27.8/6.7, 38.1/8.1, 11.6/9.7, 14.5/10.7, 13.2/12.0 | 0.2-1.2 |
 """
 
 from __future__ import annotations
@@ -116,8 +132,9 @@ def main(argv=None) -> None:
     images = _photos(args.n, args.size)
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
     _ours(x[:1], "jpeg_compression", 1, 0, None)  # warm-up: torchvision's first import is not the codec's cost
-    rows = ["| corruption | severity | max abs diff (levels) | PSNR (dB) | mean distortion ours / ref | "
-            "ours (s) | ref (s) | speed ratio |", "|---|---|---|---|---|---|---|---|"]
+    header = ("| corruption | severity | max abs diff (levels) | PSNR (dB) | mean distortion ours / ref | "
+              "ours (s) | ref (s) | speed ratio |")
+    rows = [header, "|---|---|---|---|---|---|---|---|"]
     for name in DETERMINISTIC + RANDOM:
         for severity in range(1, 6):
             angle = 20.0 if name == "motion_blur" else None
@@ -140,8 +157,7 @@ def main(argv=None) -> None:
             dist = f"{np.abs(ours255 - clean).mean():.1f} / {np.abs(ref255 - clean).mean():.1f}"
             rows.append(f"| {name} | {severity} | {cols}{dist} | {t_ours:.3f} | {t_ref:.3f} | "
                         f"{t_ref / max(t_ours, 1e-9):.1f} |")
-            print(rows[-1], flush=True)
-    print("\n".join(rows))
+            print(rows[-1] if len(rows) > 3 else "\n".join(rows), flush=True)
 
 
 if __name__ == "__main__":

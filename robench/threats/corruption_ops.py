@@ -117,7 +117,7 @@ def _zoom_matrix(n: int, zoom: float) -> torch.Tensor:
     pixels, scipy.ndimage.zoom them by ``zoom`` (order 1), keep the central n."""
     ch = int(np.ceil(n / zoom))
     top = (n - ch) // 2
-    out = int(round(ch * zoom))
+    out = round(ch * zoom)
     trim = (out - n) // 2
     src = torch.arange(trim, trim + n, dtype=torch.float64) * ((ch - 1) / (out - 1) if out > 1 else 0.0)
     i0 = src.floor().long().clamp(max=ch - 1)
