@@ -34,8 +34,14 @@ GROUPS = (
     Group("Spatial breakdown", ("spatial_grid", "spatial_random", "spatial_pgd")),
     Group("ℓp threats", ("autoattack", "pgd")),
     Group("Translation and consistency", ("translation_sweep", "consistency")),
+    Group("Common corruptions", ("corruptions",)),
 )
 UAP = "uap"
+#: Rates from a record's details shown after its accuracy column: family -> [(header, details key)].
+EXTRAS = {
+    "consistency": [("agreement of two shifts (Zhang)", "consistency")],
+    "corruptions": [("mean corruption accuracy (all 75)", "mean_corruption_accuracy")],
+}
 
 
 def acc_cell(records: pd.DataFrame, model: str, threat: str) -> str:
@@ -79,10 +85,15 @@ def _uap_table(board: Board, records: pd.DataFrame, models: list[str], threat: s
     return pipe_table(headers, ["left", *["right"] * len(spec)], rows)
 
 
-def _accuracy_table(records: pd.DataFrame, models: list[str], columns: list[Column]) -> str:
-    headers = ["Model", *(f"{escape(c.label)} [95% CI]" for c in columns)]
-    rows = [[escape(m), *(acc_cell(records, m, c.threat) for c in columns)] for m in models]
-    return pipe_table(headers, ["left", *["right"] * len(columns)], rows)
+def _accuracy_table(records: pd.DataFrame, models: list[str], columns: list[Column], family: dict) -> str:
+    """Each threat's accuracy with its interval, then (right after it) the rates EXTRAS names for its family."""
+    spec = []  # (header, cell(model))
+    for c in columns:
+        spec.append((f"{escape(c.label)} [95% CI]", lambda m, t=c.threat: acc_cell(records, m, t)))
+        for header, key in EXTRAS.get(family[c.threat], []):
+            spec.append((header, lambda m, t=c.threat, k=key: _detail(records, m, t, k)))
+    rows = [[escape(m), *(cell(m) for _, cell in spec)] for m in models]
+    return pipe_table(["Model", *(h for h, _ in spec)], ["left", *["right"] * len(spec)], rows)
 
 
 def _models_table(ranking: pd.DataFrame) -> str:
@@ -122,7 +133,7 @@ def detail_sections(
     for group in groups:
         shown = [Column(t, label) for t, label in labels.items() if family[t] in group.families]
         if shown:
-            out += [f"### {escape(group.title)}", "", _accuracy_table(records, models, shown), ""]
+            out += [f"### {escape(group.title)}", "", _accuracy_table(records, models, shown, family), ""]
         if group is GROUPS[1]:  # universal perturbations right after the ℓp threats they are bounded like
             for t, label in labels.items():
                 if family[t] == UAP:
