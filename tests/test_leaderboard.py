@@ -458,16 +458,3 @@ def test_compare_prints_paired_differences_and_exact_mcnemar(tree, capsys):
     assert "Newcombe" in out[-1] and "McNemar" in out[-1]
     assert main(["compare", "a", "nobody", "--root", str(tree)]) == 2
     assert "give --dataset or --board" in capsys.readouterr().err
-
-
-def test_eval_table_shows_wilson_intervals():
-    from robench.cli import _table
-
-    rec = record.RunRecord(
-        model="m", dataset="mnist5k", threat="pgd_linf", family="pgd", threat_config={}, config_hash="0",
-        n_examples=1000, clean_acc=0.99, robust_acc=0.2, per_example="1" * 200 + "0" * 800,
-        clean_per_example="", indices={}, details={}, flags=[], seed=0, device="cpu", batch_size=1,
-        chunk_size=1, model_meta={}, versions={}, started_at="", duration_s=1.0, examples_per_s=10.0,
-    )
-    header, row = _table([rec], Path("runs")).splitlines()[:2]
-    assert "95% CI (Wilson)" in header and "[17.6%, 22.6%]" in row

@@ -86,14 +86,17 @@ def _uap_table(board: Board, records: pd.DataFrame, models: list[str], threat: s
 
 
 def _accuracy_table(records: pd.DataFrame, models: list[str], columns: list[Column], family: dict) -> str:
-    """Each threat's accuracy with its interval, then (right after it) the rates EXTRAS names for its family."""
-    spec = []  # (header, cell(model))
+    """Each threat's accuracy with its interval, then (right after it) the rates EXTRAS names for its family,
+    an extra column being left out where no model's record has that rate."""
+    spec = []  # (header, cell(model), whether the column may be left out)
     for c in columns:
-        spec.append((f"{escape(c.label)} [95% CI]", lambda m, t=c.threat: acc_cell(records, m, t)))
+        spec.append((f"{escape(c.label)} [95% CI]", lambda m, t=c.threat: acc_cell(records, m, t), False))
         for header, key in EXTRAS.get(family[c.threat], []):
-            spec.append((header, lambda m, t=c.threat, k=key: _detail(records, m, t, k)))
-    rows = [[escape(m), *(cell(m) for _, cell in spec)] for m in models]
-    return pipe_table(["Model", *(h for h, _ in spec)], ["left", *["right"] * len(spec)], rows)
+            spec.append((header, lambda m, t=c.threat, k=key: _detail(records, m, t, k), True))
+    shown = [(h, [cell(m) for m in models], optional) for h, cell, optional in spec]
+    shown = [(h, cells) for h, cells, optional in shown if not optional or set(cells) != {MISSING}]
+    rows = [[escape(m), *cells] for m, *cells in zip(models, *(c for _, c in shown), strict=True)]
+    return pipe_table(["Model", *(h for h, _ in shown)], ["left", *["right"] * len(shown)], rows)
 
 
 def _models_table(ranking: pd.DataFrame) -> str:
