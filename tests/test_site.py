@@ -292,3 +292,14 @@ def test_card_text_stays_text_in_the_browser(driver, evil_site, shots):
     assert not driver.find_elements(By.CSS_SELECTOR, 'a[href^="javascript"]')
     driver.save_screenshot(str(shots / "6-evil-model.png"))
     assert [e for e in errors(driver) if "pwned" in e["message"] or "alert" in e["message"]] == []
+
+
+def test_a_board_without_records_loads_without_errors(driver, tmp_path, config_tree):
+    from selenium.webdriver.common.by import By
+    from test_leaderboard import BOARD, THREATS
+
+    root = config_tree(tmp_path, threats=THREATS, boards={"x": BOARD})
+    site.write_site(tmp_path / "site", ["x"], root)
+    driver.get((tmp_path / "site" / "x" / "index.html").as_uri())
+    assert rows(driver) == [] and driver.find_element(By.ID, "count").text == "0 of 0 models shown"
+    assert errors(driver) == []

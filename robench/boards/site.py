@@ -20,7 +20,6 @@ urls.
 from __future__ import annotations
 
 import json
-import re
 from html import escape
 from importlib import resources
 from pathlib import Path
@@ -30,10 +29,10 @@ import pandas as pd
 from robench import config, record, stats
 from robench.boards import charts
 from robench.boards.details import recipe_name
-from robench.boards.render import Ranked, ranked
+from robench.boards.render import Ranked, ranked, tied
 from robench.boards.schema import board_names
 from robench.boards.selection import RUNS_DIR, default_root
-from robench.boards.text import protocol_text
+from robench.boards.text import protocol_text, safe_url
 from robench.errors import UsageError
 
 #: A file at the site's root that marks DIR as a robench site, so that a rebuild may remove files the
@@ -42,7 +41,6 @@ MARKER = "robench-site.txt"
 _MARKER_TEXT = (
     b"Built by `robench leaderboard --site`; every file here is regenerated from the run records.\n"
 )
-_SAFE_URL = re.compile(r"^https?://[A-Za-z0-9\-._~:/?#@!$&'*+,;=%]+$")
 X_FAMILIES = ("spatial_grid", "spatial_random", "spatial_pgd", "translation_sweep")
 Y_FAMILIES = ("autoattack", "pgd", "uap")
 
@@ -76,8 +74,8 @@ def _html(title: str, body: list[str], depth: int, script: str | None = None) ->
 
 
 def _link(text: str, url) -> str:
-    url = str(url or "")
-    return f'<a href="{escape(url)}">{escape(text)}</a>' if _SAFE_URL.match(url) else escape(text)
+    url = safe_url(url)
+    return f'<a href="{escape(url)}">{escape(text)}</a>' if url else escape(text)
 
 
 def _labels(r: Ranked) -> dict[str, str]:
@@ -96,7 +94,7 @@ def _acc(row) -> list[float]:
 def _board_data(r: Ranked, labels: dict[str, str]) -> dict:
     b, records = r.board, r.records.set_index(["model", "threat"])
     family = {t: config.threat_spec(t).family for t in labels}
-    ties = {m for p in r.pairs if p.distinguishable is False for m in (p.left, p.right)}
+    ties = tied(r.pairs)
     flagged: dict[str, list[str]] = {}
     for t in r.records.itertuples():
         if t.flags:
@@ -121,12 +119,13 @@ def _board_data(r: Ranked, labels: dict[str, str]) -> dict:
                 "acc": {t: _acc(records.loc[(m.model, t)]) for t in mine["threat"]},
             }
         )
+    xs = [b.x.threat] + [t for t in labels if family[t] in X_FAMILIES and t != b.x.threat]  # x always first
     y_name = f"{b.y_label} (board: " + ", else ".join(c.label for c in b.y_prefer) + ")"
     return {
         "x": {"threat": b.x.threat, "label": b.x.label},
         "y_label": b.y_label,
         "x_default": b.x.threat,
-        "xs": [{"id": t, "label": labels[t]} for t in labels if family[t] in X_FAMILIES],
+        "xs": [{"id": t, "label": labels.get(t, b.x.label)} for t in xs],
         "ys": [{"id": "board_y", "label": y_name}]
         + [{"id": t, "label": labels[t]} for t in labels if family[t] in Y_FAMILIES],
         "models": models,
@@ -307,7 +306,11 @@ def _model_page(r: Ranked, labels: dict[str, str], row) -> tuple[bytes, list[str
         '<p class="muted">Accuracy on the board\'s examples with its 95% Wilson score interval.</p>',
         *threats,
         "<h2>Curves</h2>",
-        *(['<div class="charts">', *figures, "</div>"] if figures else ["<p>None in this model's records.</p>"]),
+        *(
+            ['<div class="charts">', *figures, "</div>"]
+            if figures
+            else ["<p>None in this model's records.</p>"]
+        ),
         "<h2>Flags</h2>",
         '<p class="muted">A flag is a warning the evaluation raised about its own result (for example, '
         "that a weaker attack found what a stronger one missed): the number stands, but read it with care."

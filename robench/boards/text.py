@@ -40,12 +40,16 @@ def escape(text) -> str:
     return _MD_PUNCT.sub(r"\\\1", text)
 
 
-def link(text, url) -> str:
-    """``[text](url)`` for an absolute http(s) url made of plain url characters, else the escaped text."""
+def safe_url(url) -> str | None:
+    """``url`` if it is an absolute http(s) url made of plain url characters (safe to link), else None."""
     url = str(url or "")
-    if _SAFE_URL.match(url) and urlsplit(url).netloc:
-        return f"[{escape(text)}]({url})"
-    return escape(text)
+    return url if _SAFE_URL.match(url) and urlsplit(url).netloc else None
+
+
+def link(text, url) -> str:
+    """``[text](url)`` for a :func:`safe_url`, else the escaped text."""
+    url = safe_url(url)
+    return f"[{escape(text)}]({url})" if url else escape(text)
 
 
 _FAMILY_TEXT = {
