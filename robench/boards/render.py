@@ -172,16 +172,21 @@ def _intro(board: Board) -> list[str]:
     ]
 
 
-def _neighbour_lines(board: Board, pairs: list[Neighbours]) -> list[str]:
-    """One line per pair of neighbouring front members: both paired differences and the verdict."""
-    if not pairs:
-        return []
+def pair_text(p: Neighbours) -> str:
+    """Both paired differences of a pair (left minus right, in points), as the page and site print them."""
 
     def axis(name: str, r: stats.Paired | None) -> str:
         if r is None:
             return f"{name}: not tested (no per-example verdicts)"
         return f"{name} {100 * r.diff:+.1f} [{100 * r.low:+.1f}, {100 * r.high:+.1f}], McNemar p = {r.p:.2g}"
 
+    return f"{axis('x', p.x)}; {axis('y', p.y)}"
+
+
+def _neighbour_lines(board: Board, pairs: list[Neighbours]) -> list[str]:
+    """One line per pair of neighbouring front members: both paired differences and the verdict."""
+    if not pairs:
+        return []
     verdicts = {True: "distinguishable", False: f"**not distinguishable** ({TIE_MARK})", None: "not tested"}
     out = [
         "## Front neighbours",
@@ -195,10 +200,7 @@ def _neighbour_lines(board: Board, pairs: list[Neighbours]) -> list[str]:
         "",
     ]
     for p in pairs:
-        out.append(
-            f"- {escape(p.left)} vs {escape(p.right)}: {axis('x', p.x)}; {axis('y', p.y)}: "
-            f"{verdicts[p.distinguishable]}"
-        )
+        out.append(f"- {escape(p.left)} vs {escape(p.right)}: {pair_text(p)}: {verdicts[p.distinguishable]}")
     return out + [""]
 
 

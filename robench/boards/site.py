@@ -29,7 +29,7 @@ import pandas as pd
 from robench import config, record, stats
 from robench.boards import charts
 from robench.boards.details import recipe_name
-from robench.boards.render import Ranked, ranked, tied
+from robench.boards.render import Ranked, pair_text, ranked, tied
 from robench.boards.schema import board_names
 from robench.boards.selection import RUNS_DIR, default_root
 from robench.boards.text import protocol_text, safe_url
@@ -271,6 +271,28 @@ def _charts(mine: pd.DataFrame, model: str) -> tuple[list[str], list[str]]:
     return figures, images
 
 
+def _neighbours(r: Ranked, model: str) -> list[str]:
+    """The paired tests against the model's neighbours on the front (none off the front)."""
+    verdict = {True: "distinguishable at 95%", False: "not distinguishable at 95% (≈)", None: "not tested"}
+    lines = [
+        f"<li>{escape(p.left)} vs {escape(p.right)}: {escape(pair_text(p))}: "
+        f"{verdict[p.distinguishable]}</li>"
+        for p in r.pairs
+        if model in (p.left, p.right)
+    ]
+    return (
+        [
+            "<p>Neighbours on the front (left minus right, in points; Newcombe's paired 95% interval, exact "
+            "McNemar test):</p>",
+            "<ul>",
+            *lines,
+            "</ul>",
+        ]
+        if lines
+        else []
+    )
+
+
 def _model_page(r: Ranked, labels: dict[str, str], row) -> tuple[bytes, list[str]]:
     b, model = r.board, row.model
     mine = r.records[r.records["model"] == model].sort_values("threat")
@@ -300,6 +322,7 @@ def _model_page(r: Ranked, labels: dict[str, str], row) -> tuple[bytes, list[str
         f'<p class="muted">On board {escape(b.title)}: rank {int(row.Index) + 1} of {len(r.ranking)} by y; '
         + ("on the Pareto front." if row.front else "not on the Pareto front.")
         + "</p>",
+        *_neighbours(r, model),
         "<h2>Card</h2>",
         *_card(model, row.meta),
         "<h2>Every threat</h2>",
