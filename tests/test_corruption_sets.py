@@ -1,0 +1,127 @@
+"""The official corrupted sets, read from tiny stand-ins in RobustBench's layouts (robench/corruption_sets.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from robench.corruption_sets import open_corrupted_set
+from robench.errors import DataError, UsageError
+from robench.threats import create_threat
+
+M = 6  # images per severity in the stand-in (10,000 in CIFAR-10-C)
+ALL = [1, 2, 3, 4, 5]
+
+
+def _cifar_c(root, corruptions=("gaussian_noise", "contrast")):
+    """``root/CIFAR-10-C`` with labels 0..5 and, per corruption, rows of constant grey levels that differ
+    by image, severity and corruption, so any misaligned row is seen."""
+    folder = root / "CIFAR-10-C"
+    folder.mkdir(parents=True)
+    labels = np.arange(M) % 10
+    np.save(folder / "labels.npy", np.tile(labels, 5))
+    rng = np.random.default_rng(0)
+    for name in corruptions:
+        levels = rng.integers(0, 256, size=5 * M, dtype=np.uint8)
+        np.save(folder / f"{name}.npy", np.broadcast_to(levels[:, None, None, None], (5 * M, 32, 32, 3)).copy())
+    return folder, torch.from_numpy(labels).long()
+
+
+class GreyReader(nn.Module):
+    """Predicts class floor(10 * mean pixel): the prediction depends on which row it was given."""
+
+    def forward(self, x):
+        logits = torch.zeros(len(x), 10)
+        return logits.scatter(1, (x.mean((1, 2, 3)) * 9.99).long()[:, None], 1.0)
+
+
+def test_cifar_rows_are_the_severity_blocks(tmp_path):
+    folder, labels = _cifar_c(tmp_path)
+    corrupted = open_corrupted_set("cifar10", "test", labels[:4], ["contrast"], ALL, tmp_path)
+    rows = np.load(folder / "contrast.npy")
+    got = corrupted.images("contrast", 3, 1, 4)
+    assert corrupted.name == "CIFAR-10-C" and got.dtype == torch.float32 and got.shape == (3, 3, 32, 32)
+    assert torch.equal(got, torch.from_numpy(rows[2 * M + 1 : 2 * M + 4]).permute(0, 3, 1, 2).float() / 255)
+
+
+@pytest.mark.parametrize("damage, needle", [
+    (lambda f: (f / "contrast.npy").unlink(), "contrast.npy is missing"),
+    (lambda f: np.save(f / "contrast.npy", np.zeros((5 * M, 32, 32, 3), np.float32)), "contrast.npy is float32"),
+    (lambda f: np.save(f / "contrast.npy", np.zeros((4 * M, 32, 32, 3), np.uint8)), "5 severities x 6 images"),
+    (lambda f: (f / "contrast.npy").write_bytes(b"not numpy"), "contrast.npy is not a readable .npy"),
+    (lambda f: np.save(f / "labels.npy", np.zeros(5 * M, np.int64)), "labels.npy does not match"),
+    (lambda f: np.save(f / "labels.npy", np.zeros(7, np.int64)), "labels.npy has shape [7]"),
+])
+def test_bad_files_fail_in_one_line_naming_the_file(tmp_path, damage, needle):
+    folder, labels = _cifar_c(tmp_path)
+    damage(folder)
+    with pytest.raises(DataError) as e:
+        open_corrupted_set("cifar10", "test", labels, ["gaussian_noise", "contrast"], ALL, tmp_path)
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("dataset, split, n, needle", [
+    ("mnist5k", "test", 4, "has no official corrupted set"),
+    ("cifar10", "train", 4, "use --split test"),
+    ("cifar10", "test", M + 1, f"evaluate at most {M} examples"),
+])
+def test_bad_requests_fail_in_one_line(tmp_path, dataset, split, n, needle):
+    _cifar_c(tmp_path)
+    with pytest.raises(UsageError) as e:
+        open_corrupted_set(dataset, split, torch.arange(n) % 10, ["contrast"], ALL, tmp_path)
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_read_threat_through_the_engine_matches_the_files(tmp_path, monkeypatch):
+    """Chunks of 4 and batches of 3 put batches at rows 0, 3, 4: each must get its own rows."""
+    from robench.engine import evaluate, plan
+
+    folder, labels = _cifar_c(tmp_path)
+    clean = torch.full((M, 3, 32, 32), 0.05)  # floor(10 * 0.05) = 0: clean-correct only for label 0
+    monkeypatch.setattr(plan, "load_tensors", lambda name, split, n, data_dir: (clean[:n], labels[:n]))
+    threat = create_threat("corruptions_read", "cifar10", corruptions=["gaussian_noise", "contrast"],
+                           robust_severity=5)
+    record = evaluate(GreyReader(), threat, "cifar10", n_examples=M, batch_size=3, chunk_size=4,
+                      data_dir=str(tmp_path), progress=False)
+    d = record.details
+    assert d["source"] == "read" and d["corrupted_set"] == "CIFAR-10-C"
+    for name in ("gaussian_noise", "contrast"):
+        rows = np.load(folder / f"{name}.npy")[:, 0, 0, 0].reshape(5, M) / 255
+        expected = (np.floor(rows * 9.99) == labels.numpy()).mean(1)
+        assert [d["accuracy_by_corruption_and_severity"][name][str(s)] for s in ALL] == pytest.approx(expected)
+    assert record.clean_acc == pytest.approx(1 / M)
+
+
+def test_read_threat_refuses_a_dataset_without_a_set(standard_model):
+    from robench.engine import evaluate
+
+    with pytest.raises(UsageError, match="has no official corrupted set"):
+        evaluate(standard_model, "corruptions_read", "mnist5k", n_examples=4, progress=False)
+
+
+def _jpeg(path, value):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((224, 224, 3), value, np.uint8)).save(path, quality=95)
+
+
+def test_imagenet_c_copies_follow_the_evaluated_file_names(tmp_path):
+    wnids = ("n01440764", "n01443537")  # classes 0 and 1 of ILSVRC2012
+    for k, wnid in enumerate(wnids):
+        for j in range(2):
+            _jpeg(tmp_path / "val" / wnid / f"v{j}.JPEG", 100)
+            _jpeg(tmp_path / "ImageNet-C" / "fog" / "2" / wnid / f"v{j}.JPEG", 40 * (2 * k + j + 1))
+    labels = torch.tensor([0, 1, 0, 1])  # ordered by (rank within class, label)
+    corrupted = open_corrupted_set("imagenet", "test", labels, ["fog"], [2], tmp_path)
+    got = corrupted.images("fog", 2, 0, 4)
+    assert corrupted.name == "ImageNet-C" and got.shape == (4, 3, 224, 224)
+    # rows: (n01440764, v0), (n01443537, v0), (n01440764, v1), (n01443537, v1)
+    assert got.mean((1, 2, 3)).mul(255).round().tolist() == pytest.approx([40, 120, 80, 160], abs=2)
+    with pytest.raises(DataError, match="ImageNet-C/fog/3 is missing"):
+        open_corrupted_set("imagenet", "test", labels, ["fog"], [2, 3], tmp_path)
+    (tmp_path / "ImageNet-C" / "fog" / "2" / wnids[1] / "v1.JPEG").unlink()
+    with pytest.raises(DataError, match=r"n01443537/v1\.JPEG"):
+        corrupted.images("fog", 2, 0, 4)
