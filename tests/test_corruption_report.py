@@ -18,7 +18,8 @@ def _record(model: str, clean_acc: float, acc: dict, **changes) -> rec.RunRecord
         model=model, dataset="mnist5k", threat="corruptions", family="corruptions", threat_config=config,
         config_hash="0", n_examples=10, clean_acc=clean_acc, robust_acc=0.0, per_example="0" * 10,
         clean_per_example="0" * 10, indices={"split": "test", "start": 0, "stop": 10},
-        details={"accuracy_by_corruption_and_severity": acc, "mean_corruption_accuracy": 0.5, "source": "computed"},
+        details={"accuracy_by_corruption_and_severity": acc, "mean_corruption_accuracy": 0.5,
+                 "source": "computed"},
         flags=[], seed=0, device="cpu", batch_size=1, chunk_size=1, model_meta={}, versions={}, started_at="",
         duration_s=0.0, examples_per_s=0.0,
     )

@@ -1,4 +1,4 @@
-"""The official corrupted sets, read from tiny stand-ins in RobustBench's layouts (robench/corruption_sets.py)."""
+"""The official corrupted sets, read from tiny stand-ins in RobustBench's layouts (corruption_sets.py)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ def _cifar_c(root, corruptions=("gaussian_noise", "contrast")):
     rng = np.random.default_rng(0)
     for name in corruptions:
         levels = rng.integers(0, 256, size=5 * M, dtype=np.uint8)
-        np.save(folder / f"{name}.npy", np.broadcast_to(levels[:, None, None, None], (5 * M, 32, 32, 3)).copy())
+        images = np.broadcast_to(levels[:, None, None, None], (5 * M, 32, 32, 3))
+        np.save(folder / f"{name}.npy", images.copy())
     return folder, torch.from_numpy(labels).long()
 
 
@@ -48,8 +49,8 @@ def test_cifar_rows_are_the_severity_blocks(tmp_path):
 
 @pytest.mark.parametrize("damage, needle", [
     (lambda f: (f / "contrast.npy").unlink(), "contrast.npy is missing"),
-    (lambda f: np.save(f / "contrast.npy", np.zeros((5 * M, 32, 32, 3), np.float32)), "contrast.npy is float32"),
-    (lambda f: np.save(f / "contrast.npy", np.zeros((4 * M, 32, 32, 3), np.uint8)), "5 severities x 6 images"),
+    (lambda f: np.save(f / "contrast.npy", np.zeros((5 * M, 32, 32, 3), np.float32)), "is float32"),
+    (lambda f: np.save(f / "contrast.npy", np.zeros((4 * M, 32, 32, 3), np.uint8)), "5 severities x 6"),
     (lambda f: (f / "contrast.npy").write_bytes(b"not numpy"), "contrast.npy is not a readable .npy"),
     (lambda f: np.save(f / "labels.npy", np.zeros(5 * M, np.int64)), "labels.npy does not match"),
     (lambda f: np.save(f / "labels.npy", np.zeros(7, np.int64)), "labels.npy has shape [7]"),
@@ -90,7 +91,8 @@ def test_read_threat_through_the_engine_matches_the_files(tmp_path, monkeypatch)
     for name in ("gaussian_noise", "contrast"):
         rows = np.load(folder / f"{name}.npy")[:, 0, 0, 0].reshape(5, M) / 255
         expected = (np.floor(rows * 9.99) == labels.numpy()).mean(1)
-        assert [d["accuracy_by_corruption_and_severity"][name][str(s)] for s in ALL] == pytest.approx(expected)
+        got = [d["accuracy_by_corruption_and_severity"][name][str(s)] for s in ALL]
+        assert got == pytest.approx(expected)
     assert record.clean_acc == pytest.approx(1 / M)
 
 

@@ -43,9 +43,58 @@ CorruptionName = Literal[
 assert set(CorruptionName.__args__) == set(CORRUPTIONS)  # one list of names, checked at import
 
 
+class PairedCorruptions(Threat):
+    """Every example classified under each of :meth:`pairs` (corruption, severity); the images come from
+    :meth:`_images`, which subclasses define. Shared by the Hendrycks families and ``mnist_c``."""
+
+    corruptions: list[str]
+
+    @abstractmethod
+    def pairs(self) -> list[tuple[str, int]]:
+        """The (corruption, severity) pairs, in the order the draws are made."""
+
+    @abstractmethod
+    def _counted(self, severity: int) -> bool:
+        """Whether the robust verdict needs the pairs at ``severity``."""
+
+    @abstractmethod
+    def _robust_definition(self) -> str:
+        """The robust verdict in words, for the record."""
+
+    @abstractmethod
+    def _images(self, x: torch.Tensor, name: str, severity: int, ctx) -> torch.Tensor:
+        """The batch ``x`` under ``name`` at ``severity``."""
+
+    def run_batch(self, model, x, y, clean_correct, ctx):
+        pairs = self.pairs()
+        correct = torch.empty(len(x), len(pairs), dtype=torch.bool, device=x.device)
+        with torch.inference_mode():
+            for k, (name, severity) in enumerate(pairs):
+                images = self._images(x, name, severity, ctx)
+                for lo in range(0, len(x), ctx.batch_size):
+                    correct[lo : lo + ctx.batch_size, k] = (
+                        model(images[lo : lo + ctx.batch_size]).argmax(1) == y[lo : lo + ctx.batch_size])
+        counted = torch.tensor([self._counted(s) for _, s in pairs], device=x.device)
+        return {"robust": clean_correct & correct[:, counted].all(1), "correct": correct}
+
+    def summarize(self, stats):
+        pairs = self.pairs()
+        correct = stats["correct"].reshape(len(stats["robust"]), len(pairs))
+        acc = correct.mean(0) if len(correct) else np.zeros(len(pairs))
+        by_pair = {c: {} for c in self.corruptions}
+        for (c, s), a in zip(pairs, acc, strict=True):
+            by_pair[c][str(s)] = float(a)
+        return {
+            "mean_corruption_accuracy": float(acc.mean()),
+            "accuracy_by_corruption": {c: float(np.mean(list(v.values()))) for c, v in by_pair.items()},
+            "accuracy_by_corruption_and_severity": by_pair,
+            "robust_definition": self._robust_definition(),
+        }
+
+
 @dataclasses.dataclass
-class _CorruptionGrid(Threat):
-    """Every example classified under each (corruption, severity) pair; the images come from a subclass."""
+class _CorruptionGrid(PairedCorruptions):
+    """The Hendrycks grid: each listed corruption at each listed severity."""
 
     corruptions: list[CorruptionName]
     severities: list[int]
@@ -65,36 +114,12 @@ class _CorruptionGrid(Threat):
     def pairs(self) -> list[tuple[str, int]]:
         return [(c, s) for c in self.corruptions for s in self.severities]
 
-    @abstractmethod
-    def _images(self, x: torch.Tensor, name: str, severity: int, ctx) -> torch.Tensor:
-        """The batch ``x`` under ``name`` at ``severity``."""
+    def _counted(self, severity: int) -> bool:
+        return severity <= self.robust_severity
 
-    def run_batch(self, model, x, y, clean_correct, ctx):
-        pairs = self.pairs()
-        correct = torch.empty(len(x), len(pairs), dtype=torch.bool, device=x.device)
-        with torch.inference_mode():
-            for k, (name, severity) in enumerate(pairs):
-                images = self._images(x, name, severity, ctx)
-                for lo in range(0, len(x), ctx.batch_size):
-                    correct[lo : lo + ctx.batch_size, k] = (
-                        model(images[lo : lo + ctx.batch_size]).argmax(1) == y[lo : lo + ctx.batch_size])
-        counted = torch.tensor([s <= self.robust_severity for _, s in pairs], device=x.device)
-        return {"robust": clean_correct & correct[:, counted].all(1), "correct": correct}
-
-    def summarize(self, stats):
-        pairs = self.pairs()
-        correct = stats["correct"].reshape(len(stats["robust"]), len(pairs))
-        acc = correct.mean(0) if len(correct) else np.zeros(len(pairs))
-        by_pair = {c: {} for c in self.corruptions}
-        for (c, s), a in zip(pairs, acc, strict=True):
-            by_pair[c][str(s)] = float(a)
-        return {
-            "mean_corruption_accuracy": float(acc.mean()),
-            "accuracy_by_corruption": {c: float(np.mean(list(v.values()))) for c, v in by_pair.items()},
-            "accuracy_by_corruption_and_severity": by_pair,
-            "robust_definition": f"clean-correct and correct under every listed corruption at severities "
-                                 f"<= {self.robust_severity}",
-        }
+    def _robust_definition(self) -> str:
+        return (f"clean-correct and correct under every listed corruption at severities "
+                f"<= {self.robust_severity}")
 
 
 @FAMILIES.register("corruptions")
