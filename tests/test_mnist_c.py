@@ -89,3 +89,29 @@ def test_refuses_images_that_are_not_mnist(standard_model):
     x, y = torch.zeros(2, 3, 32, 32), torch.zeros(2).long()
     with pytest.raises(UsageError, match="grey 28x28"):
         threat.run_batch(standard_model, x, y, torch.ones(2).bool(), ctx)
+
+
+def _skimage_centred(image, **affine):
+    """The authors' warp: skimage's AffineTransform with the translation that keeps (13.5, 13.5) fixed."""
+    from skimage import transform
+
+    a = transform.AffineTransform(**affine).params
+    t = [13.5 * (1 - a[0, 0] - a[0, 1]), 13.5 * (1 - a[1, 0] - a[1, 1])]
+    return transform.warp(image, inverse_map=transform.AffineTransform(translation=t, **affine))
+
+
+def test_matches_scikit_image_where_it_is_deterministic(digits, monkeypatch):
+    """canny_edges, scale and rotate (its sign fixed) against scikit-image itself, as the authors call it."""
+    pytest.importorskip("skimage")
+    from skimage import feature
+
+    from robench.threats import mnist_c_ops
+
+    images = [im[0].double().numpy() for im in digits]
+    edges = torch.stack([torch.from_numpy(feature.canny(im)).float() for im in images])
+    assert torch.equal(corrupt(digits, "canny_edges", None)[:, 0], edges)
+    scaled = torch.stack([torch.from_numpy(_skimage_centred(im, scale=(1 / 0.7, 1 / 0.7))) for im in images])
+    assert (corrupt(digits, "scale", None)[:, 0] - scaled).abs().max() <= 1 / 255 + 1e-6  # 8-bit truncation
+    monkeypatch.setattr(mnist_c_ops, "_signs", lambda n, gen, k=1: torch.ones(n, k, dtype=torch.float64))
+    rotated = torch.stack([torch.from_numpy(_skimage_centred(im, rotation=0.4)) for im in images])
+    assert (corrupt(digits, "rotate", None)[:, 0] - rotated.clamp(0, 1)).abs().max() <= 1 / 255 + 1e-6
