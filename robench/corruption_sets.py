@@ -128,5 +128,8 @@ def _open_imagenet(
                 raise DataError(f"{root / corruption / str(severity)} is missing: ImageNet-C is read from "
                                 f"DIR/{name}/<corruption>/<severity>/<wnid>/*.JPEG next to DIR's ImageNet")
     samples = clean.samples[: len(labels)]
+    if [label for _, label in samples] != labels.tolist():  # the same subset rule, or the rows would drift
+        raise DataError(f"the ImageNet test images under {data_dir or _env_data_dir()} are not the evaluated "
+                        "ones: evaluate and read with the same --data-dir")
     return ImageNetC(name, root, [(path.parent.name, path.name) for path, _ in samples],
                      [label for _, label in samples], clean.transform)

@@ -122,6 +122,8 @@ def test_imagenet_c_copies_follow_the_evaluated_file_names(tmp_path):
     assert corrupted.name == "ImageNet-C" and got.shape == (4, 3, 224, 224)
     # rows: (n01440764, v0), (n01443537, v0), (n01440764, v1), (n01443537, v1)
     assert got.mean((1, 2, 3)).mul(255).round().tolist() == pytest.approx([40, 120, 80, 160], abs=2)
+    with pytest.raises(DataError, match="not the evaluated ones"):
+        open_corrupted_set("imagenet", "test", torch.tensor([1, 0, 0, 1]), ["fog"], [2], tmp_path)
     with pytest.raises(DataError, match="ImageNet-C/fog/3 is missing"):
         open_corrupted_set("imagenet", "test", labels, ["fog"], [2, 3], tmp_path)
     (tmp_path / "ImageNet-C" / "fog" / "2" / wnids[1] / "v1.JPEG").unlink()
