@@ -1,8 +1,8 @@
 """MNIST-C (Mu & Gilmer 2019) as a threat: the 15 corruptions of the published set, computed on the device.
 
-Hendrycks' corruptions were tuned for natural images; on MNIST several are trivial or destroy the digit,
-so Mu & Gilmer chose 15 that keep the digit legible to people (noise, blur, affine warps, lines, stripes,
-fog, spatter, edges), each at one severity (:data:`robench.threats.mnist_c_ops.SEVERITY`). The verdicts
+Hendrycks' corruptions were made for natural images; Mu & Gilmer chose 15 for MNIST that keep the digit
+legible to people (noise, blur, affine warps, lines, stripes, fog, spatter, edges), each at one severity
+(:data:`robench.threats.mnist_c_ops.SEVERITY`). The verdicts
 and details are those of the ``corruptions`` family (:class:`~robench.threats.corruptions.PairedCorruptions`):
 robust = clean-correct and correct under every listed corruption; ``mean_corruption_accuracy`` = accuracy
 averaged over them (the paper's headline is its complement, the mean error). The severity key in
