@@ -129,5 +129,5 @@ def prepare(threat: Threat, model: torch.nn.Module, dataset: str, split: str, da
         )
     if threat.reads_corrupted_set:
         ctx = dataclasses.replace(ctx, corrupted=open_corrupted_set(
-            dataset, split, labels, threat.corruptions, threat.severities, data_dir))
+            dataset, threat.suite, split, labels, threat.pairs(), data_dir))
     threat.prepare(model, ctx)

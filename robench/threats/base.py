@@ -121,7 +121,8 @@ class Threat(ABC):
     #: then loads that split, refuses to evaluate on it, and hands it in.
     fits_on_data: ClassVar[bool] = False
     #: True for families that classify an official corrupted set's copies of the evaluated examples; the
-    #: engine then opens that set and hands it in (``PrepareContext.corrupted``).
+    #: engine then opens the set of the family's ``suite`` for its ``pairs()`` and hands it in
+    #: (``PrepareContext.corrupted``).
     reads_corrupted_set: ClassVar[bool] = False
 
     def config(self) -> dict:

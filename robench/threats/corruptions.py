@@ -141,14 +141,14 @@ class Corruptions(_CorruptionGrid):
                 "source": "computed"}
 
 
-@FAMILIES.register("corruptions_read")
-@dataclasses.dataclass
-class ReadCorruptions(_CorruptionGrid):
-    """The official corrupted set's copies of each example (CIFAR-10-C, CIFAR-100-C, ImageNet-C), read
-    where the user has them: RobustBench's corruption protocol, with the same verdicts and details as
-    ``corruptions`` (docs/protocols.md, "Common corruptions")."""
+class ReadsOfficialSet:
+    """Mixin for a :class:`PairedCorruptions` family whose images are the official corrupted set's copies
+    of each example, which the engine opens for the family's ``suite`` and hands in
+    (``PrepareContext.corrupted``, docs/protocols.md): the computed family's verdicts and details, with
+    ``source: read``."""
 
     reads_corrupted_set: ClassVar[bool] = True
+    suite: ClassVar[str]  # a key of robench.corruption_sets.SUITES
 
     def prepare(self, model, ctx):
         require(ctx.corrupted is not None,
@@ -164,3 +164,12 @@ class ReadCorruptions(_CorruptionGrid):
 
     def summarize(self, stats):
         return {**super().summarize(stats), "source": "read", "corrupted_set": self._set.name}
+
+
+@FAMILIES.register("corruptions_read")
+@dataclasses.dataclass
+class ReadCorruptions(ReadsOfficialSet, _CorruptionGrid):
+    """The official CIFAR-10-C, CIFAR-100-C or ImageNet-C copies of each example, read where the user has
+    them: RobustBench's corruption protocol, with the verdicts and details of ``corruptions``."""
+
+    suite: ClassVar[str] = "hendrycks"

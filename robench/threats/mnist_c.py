@@ -7,16 +7,17 @@ and details are those of the ``corruptions`` family (:class:`~robench.threats.co
 robust = clean-correct and correct under every listed corruption; ``mean_corruption_accuracy`` = accuracy
 averaged over them (the paper's headline is its complement, the mean error). The severity key in
 ``accuracy_by_corruption_and_severity`` is the authors' table row, 0 for corruptions without a table.
+``mnist_c_read`` reads the published files instead, for dataset ``mnist`` (``robench.corruption_sets``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import ClassVar, Literal
 
 from robench.errors import UsageError
 from robench.threats.base import FAMILIES, require
-from robench.threats.corruptions import PairedCorruptions
+from robench.threats.corruptions import PairedCorruptions, ReadsOfficialSet
 from robench.threats.mnist_c_ops import CORRUPTIONS, SEVERITY, SIDE, corrupt
 
 MnistCName = Literal[
@@ -54,3 +55,11 @@ class MnistC(PairedCorruptions):
 
     def summarize(self, stats):
         return {**super().summarize(stats), "source": "computed", "suite": "MNIST-C"}
+
+
+@FAMILIES.register("mnist_c_read")
+@dataclasses.dataclass
+class MnistCRead(ReadsOfficialSet, MnistC):
+    """The published MNIST-C files (of full MNIST's test split), read where the user has them."""
+
+    suite: ClassVar[str] = "mnist_c"
