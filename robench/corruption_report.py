@@ -21,7 +21,7 @@ import os
 from robench.errors import UsageError
 from robench.record import RunRecord, load, path_for
 
-CORRUPTION_FAMILIES = ("corruptions", "corruptions_read", "mnist_c")
+CORRUPTION_FAMILIES = ("corruptions", "corruptions_read", "mnist_c", "mnist_c_read")
 DEFAULT_REFERENCE = {"mnist5k": "mnist_cnn_standard", "mnist": "mnist_cnn_standard"}
 
 
