@@ -42,7 +42,7 @@ _MARKER_TEXT = (
     b"Built by `robench leaderboard --site`; every file here is regenerated from the run records.\n"
 )
 X_FAMILIES = ("spatial_grid", "spatial_random", "spatial_pgd", "translation_sweep")
-Y_FAMILIES = ("autoattack", "pgd", "uap")
+Y_FAMILIES = ("autoattack", "pgd", "uap", "corruptions", "corruptions_read", "mnist_c", "mnist_c_read")
 
 
 def _json(data) -> str:
