@@ -40,10 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="robench", description="Adversarial and spatial robustness benchmark for image classifiers."
     )
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks for errors")
+    parser.add_argument("--config-dir", action="append", default=[], metavar="DIR",
+                        help="also search DIR/{threats,models,recipes,boards}/*.yaml, after the shipped configs and "
+                             "$ROBENCH_CONFIGS; a file there overrides a shipped one of the same name (repeatable)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     ev = sub.add_parser("eval", help="evaluate a model under one or more threats, one record each")
-    ev.add_argument("--model", required=True, help="model card name (robench ls models)")
+    ev.add_argument("--model", required=True, help="card name (robench ls models), card.yaml, timm:NAME, torchvision:NAME[:WEIGHTS] "
+                         "or robustbench:NAME[:DATASET[:THREAT]]")
     ev.add_argument("--threat", required=True, type=_csv, help="threat name(s), comma-separated (robench ls threats)")
     ev.add_argument("--dataset", help="dataset (default: the one the model card names)")
     ev.add_argument("--split", default="test", help="split to evaluate (default: test)")
@@ -65,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval)
 
     tr = sub.add_parser("train", help="train a model with a reference recipe; writes weights and a model card")
-    tr.add_argument("--recipe", required=True, help="recipe name (configs/recipes)")
+    tr.add_argument("--recipe", required=True, help="recipe name (robench/configs/recipes, or a --config-dir)")
     tr.add_argument("--arch", required=True, help="timm architecture name, e.g. mnist_cnn")
     tr.add_argument("--name", required=True, help="model name for the card, e.g. mnist_cnn_standard")
     tr.add_argument("--dataset", default="mnist5k", help="training dataset (default: mnist5k, split train)")
@@ -75,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--arch-kwarg", dest="arch_kwargs", action="append", default=[], metavar="KEY=VALUE",
                     help="architecture argument, e.g. --arch-kwarg width=32 (repeatable)")
     tr.add_argument("--out", required=True, help="folder for <name>.safetensors (and the card)")
-    tr.add_argument("--card-dir", help="write the card here instead, e.g. configs/models")
+    tr.add_argument("--card-dir", help="write the card here instead, e.g. robench/configs/models")
     tr.set_defaults(func=cmd_train)
 
     lb = sub.add_parser("leaderboard", help="regenerate leaderboards/*.md from the committed run records")
@@ -237,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        from robench import config
+
+        config.set_user_dirs(args.config_dir)
         return args.func(args)
     except RobenchError as e:
         if args.debug:

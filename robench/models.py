@@ -21,7 +21,7 @@ from torch import nn
 
 from robench import archs  # noqa: F401  (registers the zoo architectures into timm)
 from robench import schema
-from robench.config import config_root, names, read_yaml
+from robench.config import find, names, read_yaml
 from robench.datasets import dataset_info
 from robench.errors import CheckpointError, UsageError
 from robench.record import check_name
@@ -132,7 +132,7 @@ def load_card(name: str) -> ModelCard:
     known = list_models()
     if name not in known:
         raise unknown_name("model", name, known)
-    path = config_root() / "models" / f"{name}.yaml"
+    path = find("models", name)
     return card_from_dict(name, read_yaml(path), source=path)
 
 
