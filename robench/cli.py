@@ -209,15 +209,33 @@ def _table(records, out: Path) -> str:
 
 
 def cmd_leaderboard(args) -> int:
-    from robench import leaderboard
+    from robench import boards
 
-    return leaderboard.main(args)
+    root = args.root if args.root is not None else boards.default_root()
+    if args.check:
+        stale = boards.check(args.boards, root)
+        for path in stale:
+            print(f"{path}: stale; run 'robench leaderboard' and commit the result")
+        return 1 if stale else 0
+    for path in boards.write(args.boards, root):
+        print(f"wrote {path.relative_to(root).as_posix()}")
+    return 0
 
 
 def cmd_submit(args) -> int:
-    from robench import submit
+    from robench.boards.submit import CheckpointSpec, SubmitRequest, submit
 
-    return submit.main(args)
+    checkpoint = CheckpointSpec(
+        path=args.checkpoint, arch=args.arch, dataset=args.dataset, name=args.name,
+        arch_kwargs=tuple(args.arch_kwargs), normalization=args.normalization, display_name=args.display_name,
+        paper_url=args.paper_url, paper_title=args.paper_title,
+    )
+    submit(SubmitRequest(
+        card=args.card, checkpoint=checkpoint, boards=tuple(args.boards) if args.boards else None,
+        force=args.force, allow_pickle=args.allow_pickle, device=args.device, data_dir=args.data_dir,
+        root=args.root,
+    ))
+    return 0
 
 
 def cmd_ls(args) -> int:

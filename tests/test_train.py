@@ -13,12 +13,12 @@ import yaml
 
 from robench import config
 from robench.cli import build_parser, main
+from robench.datasets import load_tensors
 from robench.errors import UsageError
 from robench.models import create_model, load_card, load_card_file, sha256_file
 from robench.perturbations import RandomAffine, create_perturbation, ramp
-from robench.threats.spatial import affine_thetas, warp
+from robench.threats.geometry import affine_thetas, warp
 from robench.train import Recipe, accuracy, train
-from robench.datasets import load_tensors
 
 ROOT = Path(__file__).resolve().parent.parent
 ZOO = sorted(p.stem for p in (ROOT / "robench" / "configs" / "models").glob("mnist_*.yaml"))

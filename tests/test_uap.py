@@ -138,12 +138,20 @@ def test_targeted_variant_raises_targeted_success(standard_model, mnist_test, fi
     assert hit["targeted_success_rate"] > 5 * hit["control"]["targeted_success_rate"]
 
 
-def test_shift_moves_right_and_down_with_zero_fill():
-    delta = torch.arange(1, 17, dtype=torch.float32).view(1, 1, 4, 4)
-    moved = uap_module.shift(delta, 1)
-    assert torch.equal(moved[0, 0, 1:, 1:], delta[0, 0, :3, :3])
-    assert not moved[0, 0, 0].any() and not moved[0, 0, :, 0].any()
-    assert torch.equal(uap_module.shift(delta, 0), delta) and not uap_module.shift(delta, 4).any()
+def test_shift_probe_moves_delta_right_and_down():
+    """SHIFT_CONVENTION (recorded in details) says δ moves s px right and down; the probe must do that."""
+
+    class ReadsOnePixel(torch.nn.Module):  # class 1 iff pixel (row 12, col 12) is bright, else class 0
+        def forward(self, x):
+            return torch.stack([torch.full((len(x),), 0.5), x[:, 0, 12, 12]], 1)
+
+    threat = create_threat("uap_linf", "mnist5k", shifts=[0, 1, 2, 3])
+    threat.delta = torch.zeros(1, 1, 28, 28)
+    threat.delta[0, 0, 10, 10] = 1.0  # reaches (12, 12) only when moved 2 px right and 2 px down
+    threat.control = torch.zeros_like(threat.delta)
+    x, y = torch.zeros(2, 1, 28, 28), torch.zeros(2, dtype=torch.long)
+    out = threat.run_batch(ReadsOnePixel(), x, y, torch.ones(2, dtype=torch.bool), BatchContext(None, 2))
+    assert out["fooled_shifted"].tolist() == [[False, False, True, False]] * 2
 
 
 def test_artifacts_are_the_delta_and_an_amplified_png(fitted):

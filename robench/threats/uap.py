@@ -43,7 +43,7 @@ from robench import record
 from robench.datasets import dataset_info, load_tensors
 from robench.distributed import all_reduce_sum, world
 from robench.errors import UsageError
-from robench.threats import translation
+from robench.threats import geometry
 from robench.threats.base import FAMILIES, Threat, require
 
 #: Bump when the fitting algorithm changes, so that cached perturbations from the old one are not reused.
@@ -78,11 +78,6 @@ def data_fingerprint(x: torch.Tensor, y: torch.Tensor) -> str:
     digest = hashlib.sha256(x.contiguous().numpy().tobytes())
     digest.update(y.contiguous().numpy().tobytes())
     return digest.hexdigest()
-
-
-def shift(delta: torch.Tensor, s: int) -> torch.Tensor:
-    """``delta`` [1, C, H, W] moved s px right and down with zero fill (see :data:`SHIFT_CONVENTION`)."""
-    return delta if s == 0 else translation.shift(delta, torch.tensor([[-s, -s]]))
 
 
 def delta_png(delta: np.ndarray) -> bytes:
@@ -261,8 +256,10 @@ class UAP(Threat):
             clean_pred = model(x).argmax(1)
             adv_pred = model((x + self.delta).clamp(0, 1)).argmax(1)
             control_pred = model((x + self.control).clamp(0, 1)).argmax(1)
-            shifted = [adv_pred if s == 0 else model((x + shift(self.delta, s)).clamp(0, 1)).argmax(1)
-                       for s in self.shifts]
+            shifted = []
+            for s in self.shifts:  # SHIFT_CONVENTION moves δ by (s, s); geometry.shift moves content by -t
+                moved = geometry.shift(self.delta, torch.tensor([[-s, -s]]))
+                shifted.append(adv_pred if s == 0 else model((x + moved).clamp(0, 1)).argmax(1))
         return {
             "robust": clean_correct & (adv_pred == y),
             "fooled": adv_pred != clean_pred,

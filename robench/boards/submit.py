@@ -1,10 +1,10 @@
 """``robench submit``: a checkpoint in, its measured place on the board out, in one command.
 
-A submission is re-evaluated, never believed (reliability.md): the card's weights are pinned by sha256 and
-loaded safely (:func:`robench.models.create_model`), every threat the board needs (``require``, the x axis
-and the y-axis threats that exist) is run with the board's split, example count and seed, and only those
-measured records reach the page. A card's ``claimed:`` numbers are kept in the card for the reader of the
-card and used nowhere else.
+A submission is re-evaluated, never believed (docs/reliability.md): the card's weights are pinned by
+sha256 and loaded safely (:func:`robench.models.create_model`), every threat the board needs
+(``require``, the x axis and the y-axis threats that exist) is run with the board's split, example count
+and seed, and only those measured records reach the page. A card's ``claimed:`` numbers are kept in the
+card for the reader of the card and used nowhere else.
 
 Nothing is half-done. The card is validated and the checkpoint loaded before any evaluation; records are
 evaluated into a staging folder (``leaderboards/.submit/<name>/``) and moved into ``leaderboards/runs/`` only
@@ -17,10 +17,15 @@ same card) and resumes the unfinished one from its finished chunks.
 The card lands in ``configs/models/<name>.yaml`` so the model registry and the records agree: a weights
 path is rewritten to resolve from there (relative inside the checkout, absolute outside it), and a
 different card already registered under the name is replaced only with ``--force``.
+
+The command takes a typed :class:`SubmitRequest` (built from the command line by :mod:`robench.cli`), so
+that this module never sees argparse. It is the one module of :mod:`robench.boards` that imports torch
+(through :mod:`robench.models`), and it imports the engine only when an evaluation runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sys
@@ -28,24 +33,51 @@ from pathlib import Path
 
 import yaml
 
-from robench import config, leaderboard, record
-from robench.boards import RUNS_DIR, Board, board_names, collect, load_board
+from robench import config, record
+from robench.boards import files
+from robench.boards.render import build, standings
+from robench.boards.schema import Board, board_names, load_board
+from robench.boards.selection import RUNS_DIR, collect, default_root
+from robench.boards.undo import Undo, rmdir_if_empty
 from robench.datasets import dataset_info
 from robench.errors import CheckpointError, RobenchError, UsageError
 from robench.models import NORMALIZATION_PRESETS, ModelCard, card_from_dict, sha256_file
-from robench.record import atomic_write_bytes, check_name
+from robench.record import check_name
 
 STAGING_DIR = RUNS_DIR.parent / ".submit"
-_CHECKPOINT_ONLY = (
-    "arch",
-    "dataset",
-    "name",
-    "arch_kwargs",
-    "normalization",
-    "display_name",
-    "paper_url",
-    "paper_title",
-)
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointSpec:
+    """What ``--checkpoint FILE --arch A --dataset D --name N ...`` says about a checkpoint with no card.
+
+    Every field but ``path`` describes the card to write, so with a card file (``path`` None) any of
+    them being set is a usage error; their order is the order that error names them in.
+    """
+
+    path: str | None = None
+    arch: str | None = None
+    dataset: str | None = None
+    name: str | None = None
+    arch_kwargs: tuple[str, ...] = ()  # KEY=VALUE strings, as --arch-kwarg takes them
+    normalization: str | None = None  # a preset name, or the means then the stds, comma-separated
+    display_name: str | None = None
+    paper_url: str | None = None
+    paper_title: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SubmitRequest:
+    """One ``robench submit``: a card file or a checkpoint, and where and how to evaluate it."""
+
+    card: str | None = None  # a model card YAML; else checkpoint.path
+    checkpoint: CheckpointSpec = CheckpointSpec()
+    boards: tuple[str, ...] | None = None  # None: every board of the model's dataset
+    force: bool = False  # replace a different card (and its records) registered under the name
+    allow_pickle: bool = False
+    device: str = "auto"
+    data_dir: str | None = None
+    root: Path | None = None  # the folder holding configs/ and leaderboards/; None: the checkout
 
 
 # --- the card ----------------------------------------------------------------------------------------------
@@ -70,32 +102,32 @@ def parse_normalization(text: str, dataset: str):
     return {"mean": values[:channels], "std": values[channels:]}
 
 
-def card_for_checkpoint(args) -> dict:
-    """The card that ``--checkpoint FILE --arch A --dataset D --name N ...`` describes, sha256 pinned.
+def card_for_checkpoint(spec: CheckpointSpec) -> dict:
+    """The card that ``spec`` describes, sha256 pinned.
 
     The format follows the file name: ``.safetensors`` or a pickle (which still loads only with
     ``--allow-pickle``).
     """
-    missing = [f"--{k}" for k in ("arch", "dataset", "name") if not getattr(args, k)]
+    missing = [f"--{k}" for k in ("arch", "dataset", "name") if not getattr(spec, k)]
     if missing:
         raise UsageError(f"--checkpoint needs {', '.join(missing)} as well")
-    checkpoint = Path(os.path.expanduser(args.checkpoint)).resolve()
+    checkpoint = Path(os.path.expanduser(spec.path)).resolve()
     if not checkpoint.is_file():
-        raise CheckpointError(f"checkpoint {args.checkpoint} not found")
-    info = dataset_info(args.dataset)
-    data = {"arch": args.arch, "dataset": args.dataset, "num_classes": info.num_classes}
-    if args.arch_kwargs:
-        data["arch_kwargs"] = config.parse_overrides(args.arch_kwargs)
-    data["normalization"] = parse_normalization(args.normalization or "none", args.dataset)
+        raise CheckpointError(f"checkpoint {spec.path} not found")
+    info = dataset_info(spec.dataset)
+    data = {"arch": spec.arch, "dataset": spec.dataset, "num_classes": info.num_classes}
+    if spec.arch_kwargs:
+        data["arch_kwargs"] = config.parse_overrides(list(spec.arch_kwargs))
+    data["normalization"] = parse_normalization(spec.normalization or "none", spec.dataset)
     data["weights"] = {"path": str(checkpoint), "sha256": sha256_file(checkpoint)}
     if checkpoint.suffix != ".safetensors":
         data["weights"]["format"] = "pickle"
-    if args.display_name:
-        data["display_name"] = args.display_name
-    if args.paper_url or args.paper_title:
-        data["paper"] = {"title": args.paper_title or args.paper_url}
-        if args.paper_url:
-            data["paper"]["url"] = args.paper_url
+    if spec.display_name:
+        data["display_name"] = spec.display_name
+    if spec.paper_url or spec.paper_title:
+        data["paper"] = {"title": spec.paper_title or spec.paper_url}
+        if spec.paper_url:
+            data["paper"]["url"] = spec.paper_url
     return data
 
 
@@ -157,8 +189,9 @@ def threats_for(boards: list[Board]) -> list[str]:
 
 def _staged(board: Board, card: ModelCard, stage: Path) -> dict[str, record.RunRecord]:
     """Records that an interrupted run of this submission left in ``stage`` and that are still current,
-    by threat: the board's own test (:func:`robench.boards.collect`) plus the same card, so a rerun
-    continues where the last one stopped and never reuses a record of other weights or another protocol."""
+    by threat: the board's own test (:func:`robench.boards.selection.collect`) plus the same card, so a
+    rerun continues where the last one stopped and never reuses a record of other weights or another
+    protocol."""
     frame, _, _ = collect(board, stage)
     mine = frame[(frame["model"] == card.name) & frame["meta"].map(lambda meta: meta == card.meta())]
     return {
@@ -166,7 +199,9 @@ def _staged(board: Board, card: ModelCard, stage: Path) -> dict[str, record.RunR
     }
 
 
-def _evaluate(card: ModelCard, board: Board, threats: list[str], stage: Path, args) -> list[record.RunRecord]:
+def _evaluate(
+    card: ModelCard, board: Board, threats: list[str], stage: Path, request: SubmitRequest
+) -> list[record.RunRecord]:
     """Load the weights (sha256-checked, safe formats only) and run every threat not yet staged into
     ``stage``; returns the records of all ``threats``, in order."""
     from robench.datasets import create_dataset
@@ -177,9 +212,9 @@ def _evaluate(card: ModelCard, board: Board, threats: list[str], stage: Path, ar
     check_dataset(card, board.dataset)
     for name in threats:  # a bad threat config fails before any work
         create_threat(name, board.dataset)
-    device = resolve_device(args.device)
-    create_dataset(board.dataset, board.split, args.data_dir)  # missing data fails before the weights load
-    model = create_model(card, device=device, allow_pickle=args.allow_pickle)
+    device = resolve_device(request.device)
+    create_dataset(board.dataset, board.split, request.data_dir)  # missing data fails before the weights load
+    model = create_model(card, device=device, allow_pickle=request.allow_pickle)
     done = _staged(board, card, stage) if stage.exists() else {}
     if done:
         print(f"robench: resuming {card.name}: {', '.join(done)} already evaluated", file=sys.stderr)
@@ -193,7 +228,7 @@ def _evaluate(card: ModelCard, board: Board, threats: list[str], stage: Path, ar
             device=device,
             seed=board.seed,
             split=board.split,
-            data_dir=args.data_dir,
+            data_dir=request.data_dir,
             out_dir=stage / RUNS_DIR,
             model_name=card.name,
         )
@@ -202,69 +237,6 @@ def _evaluate(card: ModelCard, board: Board, threats: list[str], stage: Path, ar
 
 
 # --- putting it in place, or nothing -----------------------------------------------------------------------
-
-
-class _Undo:
-    """Changes files while remembering how to put each one back, so a failed commit leaves no trace.
-
-    Replaced files and folders are moved aside into ``backup`` (same file system, so every move is an
-    atomic rename), and folders the commit had to create are removed again.
-    """
-
-    def __init__(self, backup: Path):
-        self.backup = backup
-        self.steps = []
-
-    def _make_parents(self, path: Path) -> None:
-        missing = [d for d in path.parents if not d.exists()]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.steps += [lambda d=d: _rmdir_if_empty(d) for d in reversed(missing)]
-
-    def _set_aside(self, path: Path) -> None:
-        """Move ``path`` out of the way; undo removes whatever is there then and moves it back."""
-        if path.exists():
-            kept = self.backup / str(len(self.steps))
-            kept.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, kept)
-            self.steps.append(lambda: (_remove(path), os.replace(kept, path)))
-        else:
-            self.steps.append(lambda: _remove(path))
-
-    def move(self, src: Path, dest: Path) -> None:
-        self._make_parents(dest)
-        self._set_aside(dest)
-        os.replace(src, dest)
-
-    def remove(self, path: Path) -> None:
-        self._set_aside(path)
-
-    def write(self, path: Path, data: bytes) -> None:
-        self._make_parents(path)
-        self._set_aside(path)
-        atomic_write_bytes(path, data)
-
-    def remember(self, path: Path) -> None:
-        """Restore ``path``'s current content (or absence) on undo, whoever rewrites it in between."""
-        old = path.read_bytes() if path.exists() else None
-        self.steps.append(lambda: atomic_write_bytes(path, old) if old is not None else _remove(path))
-
-    def rollback(self) -> None:
-        for step in reversed(self.steps):
-            step()
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
-
-
-def _rmdir_if_empty(folder: Path) -> None:
-    try:
-        folder.rmdir()
-    except OSError:  # not empty (or already gone): leave it
-        pass
 
 
 def _commit(
@@ -283,11 +255,11 @@ def _commit(
     earlier, interrupted submission left in the staging folder cannot slip in.
     """
     runs = root / RUNS_DIR
-    undo = _Undo(stage / "previous")
+    undo = Undo(stage / "previous")
     try:
         for b in boards:
-            for suffix in (".md", ".svg"):
-                undo.remember(root / leaderboard.BOARDS_DIR / f"{b.name}{suffix}")
+            for path in files.paths(b.name, root):
+                undo.remember(path)
         if replace:  # the old card's records describe other weights: they go with it
             for old in sorted(runs.glob(f"*/{name}")):
                 undo.remove(old)
@@ -299,7 +271,7 @@ def _commit(
                 )
         if card_bytes is not None:
             undo.write(card_path, card_bytes)
-        leaderboard.write([b.name for b in boards], root)
+        files.write([b.name for b in boards], root)
     except BaseException:
         undo.rollback()
         raise
@@ -308,43 +280,45 @@ def _commit(
 # --- the command -------------------------------------------------------------------------------------------
 
 
-def _card(args, root: Path, models_dir: Path) -> tuple[str, dict, Path | None]:
+def _card(request: SubmitRequest, root: Path, models_dir: Path) -> tuple[str, dict, Path | None]:
     """(name, card mapping as it will be registered, the user's card file or None)."""
-    if args.card and args.checkpoint:
+    spec = request.checkpoint
+    if request.card and spec.path:
         raise UsageError("give either a card file or --checkpoint, not both")
-    if args.card:
-        given = [f"--{k.replace('_', '-')}" for k in _CHECKPOINT_ONLY if getattr(args, k)]
+    if request.card:
+        fields = [f.name for f in dataclasses.fields(spec) if f.name != "path"]
+        given = [f"--{k.replace('_', '-')}" for k in fields if getattr(spec, k)]
         if given:
             raise UsageError(f"{', '.join(given)} only go with --checkpoint; with a card file, edit the card")
-        source = Path(args.card)
+        source = Path(request.card)
         name = check_name("model", source.stem)
         data = config.read_yaml(source)
         return name, _pin_weights_path(data, source.resolve().parent, models_dir, root), source
-    if not args.checkpoint:
+    if not spec.path:
         raise UsageError(
             "give a card file (robench submit CARD.yaml) or --checkpoint FILE --arch A --dataset D --name N"
         )
-    if args.name is not None:
-        check_name("model", args.name)  # before the checkpoint is hashed
-    data = card_for_checkpoint(args)
-    return args.name, _pin_weights_path(data, Path.cwd(), models_dir, root), None
+    if spec.name is not None:
+        check_name("model", spec.name)  # before the checkpoint is hashed
+    data = card_for_checkpoint(spec)
+    return spec.name, _pin_weights_path(data, Path.cwd(), models_dir, root), None
 
 
-def submit(args) -> None:
+def submit(request: SubmitRequest) -> None:
     """Validate, evaluate, commit, and print where the model stands on each board."""
-    root = Path(args.root).resolve() if args.root is not None else leaderboard.default_root().resolve()
+    root = Path(request.root).resolve() if request.root is not None else default_root().resolve()
     if (root / "configs").resolve() != config.config_root().resolve():
         raise UsageError(
             f"--root {root} does not hold the configs in use ({config.config_root()}); set "
             f"ROBENCH_CONFIGS={root / 'configs'} so the card, the threats and the boards come from one place"
         )
     models_dir = root / "configs" / "models"
-    name, data, source = _card(args, root, models_dir)
+    name, data, source = _card(request, root, models_dir)
     target = models_dir / f"{name}.yaml"
     in_place = source is not None and source.resolve() == target.resolve()
     card = card_from_dict(name, config.read_yaml(target) if in_place else data, source=target)
     replace = not in_place and _taken_by_another(name, data, target, root)
-    if replace and not args.force:
+    if replace and not request.force:
         what = (
             f"a different card {target.relative_to(root)}" if target.exists() else "run records with no card"
         )
@@ -352,9 +326,9 @@ def submit(args) -> None:
             f"model name {name!r} is taken by {what}; rename the submission, or pass --force to "
             "replace it (its records are removed and the board's threats re-run)"
         )
-    boards = select_boards(card, args.boards)
+    boards = select_boards(card, request.boards)
     for b in boards:  # an unreadable record elsewhere on the board fails now, not after the evaluation
-        leaderboard.build(b.name, root)
+        build(b.name, root)
     protocol = boards[0]
 
     stage = root / STAGING_DIR / name
@@ -363,7 +337,7 @@ def submit(args) -> None:
         yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1000).encode() if new_card else None
     )
     try:
-        records = _evaluate(card, protocol, threats_for(boards), stage, args)
+        records = _evaluate(card, protocol, threats_for(boards), stage, request)
         _commit(name, records, stage, card_bytes, target, replace, boards, root)
     except RobenchError:  # the user must change something first: nothing here is worth resuming
         _discard(stage)
@@ -374,13 +348,13 @@ def submit(args) -> None:
 
 def _discard(stage: Path) -> None:
     shutil.rmtree(stage, ignore_errors=True)
-    _rmdir_if_empty(stage.parent)
+    rmdir_if_empty(stage.parent)
 
 
 def _report(name: str, clean: float, boards: list[Board], root: Path, card_path: Path) -> None:
     """The model's row as each regenerated page shows it, and what to commit to publish it."""
     for b in boards:
-        table = leaderboard.standings(b.name, root)
+        table = standings(b.name, root)
         mine = table[table["model"] == name]
         row = None if mine.empty else mine.iloc[0]
         print(f"board {b.name}: {name} on {b.n_examples:,} {b.dataset} {b.split} examples, seed {b.seed}")
@@ -396,13 +370,5 @@ def _report(name: str, clean: float, boards: list[Board], root: Path, card_path:
         front = "on the Pareto front" if row["front"] else "not on the Pareto front (dominated)"
         print(f"  rank {place} of {len(table)} by y; {front}")
     runs = RUNS_DIR / boards[0].dataset / name
-    pages = " ".join(
-        f"{leaderboard.BOARDS_DIR / b.name}.md {leaderboard.BOARDS_DIR / b.name}.svg" for b in boards
-    )
+    pages = " ".join(f"{files.BOARDS_DIR / b.name}.md {files.BOARDS_DIR / b.name}.svg" for b in boards)
     print(f"to publish: git add {card_path.relative_to(root).as_posix()} {runs.as_posix()} {pages}")
-
-
-def main(args) -> int:
-    """``robench submit`` (see :func:`robench.cli.build_parser` for the options)."""
-    submit(args)
-    return 0

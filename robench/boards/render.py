@@ -1,21 +1,16 @@
-"""Boards are generated, never hand-edited: run records -> pandas -> Pareto front -> markdown + SVG.
+"""A board's page: the selected records -> pandas -> Pareto front -> markdown, and the data of its plot.
 
-``robench leaderboard`` rebuilds ``leaderboards/<board>.md`` and ``leaderboards/<board>.svg`` from the board
-configs and the committed records in ``leaderboards/runs/<dataset>/<model>/<threat>.json``; ``--check``
-compares the committed files byte for byte, so CI fails when a board was edited by hand or not
-regenerated after a record changed. Everything here is deterministic (sorted inputs, no timestamps).
-
-Only comparable numbers are mixed on a page. A record is shown only if its resolved ``threat_config``
-equals the current ``config.threat_config(threat, dataset)`` and its split, example count, seed and
-model weights match the board; every other record is listed, with the reason, below the table. A model
-missing a threat the board requires is listed as incomplete rather than ranked on partial evidence.
+Everything here is deterministic (sorted inputs, no timestamps), because ``robench leaderboard --check``
+compares the committed markdown byte for byte (:mod:`robench.boards.files`). The records come from
+:func:`robench.boards.selection.collect`, which sets aside stale and invalid ones; a model missing a
+threat the board requires is listed as incomplete rather than ranked on partial evidence.
 
 Card-derived text (model and display names, recipes, paper titles and urls, flags) comes from strangers
 through submissions, so every such string is escaped before it reaches the markdown, and only http(s)
 urls become links.
 
-This module imports no torch (architecture principle 5): it needs only records and configs, and must
-run in CI without the evaluation stack.
+This module imports no torch (docs/architecture.md, principle 5): it needs only records and configs, and
+must run in CI without the evaluation stack.
 """
 
 from __future__ import annotations
@@ -25,27 +20,23 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from robench import config, record
-from robench.boards import RUNS_DIR, Board, Column, board_names, collect, load_board
-from robench.pagetext import escape, link, protocol_text
-from robench.pareto import pareto_front, plot_svg
+from robench import config
+from robench.boards.pareto import pareto_front
+from robench.boards.plot import Plot, Point
+from robench.boards.schema import Board, Column, load_board
+from robench.boards.selection import RUNS_DIR, collect, default_root
+from robench.boards.text import escape, link, pipe_table, protocol_text
 
-BOARDS_DIR = RUNS_DIR.parent
 MISSING = "—"
 FRONT_MARK = "★"
 FLAG_MARK = "⚠"
 
 
 class Page(NamedTuple):
-    """A generated board: the markdown, and the SVG plot it embeds (None when there is nothing to plot)."""
+    """A generated board: the markdown, and what the plot it embeds shows (None: nothing to plot)."""
 
     markdown: str
-    svg: bytes | None
-
-
-def default_root() -> Path:
-    """The repository root: the folder holding ``configs/`` (and ``leaderboards/``)."""
-    return config.config_root().parent
+    plot: Plot | None
 
 
 # --- the page ----------------------------------------------------------------------------------------------
@@ -104,7 +95,7 @@ def _markdown_table(board: Board, frame: pd.DataFrame, ranking: pd.DataFrame, co
     flagged = frame.groupby("model")["flags"].agg(lambda fs: any(fs))
     rows = list(ranking.itertuples(index=False))
     recipes = [_recipe(r.meta) for r in rows]
-    spec = [  # (header, alignment, cells); headers may repeat, so the frame is built by position
+    spec = [  # (header, alignment, cells)
         ("Front", "center", [FRONT_MARK if r.front else "" for r in rows]),
         ("Model", "left", [_model_cell(r.model, r.meta, flagged[r.model]) for r in rows]),
         (escape(board.x.label), "right", [cell(r.model, board.x.threat) for r in rows]),
@@ -118,9 +109,8 @@ def _markdown_table(board: Board, frame: pd.DataFrame, ranking: pd.DataFrame, co
         ),
         ("Paper", "left", [_paper_cell(r.meta) for r in rows]),
     ]
-    shown = pd.DataFrame({i: cells for i, (_, _, cells) in enumerate(spec)})
-    shown.columns = [header for header, _, _ in spec]
-    return shown.to_markdown(index=False, disable_numparse=True, colalign=[a for _, a, _ in spec])
+    headers, aligns, columns = zip(*spec)
+    return pipe_table(headers, aligns, list(zip(*columns)))
 
 
 def _intro(board: Board) -> list[str]:
@@ -143,7 +133,7 @@ def _intro(board: Board) -> list[str]:
     ]
 
 
-def _entries(board: Board, complete: pd.DataFrame) -> tuple[list[str], bytes | None]:
+def _entries(board: Board, complete: pd.DataFrame) -> tuple[list[str], Plot | None]:
     """The plot, the table, the flags and the protocol of the shown columns, for a non-empty board.
 
     A listed column that no shown model has a record for is left out, so a board can list every threat
@@ -163,17 +153,12 @@ def _entries(board: Board, complete: pd.DataFrame) -> tuple[list[str], bytes | N
         ),
         "",
     ]
-    svg = None
+    plot = None
     plotted = ranking.dropna(subset=["x", "y"])
     if not plotted.empty:
-        svg = plot_svg(
-            plotted["model"].tolist(),
-            (100 * plotted["x"]).tolist(),
-            (100 * plotted["y"]).tolist(),
-            plotted["front"].tolist(),
-            board.x.label,
-            board.y_label,
-        )
+        xs, ys = (100 * plotted["x"]).tolist(), (100 * plotted["y"]).tolist()
+        points = zip(plotted["model"], xs, ys, plotted["front"], strict=True)
+        plot = Plot(board.x.label, board.y_label, tuple(Point(m, x, y, bool(f)) for m, x, y, f in points))
         out += [f"![{escape(board.x.label)} vs {escape(board.y_label)}]({board.name}.svg)", ""]
     out += [_markdown_table(board, complete, ranking, columns), ""]
     flagged = complete[complete["flags"].map(bool)].sort_values(["model", "threat"])
@@ -188,10 +173,10 @@ def _entries(board: Board, complete: pd.DataFrame) -> tuple[list[str], bytes | N
     for c in [board.x, *board.y_prefer, *columns]:
         labels.setdefault(c.threat, c.label)
     for threat, label in labels.items():
-        family = config.threat_spec(threat)["family"]
+        family = config.threat_spec(threat).family
         text = protocol_text(family, config.threat_config(threat, board.dataset))
         out.append(f"- **{escape(label)}** (`{threat}`): {escape(text)}")
-    return out + [""], svg
+    return out + [""], plot
 
 
 def _left_out(title: str, lines: list[str]) -> list[str]:
@@ -227,11 +212,11 @@ def build(board_name: str, root: Path | None = None) -> Page:
     frame, stale, invalid = collect(board, root)
     complete, incomplete = _complete(board, frame)
 
-    out, svg = _intro(board), None
+    out, plot = _intro(board), None
     if complete.empty:
         out += ["No complete, current run records for this board yet.", ""]
     else:
-        entries, svg = _entries(board, complete)
+        entries, plot = _entries(board, complete)
         out += entries
     out += _left_out(
         "Incomplete entries (not shown)",
@@ -240,63 +225,4 @@ def build(board_name: str, root: Path | None = None) -> Page:
     for title, items in [("Stale records (not shown)", stale), ("Invalid records (not shown)", invalid)]:
         lines = [f"- {escape(r.model)} / {escape(r.threat)}: {escape(r.reason)}" for r in sorted(items)]
         out += _left_out(title, lines)
-    return Page("\n".join(out).rstrip("\n") + "\n", svg)
-
-
-# --- files and command line --------------------------------------------------------------------------------
-
-
-def _outputs(name: str, page: Page, root: Path) -> dict[Path, bytes | None]:
-    """Each output path and the bytes it must hold (None: the file must not exist)."""
-    base = root / BOARDS_DIR / record.check_name("board", name)
-    return {base.with_suffix(".md"): page.markdown.encode(), base.with_suffix(".svg"): page.svg}
-
-
-def _targets(names: list[str] | None, root: Path | None) -> tuple[list[str], Path]:
-    """The named boards (default: every board config) and the root (default: the repository)."""
-    root = Path(root) if root is not None else default_root()
-    return (board_names() if names is None else list(names)), root
-
-
-def write(boards: list[str] | None = None, root: Path | None = None) -> list[Path]:
-    """Regenerate the boards (default: all); returns the files that changed. Unchanged files are not
-    rewritten, so their timestamps stay; a plot the page no longer needs is removed."""
-    names, root = _targets(boards, root)
-    pages = {name: build(name, root) for name in names}  # build all before writing any
-    changed = []
-    for name, page in pages.items():
-        for path, data in _outputs(name, page, root).items():
-            old = path.read_bytes() if path.exists() else None
-            if old == data:
-                continue
-            if data is None:
-                path.unlink()
-            else:
-                record.atomic_write_bytes(path, data)
-            changed.append(path)
-    return changed
-
-
-def check(boards: list[str] | None = None, root: Path | None = None) -> list[str]:
-    """Paths (relative to ``root``) of board files that differ from what the records produce."""
-    names, root = _targets(boards, root)
-    stale = []
-    for name in names:
-        for path, data in _outputs(name, build(name, root), root).items():
-            if (path.read_bytes() if path.exists() else None) != data:
-                stale.append(path.relative_to(root).as_posix())
-    return stale
-
-
-def main(args) -> int:
-    """``robench leaderboard [--board NAME ...] [--check]``; ``args`` has ``boards``, ``check``, ``root``."""
-    root = getattr(args, "root", None)
-    if args.check:
-        stale = check(args.boards, root)
-        for path in stale:
-            print(f"{path}: stale; run 'robench leaderboard' and commit the result")
-        return 1 if stale else 0
-    root = Path(root) if root is not None else default_root()
-    for path in write(args.boards, root):
-        print(f"wrote {path.relative_to(root).as_posix()}")
-    return 0
+    return Page("\n".join(out).rstrip("\n") + "\n", plot)

@@ -1,4 +1,5 @@
-"""Text that reaches a board page: escaping what strangers wrote, and describing threats in words.
+"""Text that reaches a board page: escaping what strangers wrote, describing threats in words, and
+laying out the table.
 
 Card fields (model and display names, recipes, paper titles and urls) and record flags arrive with
 submissions, so everything derived from them goes through :func:`escape` or :func:`link` before it reaches
@@ -6,6 +7,10 @@ the markdown: a name must not be able to add a table column, a link, an image or
 
 Protocol lines are derived from the resolved threat parameters rather than written by hand, so a page
 cannot describe a protocol other than the one its records were checked against.
+
+The table is laid out here rather than by a third-party renderer (pages were first made with pandas'
+``to_markdown``, that is tabulate), because ``robench leaderboard --check`` compares the markdown byte for
+byte: its bytes must not depend on which version of a layout library a contributor has installed.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 _MD_PUNCT = re.compile(r"([\\`*_\[\]|~$])")
@@ -106,3 +112,25 @@ def protocol_text(family: str, params: dict) -> str:
     parts = [_KEY_TEXT[key](params.pop(key)) for key in _KEY_TEXT if key in params]
     parts += [f"{key}={format_value(v)}" for key, v in params.items()]
     return f"{head}{separator}{', '.join(parts)}" if parts else head
+
+
+_PAD = {"left": "<", "center": "^", "right": ">"}
+_RULE = {"left": ":{}-", "center": ":{}:", "right": "-{}:"}
+
+
+def pipe_table(headers: Sequence[str], aligns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub pipe table, laid out exactly as tabulate's ``pipe`` format lays out strings, so that the
+    committed pages stayed byte-identical when tabulate was dropped.
+
+    Cells are used as given (escape them first). A column is as wide as its widest cell and at least two
+    wider than its header; widths count code points, not terminal columns, so that the bytes never depend
+    on a width library. ``aligns`` holds ``"left"``, ``"center"`` or ``"right"`` per column.
+    """
+    widths = [max([len(h) + 2, *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = (f" {c:{_PAD[a]}{w}} " for c, a, w in zip(cells, aligns, widths, strict=True))
+        return "|" + "|".join(padded) + "|"
+
+    rule = "|" + "|".join(_RULE[a].format("-" * w) for a, w in zip(aligns, widths, strict=True)) + "|"
+    return "\n".join([line(headers), rule, *map(line, rows)])
