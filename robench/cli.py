@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="only this board (repeatable; default: every board in configs/boards)")
     lb.add_argument("--check", action="store_true",
                     help="write nothing; exit 1 if a committed board differs from what the records produce")
-    lb.add_argument("--root", type=Path, help="folder holding leaderboards/ (default: the checkout)")
+    lb.add_argument("--root", type=Path,
+                    help="checkout holding leaderboards/ (default: the nearest one from the working directory up)")
     lb.set_defaults(func=cmd_leaderboard)
 
     sm = sub.add_parser(
@@ -116,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="allow a pickle checkpoint, loaded with torch.load(weights_only=True)")
     sm.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
     sm.add_argument("--data-dir", help="dataset folder (default: $ROBENCH_DATA or ~/.cache/robench/data)")
-    sm.add_argument("--root", type=Path, help="folder holding configs/ and leaderboards/ (default: the checkout)")
+    sm.add_argument("--root", type=Path,
+                    help="checkout holding leaderboards/ and robench/configs/ or configs/ (default: the nearest one "
+                         "from the working directory up)")
     sm.set_defaults(func=cmd_submit)
 
     ls = sub.add_parser("ls", help="list models, threats, datasets or boards")

@@ -91,17 +91,32 @@ def find(folder: str, name: str) -> Path | None:
 
 
 def repo_root(start: str | os.PathLike | None = None) -> Path:
-    """The checkout whose ``leaderboards/`` the board commands read and write.
+    """The checkout whose ``leaderboards/`` the board commands read and write (their ``--root`` default).
 
-    The nearest folder holding ``leaderboards/`` from ``start`` (default: the working directory) upward,
-    else the checkout robench itself is imported from (an editable install); a wheel install outside a
-    checkout has none and gets a one-line error asking for ``--root``.
+    The nearest folder holding ``leaderboards/`` from ``start`` (default: the working directory) upward.
+    Only the working directory counts, not where robench is installed: a board command run outside a
+    checkout must not write into whichever checkout the package happens to come from.
     """
     here = Path(start or Path.cwd()).resolve()
-    for folder in (here, *here.parents, BUILTIN.parent.parent):
+    for folder in (here, *here.parents):
         if (folder / "leaderboards").is_dir():
             return folder
     raise UsageError(f"no checkout with leaderboards/ in {here} or above: run from one or pass --root DIR")
+
+
+def checkout_configs(root: str | os.PathLike) -> Path:
+    """The configuration folder that belongs to checkout ``root`` and is in use, where a submission's card
+    is registered: ``root/robench/configs`` (robench's own checkout, the shipped folder) or
+    ``root/configs`` (a board checkout of one's own, added with ``--config-dir``/``$ROBENCH_CONFIGS``)."""
+    root = Path(root).resolve()
+    in_use = {d.resolve() for d in search_path()}
+    for folder in (root / "robench" / "configs", root / "configs"):
+        if folder.resolve() in in_use:
+            return folder
+    raise UsageError(
+        f"--root {root} holds no configuration folder in use: pass --config-dir {root / 'configs'} (or add it "
+        "to ROBENCH_CONFIGS) so the card, the threats and the boards come from one place"
+    )
 
 
 def budget_family(dataset: str) -> str:

@@ -27,8 +27,9 @@ def mnist_test():
 
 @pytest.fixture
 def config_tree(monkeypatch):
-    """Make ``root/configs/<folder>/<name>.yaml`` from ``{folder: {name: text}}`` and point
-    ``ROBENCH_CONFIGS`` there, so board and submit tests never read or write the repository's configs."""
+    """Make ``root/configs/<folder>/<name>.yaml`` from ``{folder: {name: text}}``, use it instead of the
+    shipped configs, and work in ``root`` (a checkout with ``leaderboards/``), so board and submit tests
+    never read or write the repository's configs or boards."""
 
     def make(root, **folders: dict[str, str]):
         configs = root / "configs"
@@ -36,7 +37,12 @@ def config_tree(monkeypatch):
             (configs / folder).mkdir(parents=True, exist_ok=True)
             for name, text in files.items():
                 (configs / folder / f"{name}.yaml").write_text(text)
-        monkeypatch.setenv("ROBENCH_CONFIGS", str(configs))
+        from robench import config
+
+        monkeypatch.setattr(config, "BUILTIN", configs)
+        monkeypatch.delenv("ROBENCH_CONFIGS", raising=False)
+        (root / "leaderboards").mkdir(parents=True, exist_ok=True)
+        monkeypatch.chdir(root)
         return root
 
     return make

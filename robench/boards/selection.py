@@ -26,8 +26,8 @@ RUNS_DIR = Path("leaderboards") / "runs"
 
 
 def default_root() -> Path:
-    """The repository root: the folder holding ``configs/`` (and ``leaderboards/``)."""
-    return config.config_root().parent
+    """The repository root: the checkout holding ``leaderboards/``, from the working directory upward."""
+    return config.repo_root()
 
 
 class Rejected(NamedTuple):
