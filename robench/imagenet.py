@@ -205,6 +205,17 @@ def _attach(files: dict[str, Path], labels: dict[str, str], wnid_index: dict[str
     return out
 
 
+def subset_identity(path: str | Path) -> dict:
+    """What a record keeps of a subset file: its name and sha256 (the path is machine-specific)."""
+    import hashlib
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read subset file {path} ({e.strerror})") from None
+    return {"file": Path(path).name, "sha256": hashlib.sha256(data).hexdigest()}
+
+
 def _read_subset(path: Path, images: dict[str, tuple[Path, int]]) -> list[str]:
     """Image ids listed in a subset file, in its order; every one must be present, none twice."""
     try:
