@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default="runs", help="records go to OUT/<dataset>/<model>/<threat>.json (default: runs)")
     ev.add_argument("--allow-pickle", action="store_true",
                     help="allow a pickle checkpoint, loaded with torch.load(weights_only=True)")
+    ev.add_argument("--weights", metavar="FILE",
+                    help="with --model timm:/torchvision:, this local file instead of the library's pretrained "
+                         "weights (.safetensors; a pickle needs --allow-pickle)")
+    ev.add_argument("--subset-file", metavar="FILE",
+                    help="ImageNet: evaluate exactly the images listed here, one file name or id per line, in "
+                         "that order (e.g. RobustBench's 5,000 ids)")
     ev.add_argument("--json", action="store_true", help="print one JSON record per line on stdout, nothing else")
     ev.add_argument("--shard", type=_shard, metavar="I/N",
                     help="job-array task I of N: compute only chunks c with c %% N == I into --out, write no "
@@ -154,14 +160,15 @@ def cmd_eval(args) -> int:
     from robench.threats import create_threat
 
     overrides = config.parse_overrides(args.overrides)
-    card = load_card(args.model)
+    card = load_card(args.model, weights=args.weights)
     dataset = args.dataset or card.dataset
     check_dataset(card, dataset)
     for name in args.threat:  # validate every threat before any work
         create_threat(name, dataset, **overrides)
     device = resolve_device(args.device)
     out = _writable_dir(args.out)
-    create_dataset(dataset, args.split, args.data_dir)  # missing data fails here, before any heavy work
+    # missing data fails here, before any heavy work
+    create_dataset(dataset, args.split, args.data_dir, preprocessing=card.preprocessing, subset_file=args.subset_file)
     with distributed.process_group(device) as device:  # under torchrun: join the group, one GPU per rank
         lead = distributed.world()[0] == 0  # only rank 0 prints
         model = create_model(card, device=device, allow_pickle=args.allow_pickle)
@@ -170,7 +177,7 @@ def cmd_eval(args) -> int:
             record = evaluate(
                 model, name, dataset, n_examples=args.n_examples, batch_size=args.batch_size, device=device,
                 seed=args.seed, split=args.split, data_dir=args.data_dir, out_dir=out, chunk_size=args.chunk_size,
-                overrides=overrides, model_name=card.name, shard=args.shard,
+                overrides=overrides, model_name=card.name, shard=args.shard, subset_file=args.subset_file,
             )
             if record is None:  # a job-array shard: its chunks are on disk, the record comes later
                 if lead:

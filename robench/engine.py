@@ -29,6 +29,7 @@ from torch import nn
 from tqdm import tqdm
 
 from robench import record as rec
+from robench import imagenet
 from robench.datasets import dataset_info, load_tensors
 from robench.distributed import ChunkQueue
 from robench.errors import EvaluationError, UsageError
@@ -143,6 +144,7 @@ def evaluate(
     progress: bool | None = None,
     model_name: str | None = None,
     shard: tuple[int, int] | None = None,
+    subset_file: str | Path | None = None,
 ) -> rec.RunRecord | None:
     """Evaluate ``model`` under ``threat`` on the first ``n_examples`` of ``dataset``/``split``.
 
@@ -187,7 +189,13 @@ def evaluate(
     rec.check_name("threat", threat.name or threat.family)
     threat_name = threat.name or threat.family
 
-    x, y = load_tensors(dataset, split, n_examples, data_dir)
+    # #11: ImageNet files are resized/cropped as the model's card says; a subset file picks the images
+    subset = imagenet.subset_identity(subset_file) if subset_file is not None else None
+    if subset is not None and type(threat).prepare is not Threat.prepare:
+        raise UsageError(f"{threat_name} fits on data, whose split does not exclude a subset file yet: "
+                         "evaluate it without --subset-file")
+    x, y = load_tensors(dataset, split, n_examples, data_dir, subset_file=subset_file,
+                        preprocessing=card.preprocessing if card is not None else None)
     if n_examples is not None and len(x) < n_examples:
         raise UsageError(f"n_examples={n_examples} exceeds the {len(x)} examples of {dataset} {split}")
     n = len(x)
@@ -198,7 +206,7 @@ def evaluate(
     identity = {
         "model": model_name, "weights": card.meta() if card else None, "dataset": dataset, "split": split,
         "n": n, "threat": threat_name, "family": threat.family, "config": threat_config, "seed": seed,
-        "batch_size": batch_size, "chunk_size": chunk_size,
+        "batch_size": batch_size, "chunk_size": chunk_size, **({"subset": subset} if subset else {}),
     }
     chash = rec.config_hash(identity)
     partial = None
@@ -248,7 +256,7 @@ def evaluate(
         threat_config=threat_config, config_hash=chash, n_examples=n,
         clean_acc=float(stats["clean_correct"].mean()), robust_acc=float(stats["robust"].mean()),
         per_example=rec.bits(stats["robust"]), clean_per_example=rec.bits(stats["clean_correct"]),
-        indices={"split": split, "start": 0, "stop": n}, details=threat.summarize(stats), flags=flags,
+        indices={"split": split, "start": 0, "stop": n, **({"subset": subset} if subset else {})}, details=threat.summarize(stats), flags=flags,
         seed=seed, device=describe_device(dev) + (f" x {queue.world_size} ranks" if queue.world_size > 1 else ""),
         batch_size=batch_size, chunk_size=chunk_size,
         model_meta=card.meta() if card else {}, versions=versions(), started_at=started_at,

@@ -203,7 +203,8 @@ class UAP(Threat):
                              f"[0,1] box of {ctx.dataset} images")
         if self.target >= info.num_classes:
             raise UsageError(f"uap: target {self.target} is not a class of {ctx.dataset} (0..{info.num_classes - 1})")
-        x, y = load_tensors(ctx.dataset, split, None, ctx.data_dir)
+        card = getattr(model, "card", None)  # #11: fit images preprocessed as the evaluated ones
+        x, y = load_tensors(ctx.dataset, split, None, ctx.data_dir, preprocessing=getattr(card, "preprocessing", None))
         generator = torch.Generator().manual_seed(ctx.seed)
         # drawn before fitting, so the control is the same whether δ is fitted or read from the cache
         signs = (torch.randint(0, 2, (1, *x.shape[1:]), generator=generator) * 2 - 1).float()
