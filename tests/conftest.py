@@ -77,3 +77,31 @@ def ctx():
         return BatchContext(generator=torch.Generator().manual_seed(seed), batch_size=batch_size)
 
     return make
+
+
+#: The first three ILSVRC2012 classes, labels 0, 1, 2 (sorted wnids).
+IMAGENET_WNIDS = ["n01440764", "n01443537", "n01484850"]
+
+
+@pytest.fixture
+def imagenet_images():
+    """``write(folder, per_class)`` -> ``{file name: wnid}``: random JPEGs of varied sizes named as in the
+    ILSVRC2012 val set (``ILSVRC2012_val_<n:08d>.JPEG``, n from 1, classes interleaved), written flat
+    into ``folder`` or, with ``class_folders=True``, into ``folder/<wnid>/``."""
+    import numpy as np
+    from PIL import Image
+
+    def write(folder, per_class: int = 2, class_folders: bool = False) -> dict[str, str]:
+        rng = np.random.RandomState(0)
+        labels = {}
+        for n in range(1, per_class * len(IMAGENET_WNIDS) + 1):
+            wnid = IMAGENET_WNIDS[(n - 1) % len(IMAGENET_WNIDS)]
+            name = f"ILSVRC2012_val_{n:08d}.JPEG"
+            target = folder / wnid if class_folders else folder
+            target.mkdir(parents=True, exist_ok=True)
+            height, width = (200, 260) if n % 2 else (300, 240)
+            Image.fromarray(rng.randint(0, 256, (height, width, 3), dtype=np.uint8)).save(target / name)
+            labels[name] = wnid
+        return labels
+
+    return write
