@@ -174,12 +174,13 @@ def _kaggle_labels(path: Path) -> dict[str, str]:
 def _devkit_labels(devkit: Path) -> dict[str, str]:
     """Ground-truth line n (an ILSVRC2012_ID) is image ``ILSVRC2012_val_<n:08d>``; meta.mat maps ids to wnids."""
     meta = devkit / "meta.mat"
-    try:
-        import scipy.io
+    import scipy.io
+    from scipy.io.matlab import MatReadError
 
+    try:
         synsets = scipy.io.loadmat(str(meta), squeeze_me=True)["synsets"]
         id_to_wnid = {int(s["ILSVRC2012_ID"]): str(s["WNID"]) for s in synsets if int(s["num_children"]) == 0}
-    except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
+    except (OSError, ValueError, KeyError, TypeError, IndexError, MatReadError, NotImplementedError) as e:
         raise DataError(f"cannot read the devkit's {meta} ({type(e).__name__}): unpack ILSVRC2012_devkit_t12.tar.gz "
                         "next to the images") from None
     truth = devkit / GROUND_TRUTH
