@@ -249,20 +249,76 @@ def cmd_submit(args) -> int:
 
 
 def cmd_ls(args) -> int:
+    """One line per entry, columns aligned. Models, threats and boards are read from their YAML alone
+    (no torch import, no weights read), so listing stays instant and a broken card still shows."""
     from robench import config
 
+    rows = {"models": _model_rows, "threats": _threat_rows, "datasets": _dataset_rows, "boards": _board_rows}
+    lines = rows[args.what](config)
+    widths = [max(len(row[i]) for row in lines) for i in range(len(lines[0]) - 1)] if lines else []
+    print("\n".join("  ".join([*(c.ljust(w) for c, w in zip(row, widths)), row[-1]]).rstrip() for row in lines))
     if args.what == "models":
-        names = config.names("models")
-    elif args.what == "threats":
-        names = config.names("threats")
-    elif args.what == "boards":
-        names = config.names("boards")
-    else:
-        from robench.datasets import list_datasets
+        from robench.specs import SPEC_FORMS
 
-        names = list_datasets()
-    print("\n".join(names))
+        print(f"--model also takes: {', '.join(SPEC_FORMS[1:])}")
     return 0
+
+
+def _model_rows(config) -> list[list[str]]:
+    """name, architecture (library), dataset, clean test accuracy measured at training time or '—'."""
+    rows = []
+    for name in config.names("models"):
+        card = config.read_yaml(config.find("models", name))
+        acc = (card.get("training") or {}).get("clean_acc_test")
+        arch = f"{card.get('arch', '?')} ({card.get('library', 'timm')})"
+        rows.append([name, arch, str(card.get("dataset", "?")), f"{acc:.1%}" if isinstance(acc, float) else "—"])
+    return rows
+
+
+#: Parameters that set a threat's budget (the rest set the attack's effort), shown by ``robench ls threats``.
+_BUDGET_KEYS = ("norm", "eps", "max_rotation", "max_translation", "max_shift", "headline_magnitude")
+
+
+def _threat_rows(config) -> list[list[str]]:
+    """name, family, then the budget per budget family (mnist, cifar, imagenet)."""
+    examples = {"mnist": "mnist5k", "cifar": "cifar10", "imagenet": "imagenet"}
+    rows = []
+    for name in config.names("threats"):
+        budgets = []
+        for family, dataset in examples.items():
+            params = config.threat_config(name, dataset)
+            shown = " ".join(f"{k}={_budget(params[k])}" for k in _BUDGET_KEYS if k in params)
+            budgets.append(f"{family}: {shown or '—'}")
+        rows.append([name, config.threat_spec(name).family, " | ".join(budgets)])
+    return rows
+
+
+def _budget(value) -> str:
+    """ε as published: 0.0313... -> 8/255."""
+    if isinstance(value, float) and 0 < value < 1 and abs(value * 255 - round(value * 255)) < 1e-9:
+        return f"{round(value * 255)}/255"
+    return str(value)
+
+
+def _dataset_rows(config) -> list[list[str]]:
+    from robench.datasets import dataset_info, list_datasets
+
+    rows = []
+    for name in list_datasets():
+        info = dataset_info(name)
+        rows.append([name, f"{info.num_classes} classes", f"{info.channels}x{info.image_size}x{info.image_size}",
+                     f"budgets: {info.family}", f"splits: {', '.join(info.splits)}"])
+    return rows
+
+
+def _board_rows(config) -> list[list[str]]:
+    from robench.boards.schema import load_board
+
+    rows = []
+    for name in config.names("boards"):
+        board = load_board(name)
+        rows.append([name, board.dataset, f"{board.n_examples} examples", board.title])
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -179,3 +179,22 @@ def test_robustbench_spec_fails_in_one_line_without_a_working_package_or_network
         create_model(card)
     expected = tmp_path / "robustbench" / "cifar10" / "Linf" / "Carmon2019Unlabeled.pt"
     assert str(err.value).endswith(f"put it at {expected}") and "\n" not in str(err.value)
+
+
+def test_ls_shows_one_line_per_entry_and_the_spec_forms(tmp_path, capsys, monkeypatch):
+    from robench import config
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "mine.yaml").write_text("arch: resnet18\nlibrary: torchvision\ndataset: imagenet\n")
+    monkeypatch.setattr(config, "_cli_dirs", [])
+    assert main(["--config-dir", str(tmp_path), "ls", "models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(config.names("models")) + 1
+    assert lines[-1].startswith("--model also takes: path/to/card.yaml, timm:NAME[.TAG], torchvision:NAME[:WEIGHTS]")
+    assert next(l for l in lines if l.startswith("mnist_cnn_standard ")).split()[1:] == [
+        "mnist_cnn", "(timm)", "mnist5k", "98.2%"]
+    assert next(l for l in lines if l.startswith("mine ")).split()[1:] == ["resnet18", "(torchvision)", "imagenet", "—"]
+    assert main(["ls", "threats"]) == 0
+    pgd = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("pgd_linf "))
+    assert pgd.split(None, 2)[1:] == ["pgd", "mnist: norm=linf eps=0.3 | cifar: norm=linf eps=8/255 | "
+                                             "imagenet: norm=linf eps=4/255"]
