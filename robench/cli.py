@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import traceback
 from pathlib import Path
 
-from robench.errors import RobenchError, UsageError
+from robench.errors import RobenchError
 
 
 def _csv(value: str) -> list[str]:
@@ -134,17 +133,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _writable_dir(path: str) -> Path:
-    out = Path(path)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"cannot create output directory {out}: {e.strerror}") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise UsageError(f"output directory {out} is not writable: choose another with --out")
-    return out
-
-
 def _shard(value: str) -> tuple[int, int]:
     i, sep, n = value.partition("/")
     if not (sep and i.isdigit() and n.isdigit() and int(i) < int(n)):
@@ -153,43 +141,28 @@ def _shard(value: str) -> tuple[int, int]:
 
 
 def cmd_eval(args) -> int:
-    from robench import config, distributed
-    from robench.datasets import create_dataset
-    from robench.engine import evaluate, resolve_device
-    from robench.models import check_dataset, create_model, load_card
-    from robench.threats import create_threat
+    from robench import config
+    from robench.engine.request import EvalRequest, run_request
+    from robench.record import RunRecord
 
-    overrides = config.parse_overrides(args.overrides)
-    card = load_card(args.model, weights=args.weights)
-    dataset = args.dataset or card.dataset
-    check_dataset(card, dataset)
-    for name in args.threat:  # validate every threat before any work
-        create_threat(name, dataset, **overrides)
-    device = resolve_device(args.device)
-    out = _writable_dir(args.out)
-    # missing data fails here, before any heavy work
-    create_dataset(dataset, args.split, args.data_dir, preprocessing=card.preprocessing, subset_file=args.subset_file)
-    with distributed.process_group(device) as device:  # under torchrun: join the group, one GPU per rank
-        lead = distributed.world()[0] == 0  # only rank 0 prints
-        model = create_model(card, device=device, allow_pickle=args.allow_pickle)
-        rows = []
-        for name in args.threat:
-            record = evaluate(
-                model, name, dataset, n_examples=args.n_examples, batch_size=args.batch_size, device=device,
-                seed=args.seed, split=args.split, data_dir=args.data_dir, out_dir=out, chunk_size=args.chunk_size,
-                overrides=overrides, model_name=card.name, shard=args.shard, subset_file=args.subset_file,
-            )
-            if record is None:  # a job-array shard: its chunks are on disk, the record comes later
-                if lead:
-                    i, n = args.shard
-                    print(f"robench: {name}: shard {i}/{n} done; once every shard has finished, run the same "
-                          "command without --shard to write the record", file=sys.stderr)
-                continue
-            if args.json and lead:
-                print(json.dumps(json.loads(record.to_json()), sort_keys=True), flush=True)
-            rows.append(record)
-    if rows and lead and not args.json:
-        print(_table(rows, out))
+    request = EvalRequest(
+        model=args.model, threats=tuple(args.threat), out_dir=Path(args.out), dataset=args.dataset, split=args.split,
+        n_examples=args.n_examples, batch_size=args.batch_size, chunk_size=args.chunk_size, device=args.device,
+        seed=args.seed, overrides=config.parse_overrides(args.overrides), data_dir=args.data_dir,
+        allow_pickle=args.allow_pickle, shard=args.shard, weights=args.weights, subset_file=args.subset_file,
+    )
+    rows = []
+    for result in run_request(request):  # rank 0's results only: one printout under torchrun
+        if not isinstance(result, RunRecord):  # a job-array shard: its chunks are on disk, the record comes later
+            i, n = result.shard
+            print(f"robench: {result.threat}: shard {i}/{n} done; once every shard has finished, run the same "
+                  "command without --shard to write the record", file=sys.stderr)
+        elif args.json:
+            print(json.dumps(json.loads(result.to_json()), sort_keys=True), flush=True)
+        else:
+            rows.append(result)
+    if rows:
+        print(_table(rows, request.out_dir))
     return 0
 
 

@@ -4,7 +4,7 @@ A card (``configs/models/<name>.yaml``) names an architecture (timm by default, 
 dataset it was trained for, its input normalisation and preprocessing, and its weights. A model can also be
 named without a card (``timm:<name>``, ``torchvision:<name>``, a card file...): :mod:`robench.specs` turns
 such a spec into a card, so the rest of robench sees cards only. Weights are untrusted input
-(reliability.md): they load from safetensors after their sha256 is checked, a pickle loads only when the
+(docs/reliability.md): they load from safetensors after their sha256 is checked, a pickle loads only when the
 caller explicitly allows it and then with ``torch.load(weights_only=True)``, and library pretrained tags
 go through the library's own hash-checked download.
 """

@@ -144,3 +144,24 @@ def test_unreadable_jpeg_is_named(tmp_path, imagenet_images):
     broken.write_bytes(b"\xff\xd8 truncated")
     with pytest.raises(DataError, match=f"cannot read image {broken}"):
         datasets.load_tensors("imagenet", "test", data_dir=tmp_path)
+
+
+def test_eval_with_a_subset_file_records_it(tmp_path, imagenet_images, capsys):
+    import hashlib
+    import json
+
+    import timm
+    from safetensors.torch import save_file
+
+    imagenet_images(tmp_path / "val", per_class=2, class_folders=True)
+    weights = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in timm.create_model("test_resnet.r160_in1k").state_dict().items()},
+              str(weights))
+    subset = tmp_path / "ids.txt"
+    subset.write_text("ILSVRC2012_val_00000005\nILSVRC2012_val_00000001\n")
+    assert main(["eval", "--model", "timm:test_resnet", "--weights", str(weights), "--threat", "clean",
+                 "--data-dir", str(tmp_path), "--subset-file", str(subset), "--out", str(tmp_path / "runs"),
+                 "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["n_examples"] == 2
+    assert record["indices"]["subset"] == {"file": "ids.txt", "sha256": hashlib.sha256(subset.read_bytes()).hexdigest()}
