@@ -40,12 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks for errors")
     parser.add_argument("--config-dir", action="append", default=[], metavar="DIR",
-                        help="also search DIR/{threats,models,recipes,boards}/*.yaml, after the shipped configs and "
-                             "$ROBENCH_CONFIGS; a file there overrides a shipped one of the same name (repeatable)")
+                        help="also search DIR/{threats,models,recipes,boards}/*.yaml, after the shipped "
+                             "configs and $ROBENCH_CONFIGS; a file there overrides a shipped one of that name "
+                             "(repeatable)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     ev = sub.add_parser("eval", help="evaluate a model under one or more threats, one record each")
-    ev.add_argument("--model", required=True, help="card name (robench ls models), card.yaml, timm:NAME, torchvision:NAME[:WEIGHTS] "
+    ev.add_argument("--model", required=True,
+                    help="card name (robench ls models), card.yaml, timm:NAME, torchvision:NAME[:WEIGHTS] "
                          "or robustbench:NAME[:DATASET[:THREAT]]")
     ev.add_argument("--threat", required=True, type=_csv, help="threat name(s), comma-separated (robench ls threats)")
     ev.add_argument("--dataset", help="dataset (default: the one the model card names)")
@@ -62,11 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--allow-pickle", action="store_true",
                     help="allow a pickle checkpoint, loaded with torch.load(weights_only=True)")
     ev.add_argument("--weights", metavar="FILE",
-                    help="with --model timm:/torchvision:, this local file instead of the library's pretrained "
-                         "weights (.safetensors; a pickle needs --allow-pickle)")
+                    help="with --model timm:/torchvision:, this local file instead of the library's "
+                         "pretrained weights (.safetensors; a pickle needs --allow-pickle)")
     ev.add_argument("--subset-file", metavar="FILE",
-                    help="ImageNet: evaluate exactly the images listed here, one file name or id per line, in "
-                         "that order (e.g. RobustBench's 5,000 ids)")
+                    help="ImageNet: evaluate exactly the images listed here, one file name or id per line, "
+                         "in that order (e.g. RobustBench's 5,000 ids)")
     ev.add_argument("--json", action="store_true", help="print one JSON record per line on stdout, nothing else")
     ev.add_argument("--shard", type=_shard, metavar="I/N",
                     help="job-array task I of N: compute only chunks c with c %% N == I into --out, write no "
@@ -74,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval)
 
     tr = sub.add_parser("train", help="train a model with a reference recipe; writes weights and a model card")
-    tr.add_argument("--recipe", required=True, help="recipe name (robench/configs/recipes, or a --config-dir)")
+    tr.add_argument("--recipe", required=True, help="recipe name (robench/configs/recipes or a --config-dir)")
     tr.add_argument("--arch", required=True, help="timm architecture name, e.g. mnist_cnn")
     tr.add_argument("--name", required=True, help="model name for the card, e.g. mnist_cnn_standard")
     tr.add_argument("--dataset", default="mnist5k", help="training dataset (default: mnist5k, split train)")
@@ -93,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--check", action="store_true",
                     help="write nothing; exit 1 if a committed board differs from what the records produce")
     lb.add_argument("--root", type=Path,
-                    help="checkout holding leaderboards/ (default: the nearest one from the working directory up)")
+                    help="checkout holding leaderboards/ (default: the nearest one from the working "
+                         "directory up)")
     lb.set_defaults(func=cmd_leaderboard)
 
     sm = sub.add_parser(
@@ -102,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "the weights are sha256-checked and loaded safely, every threat the board needs is re-run "
                     "with the board's examples and seed, and the board is regenerated. Numbers written in the "
                     "card are never used.")
-    sm.add_argument("card", nargs="?", help="model card YAML (copied to configs/models/<file name>.yaml)")
+    sm.add_argument("card", nargs="?",
+                    help="model card YAML (copied into the checkout's models/ config folder)")
     sm.add_argument("--checkpoint", help="weights to write a card for (.safetensors; any other file is a pickle)")
     sm.add_argument("--arch", help="with --checkpoint: timm architecture name (e.g. mnist_cnn)")
     sm.add_argument("--dataset", help="with --checkpoint: the dataset the model was trained for")
@@ -123,8 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
     sm.add_argument("--data-dir", help="dataset folder (default: $ROBENCH_DATA or ~/.cache/robench/data)")
     sm.add_argument("--root", type=Path,
-                    help="checkout holding leaderboards/ and robench/configs/ or configs/ (default: the nearest one "
-                         "from the working directory up)")
+                    help="checkout holding leaderboards/ and robench/configs/ or configs/ (default: the "
+                         "nearest one from the working directory up)")
     sm.set_defaults(func=cmd_submit)
 
     ls = sub.add_parser("ls", help="list models, threats, datasets or boards")
@@ -229,7 +233,8 @@ def cmd_ls(args) -> int:
     rows = {"models": _model_rows, "threats": _threat_rows, "datasets": _dataset_rows, "boards": _board_rows}
     lines = rows[args.what](config)
     widths = [max(len(row[i]) for row in lines) for i in range(len(lines[0]) - 1)] if lines else []
-    print("\n".join("  ".join([*(c.ljust(w) for c, w in zip(row, widths)), row[-1]]).rstrip() for row in lines))
+    for row in lines:
+        print("  ".join([*(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)), row[-1]]).rstrip())
     if args.what == "models":
         from robench.specs import SPEC_FORMS
 
@@ -244,7 +249,8 @@ def _model_rows(config) -> list[list[str]]:
         card = config.read_yaml(config.find("models", name))
         acc = (card.get("training") or {}).get("clean_acc_test")
         arch = f"{card.get('arch', '?')} ({card.get('library', 'timm')})"
-        rows.append([name, arch, str(card.get("dataset", "?")), f"{acc:.1%}" if isinstance(acc, float) else "—"])
+        shown = f"{acc:.1%}" if isinstance(acc, float) else "—"
+        rows.append([name, arch, str(card.get("dataset", "?")), shown])
     return rows
 
 
@@ -279,8 +285,9 @@ def _dataset_rows(config) -> list[list[str]]:
     rows = []
     for name in list_datasets():
         info = dataset_info(name)
-        rows.append([name, f"{info.num_classes} classes", f"{info.channels}x{info.image_size}x{info.image_size}",
-                     f"budgets: {info.family}", f"splits: {', '.join(info.splits)}"])
+        size = f"{info.channels}x{info.image_size}x{info.image_size}"
+        rows.append([name, f"{info.num_classes} classes", size, f"budgets: {info.family}",
+                     f"splits: {', '.join(info.splits)}"])
     return rows
 
 

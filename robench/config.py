@@ -114,8 +114,8 @@ def checkout_configs(root: str | os.PathLike) -> Path:
         if folder.resolve() in in_use:
             return folder
     raise UsageError(
-        f"--root {root} holds no configuration folder in use: pass --config-dir {root / 'configs'} (or add it "
-        "to ROBENCH_CONFIGS) so the card, the threats and the boards come from one place"
+        f"--root {root} holds no configuration folder in use: pass --config-dir {root / 'configs'} (or add "
+        "it to ROBENCH_CONFIGS) so the card, the threats and the boards come from one place"
     )
 
 
@@ -171,7 +171,8 @@ def load_named(kind: str, name: str, folder: str, _chain: tuple[str, ...] = ()) 
     base = data.pop("base", None)
     if base is not None:
         if base in _chain + (name,):
-            raise UsageError(f"{path}: base {base!r} loops back to itself ({' -> '.join(_chain + (name, base))})")
+            loop = " -> ".join(_chain + (name, base))
+            raise UsageError(f"{path}: base {base!r} loops back to itself ({loop})")
         data = _deep_merge(load_named(kind, base, folder, _chain + (name,)), data)
     return _numbers(data)
 

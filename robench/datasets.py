@@ -38,8 +38,8 @@ from robench.errors import DataError, UsageError
 from robench.imagenet import IMAGENET_PER_CLASS, Preprocessing
 from robench.registry import Registry
 
-__all__ = ["IMAGENET_PER_CLASS", "DatasetInfo", "Preprocessing", "create_dataset", "dataset_info", "list_datasets",
-           "load_tensors"]
+__all__ = ["IMAGENET_PER_CLASS", "DatasetInfo", "Preprocessing", "create_dataset", "dataset_info",
+           "list_datasets", "load_tensors"]
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def create_dataset(
     if name == "imagenet":
         return build(split, root, preprocessing, Path(subset_file).expanduser() if subset_file else None)
     if subset_file is not None:
-        raise UsageError(f"a subset file selects ImageNet images; {name!r} is evaluated in its official order")
+        raise UsageError(f"a subset file selects ImageNet images; {name!r} is read in its official order")
     return build(split, root)
 
 

@@ -58,14 +58,20 @@ class Preprocessing:
 
     def __post_init__(self):
         if not 1 <= self.crop <= self.resize:
-            raise UsageError(f"preprocessing: need 1 <= crop <= resize, got crop {self.crop}, resize {self.resize}")
+            raise UsageError(
+                f"preprocessing: need 1 <= crop <= resize, got crop {self.crop}, resize {self.resize}"
+            )
 
     def transform(self) -> Callable:
         from torchvision import transforms
 
         mode = transforms.InterpolationMode(self.interpolation)
         return transforms.Compose(
-            [transforms.Resize(self.resize, interpolation=mode), transforms.CenterCrop(self.crop), transforms.ToTensor()]
+            [
+                transforms.Resize(self.resize, interpolation=mode),
+                transforms.CenterCrop(self.crop),
+                transforms.ToTensor(),
+            ]
         )
 
 
@@ -90,15 +96,19 @@ class ImageFiles(Dataset):
             with Image.open(path) as image:
                 return self.transform(image.convert("RGB")), label
         except OSError as e:
-            raise DataError(f"cannot read image {path} ({type(e).__name__}): replace or remove the file") from e
+            raise DataError(
+                f"cannot read image {path} ({type(e).__name__}): replace or remove the file"
+            ) from e
 
 
-def build(split: str, root: Path | None, preprocessing: Preprocessing | None, subset_file: Path | None) -> Dataset:
+def build(
+    split: str, root: Path | None, preprocessing: Preprocessing | None, subset_file: Path | None
+) -> Dataset:
     """The ``split`` of the ImageNet validation images under ``root`` (see the module docstring)."""
     if root is None:
         raise DataError(
-            "dataset 'imagenet' cannot be downloaded: pass --data-dir DIR or set ROBENCH_DATA to a copy of the "
-            "ILSVRC2012 validation set (class folders DIR/val/<wnid>/*.JPEG, or a flat val/ folder with "
+            "dataset 'imagenet' cannot be downloaded: pass --data-dir DIR or set ROBENCH_DATA to a copy of "
+            "the ILSVRC2012 validation set (class folders DIR/val/<wnid>/*.JPEG, or a flat val/ folder with "
             f"{KAGGLE_LABELS} or the devkit's {GROUND_TRUTH} + meta.mat)"
         )
     if not root.is_dir():
@@ -130,11 +140,19 @@ def _labelled_images(root: Path, wnid_index: dict[str, int]) -> dict[str, tuple[
     for folder in (root / "imagenet" / "val", root / "val", root):
         if folder.is_dir() and any(d.is_dir() and d.name not in _CONTAINERS for d in folder.iterdir()):
             return _class_folders(folder, wnid_index)
-    flat = next((d for d in (root / "ILSVRC" / "Data" / "CLS-LOC" / "val", root / "val", root) if d.is_dir()
-                 and any(_is_image(p) for p in d.iterdir())), None)
+    flat = next(
+        (
+            d
+            for d in (root / "ILSVRC" / "Data" / "CLS-LOC" / "val", root / "val", root)
+            if d.is_dir() and any(_is_image(p) for p in d.iterdir())
+        ),
+        None,
+    )
     if flat is None:
-        raise DataError(f"no class folders or images in {root}: expected the ILSVRC2012 val set as {root}/val/<wnid>/* "
-                        f"or a flat {root}/val/ with {KAGGLE_LABELS} or the devkit's {GROUND_TRUTH}")
+        raise DataError(
+            f"no class folders or images in {root}: expected the ILSVRC2012 val set as {root}/val/<wnid>/* "
+            f"or a flat {root}/val/ with {KAGGLE_LABELS} or the devkit's {GROUND_TRUTH}"
+        )
     files = {p.stem: p for p in sorted(flat.iterdir()) if _is_image(p)}
     for base in (root, flat.parent):
         if (base / KAGGLE_LABELS).is_file():
@@ -143,7 +161,8 @@ def _labelled_images(root: Path, wnid_index: dict[str, int]) -> dict[str, tuple[
             if (devkit / GROUND_TRUTH).is_file():
                 return _attach(files, _devkit_labels(devkit), wnid_index, devkit / GROUND_TRUTH)
     raise DataError(
-        f"the images in {flat} have no labels: put {KAGGLE_LABELS} (Kaggle) or the devkit's {DEVKIT / GROUND_TRUTH} "
+        f"the images in {flat} have no labels: put {KAGGLE_LABELS} (Kaggle) or the devkit's "
+        f"{DEVKIT / GROUND_TRUTH} "
         f"and {DEVKIT / 'meta.mat'} (ILSVRC2012_devkit_t12.tar.gz) in {root}"
     )
 
@@ -168,11 +187,14 @@ def _kaggle_labels(path: Path) -> dict[str, str]:
             rows = list(csv.DictReader(f))
         return {row["ImageId"]: row["PredictionString"].split()[0] for row in rows}
     except (OSError, KeyError, IndexError, AttributeError, csv.Error) as e:
-        raise DataError(f"{path} is not Kaggle's ImageId,PredictionString file ({type(e).__name__}: {e})") from None
+        raise DataError(
+            f"{path} is not Kaggle's ImageId,PredictionString file ({type(e).__name__}: {e})"
+        ) from None
 
 
 def _devkit_labels(devkit: Path) -> dict[str, str]:
-    """Ground-truth line n (an ILSVRC2012_ID) is image ``ILSVRC2012_val_<n:08d>``; meta.mat maps ids to wnids."""
+    """Ground-truth line n (an ILSVRC2012_ID) is image ``ILSVRC2012_val_<n:08d>``; meta.mat maps ids to
+    wnids."""
     meta = devkit / "meta.mat"
     import scipy.io
     from scipy.io.matlab import MatReadError
@@ -181,8 +203,10 @@ def _devkit_labels(devkit: Path) -> dict[str, str]:
         synsets = scipy.io.loadmat(str(meta), squeeze_me=True)["synsets"]
         id_to_wnid = {int(s["ILSVRC2012_ID"]): str(s["WNID"]) for s in synsets if int(s["num_children"]) == 0}
     except (OSError, ValueError, KeyError, TypeError, IndexError, MatReadError, NotImplementedError) as e:
-        raise DataError(f"cannot read the devkit's {meta} ({type(e).__name__}): unpack ILSVRC2012_devkit_t12.tar.gz "
-                        "next to the images") from None
+        raise DataError(
+            f"cannot read the devkit's {meta} ({type(e).__name__}): unpack ILSVRC2012_devkit_t12.tar.gz "
+            "next to the images"
+        ) from None
     truth = devkit / GROUND_TRUTH
     out = {}
     for n, line in enumerate(truth.read_text().split(), start=1):
@@ -192,8 +216,9 @@ def _devkit_labels(devkit: Path) -> dict[str, str]:
     return out
 
 
-def _attach(files: dict[str, Path], labels: dict[str, str], wnid_index: dict[str, int],
-            source: Path) -> dict[str, tuple[Path, int]]:
+def _attach(
+    files: dict[str, Path], labels: dict[str, str], wnid_index: dict[str, int], source: Path
+) -> dict[str, tuple[Path, int]]:
     """Flat image files with their labels; an image without a label or a wnid outside ILSVRC2012 fails."""
     out = {}
     for image_id, path in files.items():
@@ -226,8 +251,9 @@ def _read_subset(path: Path, images: dict[str, tuple[Path, int]]) -> list[str]:
     ids = [Path(line.split()[0]).stem for line in lines]
     absent = [i for i in ids if i not in images]
     if absent:
-        raise DataError(f"subset file {path} names {len(absent)} images not in the ImageNet folder "
-                        f"(e.g. {absent[0]})")
+        raise DataError(
+            f"subset file {path} names {len(absent)} images not in the ImageNet folder (e.g. {absent[0]})"
+        )
     if len(set(ids)) != len(ids):
         raise UsageError(f"subset file {path} lists an image twice")
     if not ids:
@@ -235,7 +261,9 @@ def _read_subset(path: Path, images: dict[str, tuple[Path, int]]) -> list[str]:
     return ids
 
 
-def _select(images: dict[str, tuple[Path, int]], split: str, subset: list[str] | None) -> list[tuple[Path, int]]:
+def _select(
+    images: dict[str, tuple[Path, int]], split: str, subset: list[str] | None
+) -> list[tuple[Path, int]]:
     """The split's (path, label) pairs in evaluation order (see the module docstring)."""
     if subset is not None and split == "test":
         return [images[i] for i in subset]

@@ -21,13 +21,15 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from robench import archs  # noqa: F401  (registers the zoo architectures into timm)
-from robench import schema
+from robench import (
+    archs,  # noqa: F401  (registers the zoo architectures into timm)
+    schema,
+    specs,
+)
 from robench.config import find, names, read_yaml
-from robench import specs
 from robench.datasets import Preprocessing, dataset_info
-from robench.imagenet import DEFAULT_PREPROCESSING
 from robench.errors import CheckpointError, UsageError
+from robench.imagenet import DEFAULT_PREPROCESSING
 from robench.record import check_name
 from robench.registry import unknown_name
 
@@ -131,7 +133,7 @@ def card_from_dict(name: str, data: dict, source: Path | None = None) -> ModelCa
         if card.dataset == "imagenet":
             preprocessing = preprocessing or DEFAULT_PREPROCESSING
         elif preprocessing is not None:
-            raise UsageError(f"preprocessing applies to ImageNet cards; {card.dataset!r} images have one size")
+            raise UsageError(f"preprocessing is for ImageNet cards; {card.dataset!r} images have one size")
         norm = card.normalization
         if isinstance(norm, str):
             if norm not in NORMALIZATION_PRESETS:
@@ -203,7 +205,8 @@ def build_network(card: ModelCard) -> nn.Module:
         if card.library == "torchvision":
             import torchvision
 
-            return torchvision.models.get_model(card.arch, weights=None, num_classes=card.num_classes, **kwargs)
+            return torchvision.models.get_model(card.arch, weights=None, num_classes=card.num_classes,
+                                                **kwargs)
         import timm
 
         return timm.create_model(card.arch, pretrained=False, num_classes=card.num_classes, **kwargs)

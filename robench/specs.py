@@ -2,7 +2,8 @@
 
 ``--model`` accepts (:data:`SPEC_FORMS`): a card name on the config search path; a card file
 (``path/to/card.yaml``, its relative weights path resolving from the card's folder); ``timm:<name>``
-(architecture, classes, preprocessing and mean/std from timm's pretrained config); ``torchvision:<name>[:<tag>]``
+(architecture, classes, preprocessing and mean/std from timm's pretrained config);
+``torchvision:<name>[:<tag>]``
 (the weights' transforms and metadata); ``robustbench:<name>[:<dataset>[:<threat>]]`` (through
 RobustBench's own ``load_model``, when a working robustbench is installed: it is no robench extra, see
 the README). A library spec takes its weights from the library's own cache and hub, or
@@ -26,7 +27,10 @@ from pathlib import Path
 from robench.errors import CheckpointError, UsageError
 
 SPEC_FORMS = (
-    "NAME (robench ls models)", "path/to/card.yaml", "timm:NAME[.TAG]", "torchvision:NAME[:WEIGHTS]",
+    "NAME (robench ls models)",
+    "path/to/card.yaml",
+    "timm:NAME[.TAG]",
+    "torchvision:NAME[:WEIGHTS]",
     "robustbench:NAME[:DATASET[:THREAT]]",
 )
 LIBRARIES = ("timm", "torchvision", "robustbench")
@@ -104,20 +108,34 @@ def _timm(name: str, spec: str):
         raise _close(name, timm.list_models(f"{arch}.*", pretrained=True), "timm pretrained tag") from None
     if cfg is None or cfg.num_classes != 1000:
         got = "no pretrained config" if cfg is None else f"{cfg.num_classes} classes"
-        raise UsageError(f"timm model {name!r} has {got}; robench evaluates timm models on ImageNet-1k (1000 classes)")
+        raise UsageError(
+            f"timm model {name!r} has {got}; robench evaluates timm models on ImageNet-1k (1000 classes)"
+        )
     channels, height, width = cfg.input_size
     if height != width or (cfg.crop_mode or "center") != "center":
-        raise UsageError(f"timm model {name!r}: only square inputs with a centre crop are supported, "
-                         f"got input_size {cfg.input_size}, crop_mode {cfg.crop_mode!r}")
+        raise UsageError(
+            f"timm model {name!r}: only square inputs with a centre crop are supported, "
+            f"got input_size {cfg.input_size}, crop_mode {cfg.crop_mode!r}"
+        )
     crop_pct = cfg.crop_pct or 0.875
-    return _card(spec, {
-        # the tag stays in the name: timm sizes some architectures (a ViT's position table) by the tag's config
-        "arch": f"{arch}.{cfg.tag}" if cfg.tag else arch, "library": "timm", "dataset": "imagenet", "num_classes": 1000,
-        "normalization": {"mean": list(cfg.mean), "std": list(cfg.std)},
-        # timm's own eval transform (timm.data.transforms_factory): the shorter side to floor(size / crop_pct)
-        "preprocessing": {"resize": math.floor(height / crop_pct), "crop": height, "interpolation": cfg.interpolation},
-        "weights": {"pretrained": True},
-    })
+    return _card(
+        spec,
+        {
+            # the tag stays in the name: timm sizes some architectures (a ViT's position table) by its config
+            "arch": f"{arch}.{cfg.tag}" if cfg.tag else arch,
+            "library": "timm",
+            "dataset": "imagenet",
+            "num_classes": 1000,
+            "normalization": {"mean": list(cfg.mean), "std": list(cfg.std)},
+            # timm's eval transform (timm.data.transforms_factory): shorter side to floor(size / crop_pct)
+            "preprocessing": {
+                "resize": math.floor(height / crop_pct),
+                "crop": height,
+                "interpolation": cfg.interpolation,
+            },
+            "weights": {"pretrained": True},
+        },
+    )
 
 
 # --- torchvision --------------------------------------------------------------------------------------------
@@ -140,13 +158,21 @@ def _torchvision(rest: str, spec: str):
         resize, crop = transform.resize_size[0], transform.crop_size[0]
         mean, std, interpolation = transform.mean, transform.std, transform.interpolation.value
     except AttributeError:
-        raise UsageError(f"torchvision {name}:{weights.name} does not use a resize-and-crop transform") from None
-    return _card(spec, {
-        "arch": name, "library": "torchvision", "dataset": "imagenet", "num_classes": len(weights.meta["categories"]),
-        "normalization": {"mean": list(mean), "std": list(std)},
-        "preprocessing": {"resize": resize, "crop": crop, "interpolation": interpolation},
-        "weights": {"pretrained": weights.name},
-    })
+        raise UsageError(
+            f"torchvision {name}:{weights.name} does not use a resize-and-crop transform"
+        ) from None
+    return _card(
+        spec,
+        {
+            "arch": name,
+            "library": "torchvision",
+            "dataset": "imagenet",
+            "num_classes": len(weights.meta["categories"]),
+            "normalization": {"mean": list(mean), "std": list(std)},
+            "preprocessing": {"resize": resize, "crop": crop, "interpolation": interpolation},
+            "weights": {"pretrained": weights.name},
+        },
+    )
 
 
 # --- robustbench ------------------------------------------------------------------------------------------
@@ -163,10 +189,16 @@ def _robustbench(rest: str, spec: str):
         raise _close(dataset, _RB_DATASETS, "RobustBench dataset")
     if threat not in _RB_THREATS:
         raise _close(threat, _RB_THREATS, "RobustBench threat model")
-    return _card(spec, {
-        "arch": name, "library": "robustbench", "dataset": dataset, "num_classes": _RB_DATASETS[dataset],
-        "weights": {"pretrained": f"{dataset}/{threat}"},  # RobustBench's models normalise inside
-    })
+    return _card(
+        spec,
+        {
+            "arch": name,
+            "library": "robustbench",
+            "dataset": dataset,
+            "num_classes": _RB_DATASETS[dataset],
+            "weights": {"pretrained": f"{dataset}/{threat}"},  # RobustBench's models normalise inside
+        },
+    )
 
 
 def _robustbench_dir() -> Path:
@@ -179,17 +211,21 @@ def robustbench_network(card):
         from robustbench.utils import load_model
     except ImportError as e:  # see README: PyPI's robustbench 1.1.1 cannot be imported as published
         raise UsageError(
-            f"{card.spec} needs a working robustbench (import failed: {type(e).__name__}: {e}): install it from "
-            "git+https://github.com/RobustBench/robustbench with git+https://github.com/fra31/auto-attack"
+            f"{card.spec} needs a working robustbench (import failed: {type(e).__name__}: {e}): install it "
+            "from git+https://github.com/RobustBench/robustbench with git+https://github.com/fra31/auto-attack"
         ) from None
     dataset, threat = card.weights.pretrained.split("/")
     folder = _robustbench_dir()
     file = folder / dataset / threat / f"{card.arch}.pt"
     try:
         with contextlib.redirect_stdout(sys.stderr), _quiet():
-            net = load_model(model_name=card.arch, model_dir=str(folder), dataset=dataset, threat_model=threat)
+            net = load_model(
+                model_name=card.arch, model_dir=str(folder), dataset=dataset, threat_model=threat
+            )
     except (KeyError, ValueError) as e:
-        raise UsageError(f"{card.spec}: RobustBench has no {dataset} {threat} model {card.arch!r} ({e})") from None
+        raise UsageError(
+            f"{card.spec}: RobustBench has no {dataset} {threat} model {card.arch!r} ({e})"
+        ) from None
     except Exception as e:  # noqa: BLE001 - requests/gdown raise many kinds; offline, all mean the same
         raise CheckpointError(
             f"{card.spec}: checkpoint {file.name} not found and not downloadable ({type(e).__name__}): "
@@ -213,7 +249,7 @@ def _quiet():
     try:
         yield
     finally:
-        for lg, level in zip(loggers, levels):
+        for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
 
 
@@ -254,9 +290,9 @@ def _from_hf(card, repo: str) -> Path:
                 break
     cache = huggingface_hub.constants.HF_HUB_CACHE
     raise CheckpointError(
-        f"pretrained weights of {card.spec or card.name} not in the Hugging Face cache {cache} and not downloadable "
-        f"(no network?): where there is network run 'hf download {repo} model.safetensors' and copy "
-        f"models--{repo.replace('/', '--')} into {cache}, or pass --weights FILE"
+        f"pretrained weights of {card.spec or card.name} not in the Hugging Face cache {cache} and not "
+        f"downloadable (no network?): where there is network run 'hf download {repo} model.safetensors' and "
+        f"copy models--{repo.replace('/', '--')} into {cache}, or pass --weights FILE"
     )
 
 
@@ -271,11 +307,12 @@ def _from_url(card, url: str) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with _quiet():
-            torch.hub.download_url_to_file(url, str(path), hash_prefix and hash_prefix.group(1), progress=False)
+            torch.hub.download_url_to_file(
+                url, str(path), hash_prefix and hash_prefix.group(1), progress=False
+            )
     except (OSError, RuntimeError, ValueError) as e:
         raise CheckpointError(
             f"pretrained weights of {card.spec or card.name} not found at {path} and not downloadable "
             f"({type(e).__name__}): fetch {url} where there is network and put it at {path}"
         ) from None
     return path
-

@@ -91,7 +91,8 @@ def test_threat_config_is_torch_free():
 # -- where configuration folders are found (#11) ---------------------------------------------------------
 def _user_threat(folder, name, eps):
     (folder / "threats").mkdir(parents=True, exist_ok=True)
-    (folder / "threats" / f"{name}.yaml").write_text(f"base: pgd_linf\nper_dataset:\n  mnist: {{eps: {eps}}}\n")
+    text = f"base: pgd_linf\nper_dataset:\n  mnist: {{eps: {eps}}}\n"
+    (folder / "threats" / f"{name}.yaml").write_text(text)
 
 
 def test_user_folders_add_names_and_a_later_folder_wins(tmp_path, monkeypatch, capsys):
@@ -113,13 +114,14 @@ def test_user_folders_add_names_and_a_later_folder_wins(tmp_path, monkeypatch, c
 
 def test_shadowing_a_shipped_file_is_reported_once(tmp_path, monkeypatch, capsys):
     (tmp_path / "threats").mkdir()
-    (tmp_path / "threats" / "pgd_linf.yaml").write_text("family: pgd\nparams: {norm: linf, eps: 0.1, steps: 1}\n")
+    shadow = tmp_path / "threats" / "pgd_linf.yaml"
+    shadow.write_text("family: pgd\nparams: {norm: linf, eps: 0.1, steps: 1}")
     monkeypatch.setenv("ROBENCH_CONFIGS", str(tmp_path))
     monkeypatch.setattr(config, "_reported", set())
     assert config.threat_config("pgd_linf", "mnist5k")["steps"] == 1
     config.threat_config("pgd_linf", "cifar10")
     err = capsys.readouterr().err.splitlines()
-    assert err == [f"robench: {tmp_path / 'threats' / 'pgd_linf.yaml'} shadows the shipped threats/pgd_linf.yaml"]
+    assert err == [f"robench: {shadow} shadows the shipped threats/pgd_linf.yaml"]
 
 
 def test_missing_user_folder_and_base_loops_are_one_line(tmp_path, monkeypatch):

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import IMAGENET_WNIDS
+
 from robench import datasets
 from robench.cli import main
 from robench.errors import DataError, UsageError
@@ -33,7 +33,9 @@ def _devkit(root: Path, labels: dict[str, str], extra_line: str | None = None) -
     import scipy.io
 
     ids = {wnid: 3 - i for i, wnid in enumerate(IMAGENET_WNIDS)}  # reversed: a mapping must be used
-    synsets = np.zeros((4,), dtype=[("ILSVRC2012_ID", "O"), ("WNID", "O"), ("words", "O"), ("num_children", "O")])
+    synsets = np.zeros(
+        (4,), dtype=[("ILSVRC2012_ID", "O"), ("WNID", "O"), ("words", "O"), ("num_children", "O")]
+    )
     for i, wnid in enumerate(IMAGENET_WNIDS):
         synsets[i] = (ids[wnid], wnid, f"class {i}", 0)
     synsets[3] = (1001, "n00000001", "a parent", 2)
@@ -74,8 +76,13 @@ def test_preprocessing_follows_the_model(tmp_path, imagenet_images):
     timm_like = Preprocessing(resize=168, crop=160, interpolation="bicubic")
     x, _ = datasets.load_tensors("imagenet", "test", data_dir=tmp_path, preprocessing=timm_like)
     first = datasets.create_dataset("imagenet", "test", tmp_path).samples[0][0]
-    by_hand = transforms.Compose([transforms.Resize(168, transforms.InterpolationMode.BICUBIC),
-                                  transforms.CenterCrop(160), transforms.ToTensor()])
+    by_hand = transforms.Compose(
+        [
+            transforms.Resize(168, transforms.InterpolationMode.BICUBIC),
+            transforms.CenterCrop(160),
+            transforms.ToTensor(),
+        ]
+    )
     assert x.shape == (3, 3, 160, 160) and torch.equal(x[0], by_hand(Image.open(first).convert("RGB")))
     with pytest.raises(UsageError, match="crop <= resize"):
         Preprocessing(resize=100, crop=160)
@@ -84,10 +91,15 @@ def test_preprocessing_follows_the_model(tmp_path, imagenet_images):
 def test_subset_file_picks_exactly_those_images_in_its_order(tmp_path, imagenet_images):
     imagenet_images(tmp_path / "val", per_class=12, class_folders=True)
     subset = tmp_path / "ids.txt"
-    subset.write_text("n01440764/ILSVRC2012_val_00000004.JPEG\nILSVRC2012_val_00000002\n\nILSVRC2012_val_00000030.JPEG\n")
+    subset.write_text(
+        "n01440764/ILSVRC2012_val_00000004.JPEG\nILSVRC2012_val_00000002\n\nILSVRC2012_val_00000030.JPEG\n"
+    )
     test = _samples(tmp_path, "test", subset_file=subset)
-    assert test == [("ILSVRC2012_val_00000004.JPEG", 0), ("ILSVRC2012_val_00000002.JPEG", 1),
-                    ("ILSVRC2012_val_00000030.JPEG", 2)]
+    assert test == [
+        ("ILSVRC2012_val_00000004.JPEG", 0),
+        ("ILSVRC2012_val_00000002.JPEG", 1),
+        ("ILSVRC2012_val_00000030.JPEG", 2),
+    ]
     fit = _samples(tmp_path, "fit", subset_file=subset)
     assert len(fit) == 3 * datasets.IMAGENET_PER_CLASS and not {n for n, _ in test} & {n for n, _ in fit}
     with pytest.raises(UsageError, match="selects ImageNet images"):
@@ -99,11 +111,29 @@ def test_subset_naming_absent_images_fails_in_one_line_and_writes_nothing(tmp_pa
     subset = tmp_path / "ids.txt"
     subset.write_text("ILSVRC2012_val_00000001\nILSVRC2012_val_00049999\n")
     out = tmp_path / "runs"
-    assert main(["eval", "--model", "torchvision:resnet18", "--threat", "clean", "--data-dir", str(tmp_path),
-                 "--subset-file", str(subset), "--out", str(out)]) == 1
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                "torchvision:resnet18",
+                "--threat",
+                "clean",
+                "--data-dir",
+                str(tmp_path),
+                "--subset-file",
+                str(subset),
+                "--out",
+                str(out),
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err.strip()
-    assert err == (f"robench: error: subset file {subset} names 1 images not in the ImageNet folder "
-                   "(e.g. ILSVRC2012_val_00049999)")
+    assert err == (
+        f"robench: error: subset file {subset} names 1 images not in the ImageNet folder "
+        "(e.g. ILSVRC2012_val_00049999)"
+    )
     assert not list(out.rglob("*.json"))
 
 
@@ -111,14 +141,20 @@ def _flat(tmp_path, imagenet_images) -> tuple[Path, dict[str, str]]:
     return tmp_path, imagenet_images(tmp_path / "val", per_class=2)
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("no labels", "have no labels: put LOC_val_solution.csv"),
-    ("kaggle missing row", "LOC_val_solution.csv has no label for ILSVRC2012_val_00000006.JPEG"),
-    ("kaggle unknown wnid", "'n99999999' (label of ILSVRC2012_val_00000001.JPEG) is not an ILSVRC2012 class"),
-    ("kaggle bad header", "is not Kaggle's ImageId,PredictionString file"),
-    ("devkit unknown id", "ILSVRC2012_validation_ground_truth.txt line 7: '77' is not an ILSVRC2012_ID"),
-    ("devkit no meta", "cannot read the devkit's"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("no labels", "have no labels: put LOC_val_solution.csv"),
+        ("kaggle missing row", "LOC_val_solution.csv has no label for ILSVRC2012_val_00000006.JPEG"),
+        (
+            "kaggle unknown wnid",
+            "'n99999999' (label of ILSVRC2012_val_00000001.JPEG) is not an ILSVRC2012 class",
+        ),
+        ("kaggle bad header", "is not Kaggle's ImageId,PredictionString file"),
+        ("devkit unknown id", "ILSVRC2012_validation_ground_truth.txt line 7: '77' is not an ILSVRC2012_ID"),
+        ("devkit no meta", "cannot read the devkit's"),
+    ],
+)
 def test_bad_layouts_fail_in_one_line_naming_the_file(tmp_path, imagenet_images, damage, message):
     root, labels = _flat(tmp_path, imagenet_images)
     if damage.startswith("kaggle"):
@@ -155,13 +191,36 @@ def test_eval_with_a_subset_file_records_it(tmp_path, imagenet_images, capsys):
 
     imagenet_images(tmp_path / "val", per_class=2, class_folders=True)
     weights = tmp_path / "w.safetensors"
-    save_file({k: v.contiguous() for k, v in timm.create_model("test_resnet.r160_in1k").state_dict().items()},
-              str(weights))
+    save_file(
+        {k: v.contiguous() for k, v in timm.create_model("test_resnet.r160_in1k").state_dict().items()},
+        str(weights),
+    )
     subset = tmp_path / "ids.txt"
     subset.write_text("ILSVRC2012_val_00000005\nILSVRC2012_val_00000001\n")
-    assert main(["eval", "--model", "timm:test_resnet", "--weights", str(weights), "--threat", "clean",
-                 "--data-dir", str(tmp_path), "--subset-file", str(subset), "--out", str(tmp_path / "runs"),
-                 "--json"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                "timm:test_resnet",
+                "--weights",
+                str(weights),
+                "--threat",
+                "clean",
+                "--data-dir",
+                str(tmp_path),
+                "--subset-file",
+                str(subset),
+                "--out",
+                str(tmp_path / "runs"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     record = json.loads(capsys.readouterr().out)
     assert record["n_examples"] == 2
-    assert record["indices"]["subset"] == {"file": "ids.txt", "sha256": hashlib.sha256(subset.read_bytes()).hexdigest()}
+    assert record["indices"]["subset"] == {
+        "file": "ids.txt",
+        "sha256": hashlib.sha256(subset.read_bytes()).hexdigest(),
+    }

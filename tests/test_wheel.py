@@ -13,10 +13,10 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "robench"
@@ -25,9 +25,12 @@ PACKAGE = REPO / "robench"
 def test_package_data_globs_cover_every_data_file():
     """A file the package reads but pyproject does not list would exist in a checkout and be missing
     from the wheel: every non-Python file under robench/ must match a glob, and every glob a file."""
-    globs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["robench"]
+    globs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "robench"
+    ]
     files = [
-        p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*")
+        p.relative_to(PACKAGE).as_posix()
+        for p in PACKAGE.rglob("*")
         if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts
     ]
     assert any(f.startswith("configs/threats/") for f in files)  # the configs live in the package
@@ -57,26 +60,52 @@ def test_wheel_runs_the_quick_start_outside_a_checkout(tmp_path):
     shutil.copytree(PACKAGE, source / "robench", ignore=shutil.ignore_patterns("__pycache__"))
     wheels = tmp_path / "wheels"
     pip = [sys.executable, "-m", "pip"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", str(source), "-w", str(wheels)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-q", str(source), "-w", str(wheels)],
+        check=True,
+        capture_output=True,
+    )
     venv = _fresh_venv(tmp_path)
     python = venv / "bin" / "python"
     wheel = next(wheels.glob("robench-*.whl"))
-    subprocess.run([*pip, "--python", str(python), "install", "--no-deps", "--no-index", "-q", str(wheel)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*pip, "--python", str(python), "install", "--no-deps", "--no-index", "-q", str(wheel)],
+        check=True,
+        capture_output=True,
+    )
 
     work = tmp_path / "elsewhere"
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ROBENCH_CONFIGS")}
     run = subprocess.run(
-        [str(venv / "bin" / "robench"), "eval", "--model", "mnist_cnn_standard", "--threat", "clean",
-         "--n-examples", "50", "--out", "runs", "--json"],
-        cwd=work, env=env, capture_output=True, text=True,
+        [
+            str(venv / "bin" / "robench"),
+            "eval",
+            "--model",
+            "mnist_cnn_standard",
+            "--threat",
+            "clean",
+            "--n-examples",
+            "50",
+            "--out",
+            "runs",
+            "--json",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert run.returncode == 0, run.stderr
     record = json.loads(run.stdout)
     assert record["n_examples"] == 50 and record["clean_acc"] > 0.9
     assert (work / "runs" / "mnist5k" / "mnist_cnn_standard" / "clean.json").is_file()
-    where = subprocess.run([str(python), "-c", "import robench; print(robench.__file__)"], cwd=work, env=env,
-                           capture_output=True, text=True, check=True).stdout
+    where = subprocess.run(
+        [str(python), "-c", "import robench; print(robench.__file__)"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert where.startswith(str(venv))  # the wheel ran, not this checkout

@@ -105,7 +105,8 @@ def make_plan(
         check_dataset(card, dataset)
     threat, threat_name = _threat(threat, dataset, overrides)
     # ImageNet files are resized and cropped as the model's card says; a subset file picks the images
-    x, y = load_tensors(dataset, split, n_examples, data_dir, preprocessing=card.preprocessing if card else None,
+    preprocessing = card.preprocessing if card is not None else None
+    x, y = load_tensors(dataset, split, n_examples, data_dir, preprocessing=preprocessing,
                         subset_file=subset_file)
     batch_size = batch_size or DEFAULT_BATCH_SIZE
     chunk_size = chunk_size or DEFAULT_CHUNK_SIZE
@@ -119,7 +120,8 @@ def make_plan(
     return Plan(
         model=model, model_name=model_name, card=card, threat=threat, threat_name=threat_name, dataset=dataset,
         num_classes=info.num_classes, split=split, data_dir=data_dir,
-        subset_file=Path(subset_file) if subset_file is not None else None, x=x.to(dev), y=y.to(dev), device=dev,
+        subset_file=Path(subset_file) if subset_file is not None else None, x=x.to(dev), y=y.to(dev),
+        device=dev,
         seed=seed, batch_size=batch_size, chunk_size=chunk_size, identity=identity,
         config_hash=rec.config_hash(identity),
     )
