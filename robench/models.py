@@ -332,8 +332,16 @@ def create_model(
 
 
 def _pinned(card: ModelCard, path: Path) -> ModelCard:
-    """The card with the sha256 of the library file actually read, for the record."""
-    return dataclasses.replace(card, weights=dataclasses.replace(card.weights, sha256=sha256_file(path)))
+    """The card with the sha256 of the library file actually read, for the record. A card that pins one
+    already (``robench submit --list`` writes such cards) must get that very file."""
+    actual = sha256_file(path)
+    pinned = card.weights.sha256
+    if pinned and pinned.lower() != actual:
+        raise CheckpointError(
+            f"sha256 mismatch for the pretrained weights of {card.name!r} ({path}): card pins "
+            f"{pinned[:12]}..., file is {actual[:12]}... - the library's file changed since the card was written"
+        )
+    return dataclasses.replace(card, weights=dataclasses.replace(card.weights, sha256=actual))
 
 
 def weights_format(path: Path) -> str:

@@ -57,25 +57,31 @@ def card_for(spec: str, weights: str | os.PathLike | None = None):
         if not path.is_file():
             raise UsageError(f"model card file {path} does not exist")
         return _replace(load_card_file(path), spec=spec)
-    if not rest:
-        raise UsageError(f"model spec {spec!r} names no model; the forms are: {', '.join(SPEC_FORMS)}")
     if library == "robustbench" and weights is not None:
         raise UsageError("--weights does not go with robustbench: (RobustBench names its own checkpoints)")
-    card = {"timm": _timm, "torchvision": _torchvision, "robustbench": _robustbench}[library](rest, spec)
+    from robench.models import card_from_dict
+
+    card = _replace(card_from_dict(*library_card_data(spec)), spec=spec)
     return _replace(card, weights=_local_weights(weights)) if weights is not None else card
+
+
+def library_card_data(spec: str) -> tuple[str, dict]:
+    """(model name, card mapping) for a ``timm:``/``torchvision:``/``robustbench:`` spec: the card a user
+    would otherwise write by hand, which ``robench submit --list`` registers. The name is the spec with
+    ``:`` as ``-`` (a record's path component)."""
+    library, _, rest = spec.partition(":")
+    if library not in LIBRARIES:
+        raise UsageError(f"{spec!r} is not a library spec ({', '.join(f'{lib}:' for lib in LIBRARIES)})")
+    if not rest:
+        raise UsageError(f"model spec {spec!r} names no model; the forms are: {', '.join(SPEC_FORMS)}")
+    data = {"timm": _timm, "torchvision": _torchvision, "robustbench": _robustbench}[library](rest)
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", spec.replace(":", "-")), {"display_name": spec, **data}
 
 
 def _replace(card, **changes):
     import dataclasses
 
     return dataclasses.replace(card, **changes)
-
-
-def _card(spec: str, data: dict):
-    from robench.models import card_from_dict
-
-    name = re.sub(r"[^A-Za-z0-9_.-]", "-", spec.replace(":", "-"))
-    return _replace(card_from_dict(name, {"display_name": spec, **data}), spec=spec)
 
 
 def _close(name: str, known, kind: str) -> UsageError:
@@ -95,11 +101,11 @@ def _local_weights(path: str | os.PathLike):
 # --- timm -------------------------------------------------------------------------------------------------
 
 
-def _timm(name: str, spec: str):
+def _timm(name: str) -> dict:
     import timm
     from timm.models import get_pretrained_cfg, split_model_name_tag
 
-    arch, tag = split_model_name_tag(name)
+    arch = split_model_name_tag(name)[0]
     if not timm.is_model(arch):
         raise _close(name, timm.list_models() + timm.list_models(pretrained=True), "timm model")
     try:
@@ -118,30 +124,27 @@ def _timm(name: str, spec: str):
             f"got input_size {cfg.input_size}, crop_mode {cfg.crop_mode!r}"
         )
     crop_pct = cfg.crop_pct or 0.875
-    return _card(
-        spec,
-        {
-            # the tag stays in the name: timm sizes some architectures (a ViT's position table) by its config
-            "arch": f"{arch}.{cfg.tag}" if cfg.tag else arch,
-            "library": "timm",
-            "dataset": "imagenet",
-            "num_classes": 1000,
-            "normalization": {"mean": list(cfg.mean), "std": list(cfg.std)},
-            # timm's eval transform (timm.data.transforms_factory): shorter side to floor(size / crop_pct)
-            "preprocessing": {
-                "resize": math.floor(height / crop_pct),
-                "crop": height,
-                "interpolation": cfg.interpolation,
-            },
-            "weights": {"pretrained": True},
+    return {
+        # the tag stays in the name: timm sizes some architectures (a ViT's position table) by its config
+        "arch": f"{arch}.{cfg.tag}" if cfg.tag else arch,
+        "library": "timm",
+        "dataset": "imagenet",
+        "num_classes": 1000,
+        "normalization": {"mean": list(cfg.mean), "std": list(cfg.std)},
+        # timm's eval transform (timm.data.transforms_factory): shorter side to floor(size / crop_pct)
+        "preprocessing": {
+            "resize": math.floor(height / crop_pct),
+            "crop": height,
+            "interpolation": cfg.interpolation,
         },
-    )
+        "weights": {"pretrained": True},
+    }
 
 
 # --- torchvision --------------------------------------------------------------------------------------------
 
 
-def _torchvision(rest: str, spec: str):
+def _torchvision(rest: str) -> dict:
     import torchvision
 
     name, _, tag = rest.partition(":")
@@ -161,18 +164,15 @@ def _torchvision(rest: str, spec: str):
         raise UsageError(
             f"torchvision {name}:{weights.name} does not use a resize-and-crop transform"
         ) from None
-    return _card(
-        spec,
-        {
-            "arch": name,
-            "library": "torchvision",
-            "dataset": "imagenet",
-            "num_classes": len(weights.meta["categories"]),
-            "normalization": {"mean": list(mean), "std": list(std)},
-            "preprocessing": {"resize": resize, "crop": crop, "interpolation": interpolation},
-            "weights": {"pretrained": weights.name},
-        },
-    )
+    return {
+        "arch": name,
+        "library": "torchvision",
+        "dataset": "imagenet",
+        "num_classes": len(weights.meta["categories"]),
+        "normalization": {"mean": list(mean), "std": list(std)},
+        "preprocessing": {"resize": resize, "crop": crop, "interpolation": interpolation},
+        "weights": {"pretrained": weights.name},
+    }
 
 
 # --- robustbench ------------------------------------------------------------------------------------------
@@ -182,23 +182,20 @@ _RB_DATASETS = {"cifar10": 10, "cifar100": 100, "imagenet": 1000}
 _RB_THREATS = ("Linf", "L2", "corruptions")
 
 
-def _robustbench(rest: str, spec: str):
+def _robustbench(rest: str) -> dict:
     name, dataset, threat = (rest.split(":") + ["", ""])[:3]
     dataset, threat = dataset or "cifar10", threat or "Linf"
     if dataset not in _RB_DATASETS:
         raise _close(dataset, _RB_DATASETS, "RobustBench dataset")
     if threat not in _RB_THREATS:
         raise _close(threat, _RB_THREATS, "RobustBench threat model")
-    return _card(
-        spec,
-        {
-            "arch": name,
-            "library": "robustbench",
-            "dataset": dataset,
-            "num_classes": _RB_DATASETS[dataset],
-            "weights": {"pretrained": f"{dataset}/{threat}"},  # RobustBench's models normalise inside
-        },
-    )
+    return {
+        "arch": name,
+        "library": "robustbench",
+        "dataset": dataset,
+        "num_classes": _RB_DATASETS[dataset],
+        "weights": {"pretrained": f"{dataset}/{threat}"},  # RobustBench's models normalise inside
+    }
 
 
 def _robustbench_dir() -> Path:
