@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "card are never used.")
     sm.add_argument("card", nargs="?",
                     help="model card YAML (copied into the checkout's models/ config folder)")
+    sm.add_argument("--list", dest="spec_list", metavar="FILE",
+                    help="submit every model of FILE, one spec per line (card file, timm:, torchvision:, "
+                         "robustbench:); resumable: rerun to finish, models already ranked are skipped")
     sm.add_argument("--checkpoint", help="weights to write a card for (.safetensors; any other file is a pickle)")
     sm.add_argument("--arch", help="with --checkpoint: timm architecture name (e.g. mnist_cnn)")
     sm.add_argument("--dataset", help="with --checkpoint: the dataset the model was trained for")
@@ -217,11 +220,16 @@ def cmd_submit(args) -> int:
         arch_kwargs=tuple(args.arch_kwargs), normalization=args.normalization, display_name=args.display_name,
         paper_url=args.paper_url, paper_title=args.paper_title,
     )
-    submit(SubmitRequest(
+    request = SubmitRequest(
         card=args.card, checkpoint=checkpoint, boards=tuple(args.boards) if args.boards else None,
         force=args.force, allow_pickle=args.allow_pickle, device=args.device, data_dir=args.data_dir,
         root=args.root,
-    ))
+    )
+    if args.spec_list:
+        from robench.boards.submit_list import submit_list
+
+        return submit_list(args.spec_list, request)
+    submit(request)
     return 0
 
 

@@ -4,6 +4,7 @@ temporary config tree and a reader for a page's table."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -115,3 +116,24 @@ def imagenet_images():
         return labels
 
     return write
+
+
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face cache, offline (a miss fails at once instead of retrying for 25 s)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return tmp_path / "hf"
+
+
+def put_in_hf_cache(cache: Path, repo: str, weights: Path) -> None:
+    """Lay the file out as huggingface_hub's own download does (refs/main -> snapshots/<commit>/)."""
+    commit = "0" * 40
+    folder = cache / f"models--{repo.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(commit)
+    snapshot = folder / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (snapshot / "model.safetensors").write_bytes(weights.read_bytes())

@@ -15,6 +15,7 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
+from conftest import put_in_hf_cache
 from robench import specs
 from robench.cli import main
 from robench.errors import CheckpointError, UsageError
@@ -25,27 +26,6 @@ def _save(net: torch.nn.Module, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
     return path
-
-
-@pytest.fixture
-def hf_cache(tmp_path, monkeypatch):
-    """An empty Hugging Face cache, offline (a miss fails at once instead of retrying for 25 s)."""
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    return tmp_path / "hf"
-
-
-def _put_in_hf_cache(cache: Path, repo: str, weights: Path) -> None:
-    """Lay the file out as huggingface_hub's own download does (refs/main -> snapshots/<commit>/)."""
-    commit = "0" * 40
-    folder = cache / f"models--{repo.replace('/', '--')}"
-    (folder / "refs").mkdir(parents=True)
-    (folder / "refs" / "main").write_text(commit)
-    snapshot = folder / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    (snapshot / "model.safetensors").write_bytes(weights.read_bytes())
 
 
 def test_timm_spec_takes_the_pretrained_config():
@@ -80,7 +60,7 @@ def test_timm_weights_come_from_the_hub_cache(tmp_path, hf_cache):
         and "timm/test_resnet.r160_in1k model.safetensors" in message
         and str(hf_cache) in message
     )
-    _put_in_hf_cache(hf_cache, "timm/test_resnet.r160_in1k", weights)
+    put_in_hf_cache(hf_cache, "timm/test_resnet.r160_in1k", weights)
     model = create_model("timm:test_resnet")
     x = torch.rand(2, 3, 160, 160)
     mean = std = torch.full((1, 3, 1, 1), 0.5)
