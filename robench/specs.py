@@ -273,7 +273,7 @@ def pretrained_file(card) -> Path:
 
 def _from_hf(card, repo: str) -> Path:
     import huggingface_hub
-    from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
     names = ("model.safetensors", "pytorch_model.bin")  # timm's own order
     for offline in (True, False):
@@ -281,9 +281,13 @@ def _from_hf(card, repo: str) -> Path:
             try:
                 with _quiet():
                     return Path(huggingface_hub.hf_hub_download(repo, filename, local_files_only=offline))
-            except EntryNotFoundError:  # LocalEntryNotFoundError too: not in the cache, or not on the Hub
+            except LocalEntryNotFoundError:  # not in the cache; when downloading: the Hub was not reached
+                if offline:
+                    continue
+                break  # the second file would wait for the same unreachable Hub
+            except EntryNotFoundError:  # the Hub has no such file: try the other
                 continue
-            except OSError:  # no network, proxy refused, ...
+            except OSError:  # proxy refused, disk full, ...
                 break
     cache = huggingface_hub.constants.HF_HUB_CACHE
     raise CheckpointError(
