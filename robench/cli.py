@@ -1,4 +1,4 @@
-"""The ``robench`` command: eval | train | submit | leaderboard | ls.
+"""The ``robench`` command: eval | train | submit | leaderboard | compare | ls.
 
 User errors (unknown names, malformed options, missing data, bad checkpoints) end with one line on
 stderr and exit status 2 (usage) or 1 (runtime), never a traceback; ``--debug`` shows one. Heavy imports
@@ -97,7 +97,23 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--root", type=Path,
                     help="checkout holding leaderboards/ (default: the nearest one from the working "
                          "directory up)")
+    lb.add_argument("--site", type=Path, metavar="DIR",
+                    help="also build the offline HTML site into DIR (with --check: exit 1 if DIR differs)")
     lb.set_defaults(func=cmd_leaderboard)
+
+    cp = sub.add_parser("compare", help="paired comparison of two models' committed records, threat by threat",
+                        description="Per threat: both accuracies with Wilson 95%% intervals, the difference with "
+                                    "Newcombe's paired 95%% interval and the exact McNemar p-value, computed "
+                                    "from the records' per-example verdicts on the same examples.")
+    cp.add_argument("model_a", metavar="A", help="model name")
+    cp.add_argument("model_b", metavar="B", help="model name")
+    cp.add_argument("--threat", dest="threats", action="extend", type=_csv, metavar="T",
+                    help="threat(s) to compare (repeatable or comma-separated; default: every threat both have)")
+    where = cp.add_mutually_exclusive_group()
+    where.add_argument("--board", help="only the records this board shows (current configs, its examples)")
+    where.add_argument("--dataset", help="records of this dataset (default: the one both models have records of)")
+    cp.add_argument("--root", type=Path, help="folder holding leaderboards/ (default: the checkout)")
+    cp.set_defaults(func=cmd_compare)
 
     sm = sub.add_parser(
         "submit", help="re-evaluate a checkpoint on its board's threats and add it to the board",
@@ -186,9 +202,13 @@ def cmd_train(args) -> int:
 
 
 def _table(records, out: Path) -> str:
-    header = ["model", "dataset", "threat", "n", "clean", "robust", "ex/s", "flags"]
+    from robench.stats import successes, wilson
+
+    header = ["model", "dataset", "threat", "n", "clean", "robust", "95% CI (Wilson)", "ex/s", "flags"]
+    cis = [wilson(successes(r.per_example, r.n_examples, r.robust_acc), r.n_examples) for r in records]
     lines = [[r.model, r.dataset, r.threat, str(r.n_examples), f"{r.clean_acc:.1%}", f"{r.robust_acc:.1%}",
-              f"{r.examples_per_s:.0f}", str(len(r.flags))] for r in records]
+              f"[{low:.1%}, {high:.1%}]", f"{r.examples_per_s:.0f}", str(len(r.flags))]
+             for r, (low, high) in zip(records, cis, strict=True)]
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
     fmt = "  ".join(f"{{:{'<' if i < 3 else '>'}{w}}}" for i, w in enumerate(widths))
     text = [fmt.format(*header)] + [fmt.format(*line) for line in lines]
@@ -206,9 +226,26 @@ def cmd_leaderboard(args) -> int:
         stale = boards.check(args.boards, root)
         for path in stale:
             print(f"{path}: stale; run 'robench leaderboard' and commit the result")
-        return 1 if stale else 0
+        site = boards.check_site(args.site, args.boards, root) if args.site is not None else []
+        for path in site:
+            print(f"{args.site / path}: differs from what the records build; rebuild with --site")
+        return 1 if stale or site else 0
     for path in boards.write(args.boards, root):
         print(f"wrote {path.relative_to(root).as_posix()}")
+    if args.site is not None:
+        changed = boards.write_site(args.site, args.boards, root)
+        print(f"site: {args.site / 'index.html'} ({len(changed)} files written)")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from robench import boards
+    from robench.boards.compare import compare_models, format_rows
+
+    root = args.root if args.root is not None else boards.default_root()
+    dataset, rows = compare_models(args.model_a, args.model_b, threats=args.threats, board=args.board,
+                                   dataset=args.dataset, root=root)
+    print(format_rows(args.model_a, args.model_b, dataset, rows))
     return 0
 
 
