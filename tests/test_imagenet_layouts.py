@@ -224,3 +224,16 @@ def test_eval_with_a_subset_file_records_it(tmp_path, imagenet_images, capsys):
         "file": "ids.txt",
         "sha256": hashlib.sha256(subset.read_bytes()).hexdigest(),
     }
+
+
+def test_a_subset_record_is_listed_as_stale_not_ranked(tmp_path, config_tree):
+    """A board's protocol is its split rule: records of a subset file's images are shown apart."""
+    from test_leaderboard import BOARD, THREATS, put_model
+
+    from robench import boards
+
+    tree = config_tree(tmp_path, threats=THREATS, boards={"x": BOARD})
+    indices = {"split": "test", "start": 0, "stop": 100, "subset": {"file": "ids.txt", "sha256": "0" * 64}}
+    put_model(tree, "listed", 0.9, 0.5, 0.5, indices=indices)
+    page = boards.build("x", tree)[0]
+    assert "images from subset file ids.txt, not the board's split rule" in page.split("## Stale records")[1]
