@@ -150,6 +150,16 @@ def build_parser() -> argparse.ArgumentParser:
                          "nearest one from the working directory up)")
     sm.set_defaults(func=cmd_submit)
 
+    cr = sub.add_parser("corruptions-report", help="mCE and relative mCE of a model's corruption record "
+                        "against a reference model's (Hendrycks & Dietterich 2019)")
+    cr.add_argument("--model", required=True, help="model whose record is reported")
+    cr.add_argument("--reference", help="reference model (default for mnist5k: mnist_cnn_standard)")
+    cr.add_argument("--dataset", default="mnist5k", help="dataset of both records (default: mnist5k)")
+    cr.add_argument("--threat", default="corruptions", help="threat of both records (default: corruptions)")
+    cr.add_argument("--runs", default="leaderboards/runs", help="records folder (default: leaderboards/runs)")
+    cr.add_argument("--json", action="store_true", help="print the report as JSON")
+    cr.set_defaults(func=cmd_corruptions_report)
+
     ls = sub.add_parser("ls", help="list models, threats, datasets or boards")
     ls.add_argument("what", choices=["models", "threats", "datasets", "boards"])
     ls.set_defaults(func=cmd_ls)
@@ -267,6 +277,14 @@ def cmd_submit(args) -> int:
 
         return submit_list(args.spec_list, request)
     submit(request)
+    return 0
+
+
+def cmd_corruptions_report(args) -> int:
+    from robench.corruption_report import format_report, report_from_runs
+
+    report = report_from_runs(args.runs, args.model, args.reference, args.dataset, args.threat)
+    print(json.dumps(report, sort_keys=True) if args.json else format_report(report))
     return 0
 
 

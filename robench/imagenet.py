@@ -136,7 +136,8 @@ def _is_image(path: Path) -> bool:
 
 
 def _labelled_images(root: Path, wnid_index: dict[str, int]) -> dict[str, tuple[Path, int]]:
-    """Image id (file name without extension) -> (path, label), from whichever layout ``root`` holds."""
+    """Image id -> (path, label), from whichever layout ``root`` holds. The id is the file name without
+    extension, prefixed by ``<wnid>/`` in class folders (where two classes may hold the same name)."""
     for folder in (root / "imagenet" / "val", root / "val", root):
         if folder.is_dir() and any(d.is_dir() and d.name not in _CONTAINERS for d in folder.iterdir()):
             return _class_folders(folder, wnid_index)
@@ -176,7 +177,7 @@ def _class_folders(folder: Path, wnid_index: dict[str, int]) -> dict[str, tuple[
                 "point --data-dir at the folder holding the 1000 class folders"
             )
         for path in sorted(p for p in class_dir.iterdir() if _is_image(p)):
-            out[path.stem] = (path, wnid_index[class_dir.name])
+            out[f"{class_dir.name}/{path.stem}"] = (path, wnid_index[class_dir.name])  # names may repeat
     return out
 
 
@@ -248,8 +249,22 @@ def _read_subset(path: Path, images: dict[str, tuple[Path, int]]) -> list[str]:
         lines = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"cannot read subset file {path} ({type(e).__name__})") from None
-    ids = [Path(line.split()[0]).stem for line in lines]
-    absent = [i for i in ids if i not in images]
+    by_stem: dict[str, list[str]] = {}
+    for image_id in images:
+        by_stem.setdefault(image_id.rpartition("/")[2], []).append(image_id)
+    ids, absent = [], []
+    for line in lines:
+        entry = Path(line.split()[0])
+        if f"{entry.parent.name}/{entry.stem}" in images:  # <wnid>/<file>, as RobustBench lists them
+            ids.append(f"{entry.parent.name}/{entry.stem}")
+        elif len(by_stem.get(entry.stem, [])) == 1:
+            ids.append(by_stem[entry.stem][0])
+        elif entry.stem in by_stem:
+            raise UsageError(
+                f"subset file {path}: {entry.stem} is in several class folders: write <wnid>/<file>"
+            )
+        else:
+            absent.append(entry.stem)
     if absent:
         raise DataError(
             f"subset file {path} names {len(absent)} images not in the ImageNet folder (e.g. {absent[0]})"

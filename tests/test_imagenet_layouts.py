@@ -237,3 +237,18 @@ def test_a_subset_record_is_listed_as_stale_not_ranked(tmp_path, config_tree):
     put_model(tree, "listed", 0.9, 0.5, 0.5, indices=indices)
     page = boards.build("x", tree)[0]
     assert "images from subset file ids.txt, not the board's split rule" in page.split("## Stale records")[1]
+
+
+def test_class_folders_may_repeat_a_file_name(tmp_path):
+    from PIL import Image
+
+    for wnid in IMAGENET_WNIDS[:2]:
+        (tmp_path / "val" / wnid).mkdir(parents=True)
+        Image.new("RGB", (40, 40)).save(tmp_path / "val" / wnid / "img.JPEG")
+    assert _samples(tmp_path, "test") == [("img.JPEG", 0), ("img.JPEG", 1)]
+    subset = tmp_path / "ids.txt"
+    subset.write_text(f"{IMAGENET_WNIDS[1]}/img.JPEG\n")
+    assert _samples(tmp_path, "test", subset_file=subset) == [("img.JPEG", 1)]
+    subset.write_text("img\n")
+    with pytest.raises(UsageError, match="img is in several class folders: write <wnid>/<file>"):
+        datasets.create_dataset("imagenet", "test", tmp_path, subset_file=subset)

@@ -68,5 +68,5 @@ def evaluate(
                      chunk_size=chunk_size, overrides=overrides, allow_pickle=allow_pickle,
                      model_name=model_name, subset_file=subset_file)
     fitting.prepare(plan.threat, plan.model, plan.dataset, plan.split, plan.data_dir, plan.device, plan.seed,
-                    subset_file=plan.subset_file)
+                    labels=plan.y, subset_file=plan.subset_file)
     return loop.run(plan, out_dir=out_dir, shard=shard, progress=progress, started=started, started_at=started_at)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from robench import record
+from robench.corruption_sets import open_corrupted_set
 from robench.datasets import dataset_info, load_tensors
 from robench.distributed import all_reduce_sum, world
 from robench.errors import UsageError
@@ -110,9 +111,11 @@ class FitCache:
 
 
 def prepare(threat: Threat, model: torch.nn.Module, dataset: str, split: str, data_dir: str | None,
-            device: torch.device, seed: int, subset_file: Path | None = None) -> None:
+            device: torch.device, seed: int, labels: torch.Tensor | None = None,
+            subset_file: Path | None = None) -> None:
     """Call ``threat.prepare`` with everything it may use; a threat that fits on data gets the fit split
-    (never the evaluated one), a fingerprint of ``model`` and the cache."""
+    (never the evaluated one), a fingerprint of ``model`` and the cache; a threat that reads an official
+    corrupted set gets it, aligned with the evaluated examples (whose ``labels`` it checks)."""
     info = dataset_info(dataset)
     ranks = Ranks(*world(), all_reduce_sum)
     ctx = PrepareContext(dataset=dataset, num_classes=info.num_classes, device=device, seed=seed, ranks=ranks)
@@ -128,4 +131,10 @@ def prepare(threat: Threat, model: torch.nn.Module, dataset: str, split: str, da
             ctx, fit=FitData(info.fit_split, x, y, data_fingerprint(x, y)), model_fingerprint=model_fingerprint(model),
             cache=FitCache(threat.family, device, ranks),
         )
+    if threat.reads_corrupted_set:
+        if subset_file is not None:  # the set's copies are matched to the split rule's images, not a list's
+            raise UsageError(f"{threat.family}: an official corrupted set is read for the test split's own "
+                             "images; evaluate it without --subset-file")
+        ctx = dataclasses.replace(ctx, corrupted=open_corrupted_set(
+            dataset, threat.suite, split, labels, threat.pairs(), data_dir))
     threat.prepare(model, ctx)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from robench import config, schema
 from robench.threats import clean, pgd, spatial  # noqa: F401  (register the families)
 from robench.threats import autoattack, consistency, spatial_pgd, spatial_random, translation  # noqa: F401
-from robench.threats import corruptions, uap  # noqa: F401
+from robench.threats import corruptions, mnist_c, uap  # noqa: F401
 from robench.threats.base import FAMILIES, BatchContext, PrepareContext, Threat
 
 
