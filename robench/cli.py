@@ -39,10 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="robench", description="Adversarial and spatial robustness benchmark for image classifiers."
     )
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks for errors")
+    parser.add_argument("--config-dir", action="append", default=[], metavar="DIR",
+                        help="also search DIR/{threats,models,recipes,boards}/*.yaml, after the shipped "
+                             "configs and $ROBENCH_CONFIGS; a file there overrides a shipped one of that name "
+                             "(repeatable)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     ev = sub.add_parser("eval", help="evaluate a model under one or more threats, one record each")
-    ev.add_argument("--model", required=True, help="model card name (robench ls models)")
+    ev.add_argument("--model", required=True,
+                    help="card name (robench ls models), card.yaml, timm:NAME, torchvision:NAME[:WEIGHTS] "
+                         "or robustbench:NAME[:DATASET[:THREAT]]")
     ev.add_argument("--threat", required=True, type=_csv, help="threat name(s), comma-separated (robench ls threats)")
     ev.add_argument("--dataset", help="dataset (default: the one the model card names)")
     ev.add_argument("--split", default="test", help="split to evaluate (default: test)")
@@ -57,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default="runs", help="records go to OUT/<dataset>/<model>/<threat>.json (default: runs)")
     ev.add_argument("--allow-pickle", action="store_true",
                     help="allow a pickle checkpoint, loaded with torch.load(weights_only=True)")
+    ev.add_argument("--weights", metavar="FILE",
+                    help="with --model timm:/torchvision:, this local file instead of the library's "
+                         "pretrained weights (.safetensors; a pickle needs --allow-pickle)")
+    ev.add_argument("--subset-file", metavar="FILE",
+                    help="ImageNet: evaluate exactly the images listed here, one file name or id per line, "
+                         "in that order (e.g. RobustBench's 5,000 ids)")
     ev.add_argument("--json", action="store_true", help="print one JSON record per line on stdout, nothing else")
     ev.add_argument("--shard", type=_shard, metavar="I/N",
                     help="job-array task I of N: compute only chunks c with c %% N == I into --out, write no "
@@ -64,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval)
 
     tr = sub.add_parser("train", help="train a model with a reference recipe; writes weights and a model card")
-    tr.add_argument("--recipe", required=True, help="recipe name (configs/recipes)")
+    tr.add_argument("--recipe", required=True, help="recipe name (robench/configs/recipes or a --config-dir)")
     tr.add_argument("--arch", required=True, help="timm architecture name, e.g. mnist_cnn")
     tr.add_argument("--name", required=True, help="model name for the card, e.g. mnist_cnn_standard")
     tr.add_argument("--dataset", default="mnist5k", help="training dataset (default: mnist5k, split train)")
@@ -74,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--arch-kwarg", dest="arch_kwargs", action="append", default=[], metavar="KEY=VALUE",
                     help="architecture argument, e.g. --arch-kwarg width=32 (repeatable)")
     tr.add_argument("--out", required=True, help="folder for <name>.safetensors (and the card)")
-    tr.add_argument("--card-dir", help="write the card here instead, e.g. configs/models")
+    tr.add_argument("--card-dir", help="write the card here instead, e.g. robench/configs/models")
     tr.set_defaults(func=cmd_train)
 
     lb = sub.add_parser("leaderboard", help="regenerate leaderboards/*.md from the committed run records")
@@ -82,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="only this board (repeatable; default: every board in configs/boards)")
     lb.add_argument("--check", action="store_true",
                     help="write nothing; exit 1 if a committed board differs from what the records produce")
-    lb.add_argument("--root", type=Path, help="folder holding leaderboards/ (default: the checkout)")
+    lb.add_argument("--root", type=Path,
+                    help="checkout holding leaderboards/ (default: the nearest one from the working "
+                         "directory up)")
     lb.add_argument("--site", type=Path, metavar="DIR",
                     help="also build the offline HTML site into DIR (with --check: exit 1 if DIR differs)")
     lb.set_defaults(func=cmd_leaderboard)
@@ -107,7 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "the weights are sha256-checked and loaded safely, every threat the board needs is re-run "
                     "with the board's examples and seed, and the board is regenerated. Numbers written in the "
                     "card are never used.")
-    sm.add_argument("card", nargs="?", help="model card YAML (copied to configs/models/<file name>.yaml)")
+    sm.add_argument("card", nargs="?",
+                    help="model card YAML (copied into the checkout's models/ config folder)")
+    sm.add_argument("--list", dest="spec_list", metavar="FILE",
+                    help="submit every model of FILE, one spec per line (card file, timm:, torchvision:, "
+                         "robustbench:); resumable: rerun to finish, models already ranked are skipped")
     sm.add_argument("--checkpoint", help="weights to write a card for (.safetensors; any other file is a pickle)")
     sm.add_argument("--arch", help="with --checkpoint: timm architecture name (e.g. mnist_cnn)")
     sm.add_argument("--dataset", help="with --checkpoint: the dataset the model was trained for")
@@ -127,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="allow a pickle checkpoint, loaded with torch.load(weights_only=True)")
     sm.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
     sm.add_argument("--data-dir", help="dataset folder (default: $ROBENCH_DATA or ~/.cache/robench/data)")
-    sm.add_argument("--root", type=Path, help="folder holding configs/ and leaderboards/ (default: the checkout)")
+    sm.add_argument("--root", type=Path,
+                    help="checkout holding leaderboards/ and robench/configs/ or configs/ (default: the "
+                         "nearest one from the working directory up)")
     sm.set_defaults(func=cmd_submit)
 
     cr = sub.add_parser("corruptions-report", help="mCE and relative mCE of a model's corruption record "
@@ -162,7 +182,7 @@ def cmd_eval(args) -> int:
         model=args.model, threats=tuple(args.threat), out_dir=Path(args.out), dataset=args.dataset, split=args.split,
         n_examples=args.n_examples, batch_size=args.batch_size, chunk_size=args.chunk_size, device=args.device,
         seed=args.seed, overrides=config.parse_overrides(args.overrides), data_dir=args.data_dir,
-        allow_pickle=args.allow_pickle, shard=args.shard,
+        allow_pickle=args.allow_pickle, shard=args.shard, weights=args.weights, subset_file=args.subset_file,
     )
     rows = []
     for result in run_request(request):  # rank 0's results only: one printout under torchrun
@@ -247,11 +267,16 @@ def cmd_submit(args) -> int:
         arch_kwargs=tuple(args.arch_kwargs), normalization=args.normalization, display_name=args.display_name,
         paper_url=args.paper_url, paper_title=args.paper_title,
     )
-    submit(SubmitRequest(
+    request = SubmitRequest(
         card=args.card, checkpoint=checkpoint, boards=tuple(args.boards) if args.boards else None,
         force=args.force, allow_pickle=args.allow_pickle, device=args.device, data_dir=args.data_dir,
         root=args.root,
-    ))
+    )
+    if args.spec_list:
+        from robench.boards.submit_list import submit_list
+
+        return submit_list(args.spec_list, request)
+    submit(request)
     return 0
 
 
@@ -264,26 +289,88 @@ def cmd_corruptions_report(args) -> int:
 
 
 def cmd_ls(args) -> int:
+    """One line per entry, columns aligned. Models, threats and boards are read from their YAML alone
+    (no torch import, no weights read), so listing stays instant and a broken card still shows."""
     from robench import config
 
+    rows = {"models": _model_rows, "threats": _threat_rows, "datasets": _dataset_rows, "boards": _board_rows}
+    lines = rows[args.what](config)
+    widths = [max(len(row[i]) for row in lines) for i in range(len(lines[0]) - 1)] if lines else []
+    for row in lines:
+        print("  ".join([*(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)), row[-1]]).rstrip())
     if args.what == "models":
-        names = config.names("models")
-    elif args.what == "threats":
-        names = config.names("threats")
-    elif args.what == "boards":
-        names = config.names("boards")
-    else:
-        from robench.datasets import list_datasets
+        from robench.specs import SPEC_FORMS
 
-        names = list_datasets()
-    print("\n".join(names))
+        print(f"--model also takes: {', '.join(SPEC_FORMS[1:])}")
     return 0
+
+
+def _model_rows(config) -> list[list[str]]:
+    """name, architecture (library), dataset, clean test accuracy measured at training time or '—'."""
+    rows = []
+    for name in config.names("models"):
+        card = config.read_yaml(config.find("models", name))
+        acc = (card.get("training") or {}).get("clean_acc_test")
+        arch = f"{card.get('arch', '?')} ({card.get('library', 'timm')})"
+        shown = f"{acc:.1%}" if isinstance(acc, float) else "—"
+        rows.append([name, arch, str(card.get("dataset", "?")), shown])
+    return rows
+
+
+#: Parameters that set a threat's budget (the rest set the attack's effort), shown by ``robench ls threats``.
+_BUDGET_KEYS = ("norm", "eps", "max_rotation", "max_translation", "max_shift", "headline_magnitude")
+
+
+def _threat_rows(config) -> list[list[str]]:
+    """name, family, then the budget per budget family (mnist, cifar, imagenet)."""
+    examples = {"mnist": "mnist5k", "cifar": "cifar10", "imagenet": "imagenet"}
+    rows = []
+    for name in config.names("threats"):
+        budgets = []
+        for family, dataset in examples.items():
+            params = config.threat_config(name, dataset)
+            shown = " ".join(f"{k}={_budget(params[k])}" for k in _BUDGET_KEYS if k in params)
+            budgets.append(f"{family}: {shown or '—'}")
+        rows.append([name, config.threat_spec(name).family, " | ".join(budgets)])
+    return rows
+
+
+def _budget(value) -> str:
+    """ε as published: 0.0313... -> 8/255."""
+    if isinstance(value, float) and 0 < value < 1 and abs(value * 255 - round(value * 255)) < 1e-9:
+        return f"{round(value * 255)}/255"
+    return str(value)
+
+
+def _dataset_rows(config) -> list[list[str]]:
+    from robench.datasets import dataset_info, list_datasets
+
+    rows = []
+    for name in list_datasets():
+        info = dataset_info(name)
+        size = f"{info.channels}x{info.image_size}x{info.image_size}"
+        rows.append([name, f"{info.num_classes} classes", size, f"budgets: {info.family}",
+                     f"splits: {', '.join(info.splits)}"])
+    return rows
+
+
+def _board_rows(config) -> list[list[str]]:
+    from robench.boards.schema import load_board
+
+    rows = []
+    for name in config.names("boards"):
+        board = load_board(name)
+        rows.append([name, board.dataset, f"{board.n_examples} examples", board.title])
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        from robench import config
+
+        config.set_user_dirs(args.config_dir)
         return args.func(args)
     except RobenchError as e:
         if args.debug:

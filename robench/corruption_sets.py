@@ -34,8 +34,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from robench.datasets import _cache_root, _env_data_dir, _ImageFiles, create_dataset
+from robench.datasets import _cache_root, _env_data_dir, create_dataset
 from robench.errors import DataError, UsageError
+from robench.imagenet import ImageFiles
 
 SEVERITIES = 5
 _CIFAR = {"cifar10": "CIFAR-10-C", "cifar100": "CIFAR-100-C"}
@@ -81,7 +82,7 @@ class ImageNetC:
         folder = self._root / corruption / str(severity)
         names, labels = self._names[start:stop], self._labels[start:stop]
         samples = [(folder / wnid / file, label) for (wnid, file), label in zip(names, labels, strict=True)]
-        files = _ImageFiles(samples, self._transform)
+        files = ImageFiles(samples, self._transform)
         with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:  # PIL decodes without the GIL
             return torch.stack([x for x, _ in pool.map(files.__getitem__, range(len(files)))])
 

@@ -4,6 +4,7 @@ temporary config tree and a reader for a page's table."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -37,8 +38,9 @@ def mnist_test():
 
 @pytest.fixture
 def config_tree(monkeypatch):
-    """Make ``root/configs/<folder>/<name>.yaml`` from ``{folder: {name: text}}`` and point
-    ``ROBENCH_CONFIGS`` there, so board and submit tests never read or write the repository's configs."""
+    """Make ``root/configs/<folder>/<name>.yaml`` from ``{folder: {name: text}}``, use it instead of the
+    shipped configs, and work in ``root`` (a checkout with ``leaderboards/``), so board and submit tests
+    never read or write the repository's configs or boards."""
 
     def make(root, **folders: dict[str, str]):
         configs = root / "configs"
@@ -46,7 +48,12 @@ def config_tree(monkeypatch):
             (configs / folder).mkdir(parents=True, exist_ok=True)
             for name, text in files.items():
                 (configs / folder / f"{name}.yaml").write_text(text)
-        monkeypatch.setenv("ROBENCH_CONFIGS", str(configs))
+        from robench import config
+
+        monkeypatch.setattr(config, "BUILTIN", configs)
+        monkeypatch.delenv("ROBENCH_CONFIGS", raising=False)
+        (root / "leaderboards").mkdir(parents=True, exist_ok=True)
+        monkeypatch.chdir(root)
         return root
 
     return make
@@ -82,3 +89,52 @@ def ctx():
         return BatchContext(generator=torch.Generator().manual_seed(seed), batch_size=batch_size)
 
     return make
+
+
+#: The first three ILSVRC2012 classes, labels 0, 1, 2 (sorted wnids).
+IMAGENET_WNIDS = ["n01440764", "n01443537", "n01484850"]
+
+
+@pytest.fixture
+def imagenet_images():
+    """``write(folder, per_class)`` -> ``{file name: wnid}``: random JPEGs of varied sizes named as in the
+    ILSVRC2012 val set (``ILSVRC2012_val_<n:08d>.JPEG``, n from 1, classes interleaved), written flat
+    into ``folder`` or, with ``class_folders=True``, into ``folder/<wnid>/``."""
+    import numpy as np
+    from PIL import Image
+
+    def write(folder, per_class: int = 2, class_folders: bool = False) -> dict[str, str]:
+        rng = np.random.RandomState(0)
+        labels = {}
+        for n in range(1, per_class * len(IMAGENET_WNIDS) + 1):
+            wnid = IMAGENET_WNIDS[(n - 1) % len(IMAGENET_WNIDS)]
+            name = f"ILSVRC2012_val_{n:08d}.JPEG"
+            target = folder / wnid if class_folders else folder
+            target.mkdir(parents=True, exist_ok=True)
+            height, width = (200, 260) if n % 2 else (300, 240)
+            Image.fromarray(rng.randint(0, 256, (height, width, 3), dtype=np.uint8)).save(target / name)
+            labels[name] = wnid
+        return labels
+
+    return write
+
+
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face cache, offline (a miss fails at once instead of retrying for 25 s)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return tmp_path / "hf"
+
+
+def put_in_hf_cache(cache: Path, repo: str, weights: Path) -> None:
+    """Lay the file out as huggingface_hub's own download does (refs/main -> snapshots/<commit>/)."""
+    commit = "0" * 40
+    folder = cache / f"models--{repo.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(commit)
+    snapshot = folder / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (snapshot / "model.safetensors").write_bytes(weights.read_bytes())

@@ -121,14 +121,13 @@ def test_tampered_checkpoint_from_the_shell(tmp_path):
     root = Path(__file__).resolve().parent.parent
     weights = tmp_path / "w.safetensors"
     data = bytearray((root / "robench" / "weights" / "mnist_cnn_standard.safetensors").read_bytes())
-    card = (root / "configs" / "models" / "mnist_cnn_standard.yaml").read_text()
+    card = (root / "robench" / "configs" / "models" / "mnist_cnn_standard.yaml").read_text()
     data[-3] ^= 1
     weights.write_bytes(bytes(data))
     configs = tmp_path / "configs"
     (configs / "models").mkdir(parents=True)
-    (configs / "threats").symlink_to(root / "configs" / "threats")
     (configs / "models" / "tampered.yaml").write_text(
-        card.replace("../../robench/weights/mnist_cnn_standard.safetensors", str(weights)))
+        card.replace("../../weights/mnist_cnn_standard.safetensors", str(weights)))
     proc = subprocess.run([sys.executable, "-m", "robench", "eval", "--model", "tampered", "--threat", "clean",
                            "--out", str(tmp_path / "o")], capture_output=True, text=True,
                           env={"ROBENCH_CONFIGS": str(configs), "PATH": "/usr/bin:/bin"})
@@ -144,8 +143,8 @@ def test_ls(capsys):
     assert main(["ls", "models"]) == 0
     assert "mnist_cnn_standard" in capsys.readouterr().out.split()
     assert main(["ls", "datasets"]) == 0
-    datasets = capsys.readouterr().out.split()
+    datasets = [line.split()[0] for line in capsys.readouterr().out.splitlines()]  # one line per entry
     assert {"mnist5k", "mnist", "cifar10", "imagenet"} <= set(datasets) and datasets == sorted(datasets)
     assert main(["ls", "boards"]) == 0
-    boards = capsys.readouterr().out.split()
+    boards = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
     assert {"mnist5k", "cifar10", "imagenet"} <= set(boards) and boards == sorted(boards)

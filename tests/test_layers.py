@@ -30,7 +30,7 @@ LAYERS = {
     "robench.errors": 1, "robench.registry": 1, "robench.schema": 1, "robench.config": 1, "robench.record": 1,
     "robench.stats": 1, "robench.corruption_report": 1,
     "robench.datasets": 2, "robench.corruption_sets": 2, "robench.archs": 2, "robench.models": 2,
-    "robench.distributed": 2, "robench.devices": 2,
+    "robench.distributed": 2, "robench.devices": 2, "robench.imagenet": 2, "robench.specs": 2,
     "robench.threats": 3,
     "robench.perturbations": 4, "robench.train": 4,
     "robench.engine": 5,
@@ -51,8 +51,9 @@ OUTSIDE = {"robench", "robench.__main__"}
 TORCH_STACK = ("torch", "torchvision", "timm", "torchattacks", "pyautoattack")
 L1 = ("robench.errors", "robench.registry", "robench.schema", "robench.config", "robench.record", "robench.stats",
       "robench.corruption_report")
-EVALUATION_STACK = ("robench.datasets", "robench.corruption_sets", "robench.archs", "robench.models",
-                    "robench.distributed", "robench.devices", "robench.threats", "robench.perturbations",
+EVALUATION_STACK = ("robench.datasets", "robench.corruption_sets", "robench.imagenet", "robench.archs",
+                    "robench.models", "robench.specs", "robench.distributed", "robench.devices", "robench.threats",
+                    "robench.perturbations",
                     "robench.train", "robench.engine")
 
 
@@ -82,7 +83,7 @@ RULES = [
          except_=("robench.cli", "robench.__main__")),
     Rule("boards are torch-free at import", ("robench.boards",), TORCH_STACK + EVALUATION_STACK, "module",
          "'robench leaderboard' and '--check' in CI build pages from records without torch",
-         except_=("robench.boards.submit",)),
+         except_=("robench.boards.submit", "robench.boards.submit_list")),
     Rule("submit loads the engine lazily", ("robench.boards.submit",), ("robench.engine",), "module",
          "importing the boards package must not start the evaluation stack; a submission does, when it runs"),
 ]

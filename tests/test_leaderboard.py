@@ -346,7 +346,8 @@ def test_build_is_byte_deterministic_and_imports_no_torch(tree):
     script = (
         "import sys, hashlib; from pathlib import Path; import robench.boards as b\n"
         "imported = 'torch' in sys.modules\n"
-        f"root = Path({str(tree)!r}); page = b.build('x', root); b.check(root=root)\n"
+        f"root = Path({str(tree)!r}); import robench.config as c; c.BUILTIN = root / 'configs'\n"
+        "page = b.build('x', root); b.check(root=root)\n"
         "built = 'torch' in sys.modules, 'matplotlib' in sys.modules\n"
         "from robench.boards import plot; svg = plot.to_svg(page.plot)\n"
         "digest = hashlib.sha256(page.markdown.encode() + svg).hexdigest()\n"

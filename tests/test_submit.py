@@ -467,5 +467,5 @@ def test_bad_usage_is_one_line_and_changes_nothing(root, tmp_path, capsys, args,
 def test_root_must_hold_the_configs_in_use(root, tmp_path, capsys):
     card = write_card(tmp_path / "m.yaml", checkpoint(tmp_path / "w.safetensors", 15))
     assert submit(tmp_path / "elsewhere", card) == 2
-    assert "ROBENCH_CONFIGS" in one_line_error(capsys)
+    assert f"--config-dir {tmp_path / 'elsewhere' / 'configs'}" in one_line_error(capsys)
     assert not (tmp_path / "elsewhere").exists()

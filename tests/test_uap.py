@@ -69,9 +69,9 @@ def test_fitting_never_sees_the_evaluation_split(standard_model, tmp_path, monke
     seen: dict[str, list] = {"fit": [], "evaluate": []}
 
     def spy(where):
-        def load(name, split="test", n=None, data_dir=None):
+        def load(name, split="test", n=None, data_dir=None, **options):
             seen[where].append((name, split))
-            return load_tensors(name, split, n, data_dir)
+            return load_tensors(name, split, n, data_dir, **options)
         return load
 
     monkeypatch.setattr(fitting, "load_tensors", spy("fit"))

@@ -26,8 +26,8 @@ RUNS_DIR = Path("leaderboards") / "runs"
 
 
 def default_root() -> Path:
-    """The repository root: the folder holding ``configs/`` (and ``leaderboards/``)."""
-    return config.config_root().parent
+    """The repository root: the checkout holding ``leaderboards/``, from the working directory upward."""
+    return config.repo_root()
 
 
 class Rejected(NamedTuple):
@@ -92,6 +92,10 @@ def _stale(rec: record.RunRecord, board: Board, current) -> str | None:
         reasons.append(f"seed {rec.seed} ≠ {board.seed}")
     if rec.indices.get("split") != board.split or rec.indices.get("start", 0) != 0:
         reasons.append(f"examples {format_value(rec.indices)} are not split {board.split} from index 0")
+    elif "subset" in rec.indices:  # #11: images listed by a file, not the board's split rule
+        subset = rec.indices["subset"]
+        name = subset.get("file") if isinstance(subset, dict) else format_value(subset)
+        reasons.append(f"images from subset file {name}, not the board's split rule")
     return "; ".join(reasons) or None
 
 

@@ -307,12 +307,7 @@ def _card(request: SubmitRequest, root: Path, models_dir: Path) -> tuple[str, di
 def submit(request: SubmitRequest) -> None:
     """Validate, evaluate, commit, and print where the model stands on each board."""
     root = Path(request.root).resolve() if request.root is not None else default_root().resolve()
-    if (root / "configs").resolve() != config.config_root().resolve():
-        raise UsageError(
-            f"--root {root} does not hold the configs in use ({config.config_root()}); set "
-            f"ROBENCH_CONFIGS={root / 'configs'} so the card, the threats and the boards come from one place"
-        )
-    models_dir = root / "configs" / "models"
+    models_dir = config.checkout_configs(root) / "models"
     name, data, source = _card(request, root, models_dir)
     target = models_dir / f"{name}.yaml"
     in_place = source is not None and source.resolve() == target.resolve()

@@ -50,6 +50,7 @@ def evaluate(
     progress: bool | None = None,
     model_name: str | None = None,
     shard: tuple[int, int] | None = None,
+    subset_file: str | Path | None = None,
 ) -> rec.RunRecord | ShardResult:
     """Evaluate ``model`` under ``threat`` on the first ``n_examples`` of ``dataset``/``split``.
 
@@ -57,13 +58,15 @@ def evaluate(
     call after an interruption resumes. With ``shard=(i, n)`` (task i of a job array of n), only chunks
     c with c % n == i are computed and kept in ``out_dir``, and a :class:`ShardResult` naming them is
     returned instead of a record. Under ``torchrun`` every rank makes the same call and gets the same
-    record; rank 0 writes it.
+    record; rank 0 writes it. ``subset_file`` lists the ImageNet images to evaluate instead of the split's
+    rule (:mod:`robench.imagenet`); the record's ``indices`` then name it.
     """
     started = time.time()
     started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     loop.check_shard(shard, out_dir)
     plan = make_plan(model, threat, dataset, n_examples, batch_size, device, seed, split=split, data_dir=data_dir,
-                     chunk_size=chunk_size, overrides=overrides, allow_pickle=allow_pickle, model_name=model_name)
+                     chunk_size=chunk_size, overrides=overrides, allow_pickle=allow_pickle,
+                     model_name=model_name, subset_file=subset_file)
     fitting.prepare(plan.threat, plan.model, plan.dataset, plan.split, plan.data_dir, plan.device, plan.seed,
-                    labels=plan.y)
+                    labels=plan.y, subset_file=plan.subset_file)
     return loop.run(plan, out_dir=out_dir, shard=shard, progress=progress, started=started, started_at=started_at)

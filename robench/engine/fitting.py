@@ -111,7 +111,8 @@ class FitCache:
 
 
 def prepare(threat: Threat, model: torch.nn.Module, dataset: str, split: str, data_dir: str | None,
-            device: torch.device, seed: int, labels: torch.Tensor | None = None) -> None:
+            device: torch.device, seed: int, labels: torch.Tensor | None = None,
+            subset_file: Path | None = None) -> None:
     """Call ``threat.prepare`` with everything it may use; a threat that fits on data gets the fit split
     (never the evaluated one), a fingerprint of ``model`` and the cache; a threat that reads an official
     corrupted set gets it, aligned with the evaluated examples (whose ``labels`` it checks)."""
@@ -122,12 +123,18 @@ def prepare(threat: Threat, model: torch.nn.Module, dataset: str, split: str, da
         if split == info.fit_split:
             raise UsageError(f"{threat.family}: cannot evaluate on split {split!r} of {dataset}: the threat is "
                              "fitted on it; evaluate on a disjoint split (e.g. --split test)")
-        x, y = load_tensors(dataset, info.fit_split, None, data_dir)
+        # preprocessed as the evaluated images, and never one of a subset file's images (#11)
+        card = getattr(model, "card", None)
+        x, y = load_tensors(dataset, info.fit_split, None, data_dir, subset_file=subset_file,
+                            preprocessing=card.preprocessing if card is not None else None)
         ctx = dataclasses.replace(
             ctx, fit=FitData(info.fit_split, x, y, data_fingerprint(x, y)), model_fingerprint=model_fingerprint(model),
             cache=FitCache(threat.family, device, ranks),
         )
     if threat.reads_corrupted_set:
+        if subset_file is not None:  # the set's copies are matched to the split rule's images, not a list's
+            raise UsageError(f"{threat.family}: an official corrupted set is read for the test split's own "
+                             "images; evaluate it without --subset-file")
         ctx = dataclasses.replace(ctx, corrupted=open_corrupted_set(
             dataset, threat.suite, split, labels, threat.pairs(), data_dir))
     threat.prepare(model, ctx)

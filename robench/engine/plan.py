@@ -17,6 +17,7 @@ from robench import record as rec
 from robench.datasets import dataset_info, load_tensors
 from robench.devices import resolve_device
 from robench.errors import UsageError
+from robench.imagenet import subset_identity
 from robench.models import ModelCard, check_dataset, create_model
 from robench.threats import Threat, create_threat
 
@@ -42,6 +43,7 @@ class Plan:
     num_classes: int
     split: str
     data_dir: str | None
+    subset_file: Path | None  # ImageNet images named by a file instead of the split's rule (#11)
     x: torch.Tensor
     y: torch.Tensor
     device: torch.device
@@ -91,7 +93,7 @@ def _threat(threat: str | Threat, dataset: str, overrides: dict | None) -> tuple
 def make_plan(
     model: str | nn.Module, threat: str | Threat, dataset: str, n_examples: int | None, batch_size: int | None,
     device: str | torch.device | None, seed: int, *, split: str, data_dir: str | None, chunk_size: int | None,
-    overrides: dict | None, allow_pickle: bool, model_name: str | None,
+    overrides: dict | None, allow_pickle: bool, model_name: str | None, subset_file: str | Path | None = None,
 ) -> Plan:
     """Resolve :func:`robench.engine.evaluate`'s arguments (see there) into a :class:`Plan`."""
     for label, value in (("n_examples", n_examples), ("batch_size", batch_size), ("chunk_size", chunk_size)):
@@ -102,7 +104,10 @@ def make_plan(
     if card is not None:
         check_dataset(card, dataset)
     threat, threat_name = _threat(threat, dataset, overrides)
-    x, y = load_tensors(dataset, split, n_examples, data_dir)
+    # ImageNet files are resized and cropped as the model's card says; a subset file picks the images
+    preprocessing = card.preprocessing if card is not None else None
+    x, y = load_tensors(dataset, split, n_examples, data_dir, preprocessing=preprocessing,
+                        subset_file=subset_file)
     batch_size = batch_size or DEFAULT_BATCH_SIZE
     chunk_size = chunk_size or DEFAULT_CHUNK_SIZE
     identity = {
@@ -110,9 +115,13 @@ def make_plan(
         "n": len(x), "threat": threat_name, "family": threat.family, "config": threat.config(), "seed": seed,
         "batch_size": batch_size, "chunk_size": chunk_size,
     }
+    if subset_file is not None:  # only then, so every other run keeps its identity (and its config_hash)
+        identity["subset"] = subset_identity(subset_file)
     return Plan(
         model=model, model_name=model_name, card=card, threat=threat, threat_name=threat_name, dataset=dataset,
-        num_classes=info.num_classes, split=split, data_dir=data_dir, x=x.to(dev), y=y.to(dev), device=dev,
+        num_classes=info.num_classes, split=split, data_dir=data_dir,
+        subset_file=Path(subset_file) if subset_file is not None else None, x=x.to(dev), y=y.to(dev),
+        device=dev,
         seed=seed, batch_size=batch_size, chunk_size=chunk_size, identity=identity,
         config_hash=rec.config_hash(identity),
     )

@@ -26,7 +26,8 @@ from robench.threats import create_threat
 
 @dataclasses.dataclass(frozen=True)
 class EvalRequest:
-    """A model card name and threat names, with :func:`robench.engine.evaluate`'s options."""
+    """A model (a card name or any spec of :mod:`robench.specs`) and threat names, with
+    :func:`robench.engine.evaluate`'s options."""
 
     model: str
     threats: tuple[str, ...]
@@ -42,6 +43,8 @@ class EvalRequest:
     data_dir: str | None = None
     allow_pickle: bool = False
     shard: tuple[int, int] | None = None
+    weights: str | None = None  # a local file for a timm:/torchvision: spec (#11)
+    subset_file: str | None = None  # ImageNet images to evaluate, one per line (#11)
 
 
 def writable_dir(path: Path) -> Path:
@@ -57,14 +60,16 @@ def writable_dir(path: Path) -> Path:
 def run_request(request: EvalRequest) -> Iterator[RunRecord | ShardResult]:
     """Each threat's record (or, for a job-array task, its :class:`ShardResult`), in order, as soon as it is
     done; under ``torchrun`` every rank computes, and only rank 0 yields."""
-    card = load_card(request.model)
+    card = load_card(request.model, weights=request.weights)
     dataset = request.dataset or card.dataset
     check_dataset(card, dataset)
     for name in request.threats:  # validate every threat before any work
         create_threat(name, dataset, **request.overrides)
     device = resolve_device(request.device)
     out = writable_dir(request.out_dir)
-    create_dataset(dataset, request.split, request.data_dir)  # missing data fails here, before any heavy work
+    # missing data fails here, before any heavy work
+    create_dataset(dataset, request.split, request.data_dir, preprocessing=card.preprocessing,
+                   subset_file=request.subset_file)
     with distributed.process_group(device) as device:  # under torchrun: join the group, one GPU per rank
         lead = distributed.world()[0] == 0
         model = create_model(card, device=device, allow_pickle=request.allow_pickle)
@@ -73,6 +78,7 @@ def run_request(request: EvalRequest) -> Iterator[RunRecord | ShardResult]:
                 model, name, dataset, n_examples=request.n_examples, batch_size=request.batch_size, device=device,
                 seed=request.seed, split=request.split, data_dir=request.data_dir, out_dir=out,
                 chunk_size=request.chunk_size, overrides=request.overrides, model_name=card.name, shard=request.shard,
+                subset_file=request.subset_file,
             )
             if lead:
                 yield result
