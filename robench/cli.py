@@ -1,4 +1,4 @@
-"""The ``robench`` command: eval | train | submit | leaderboard | ls.
+"""The ``robench`` command: eval | train | submit | leaderboard | verify | ls.
 
 User errors (unknown names, malformed options, missing data, bad checkpoints) end with one line on
 stderr and exit status 2 (usage) or 1 (runtime), never a traceback; ``--debug`` shows one. Heavy imports
@@ -84,6 +84,22 @@ def build_parser() -> argparse.ArgumentParser:
                     help="write nothing; exit 1 if a committed board differs from what the records produce")
     lb.add_argument("--root", type=Path, help="folder holding leaderboards/ (default: the checkout)")
     lb.set_defaults(func=cmd_leaderboard)
+
+    vf = sub.add_parser(
+        "verify", help="re-run committed records and compare them with the files, bit for bit",
+        description="Re-run committed records (leaderboards/runs) from the shipped weights, configs and code "
+                    "on the CPU and compare per-example verdicts and details; one line per record (OK or "
+                    "DIFFERS: fields); exit 1 if any record differs.")
+    vf.add_argument("--all", dest="all_records", action="store_true", help="every committed record")
+    for flag, what in (("--board", "this board's dataset"), ("--model", "this model"), ("--threat", "this threat")):
+        vf.add_argument(flag, dest=flag[2:] + "s", action="append", metavar="NAME",
+                        help=f"records of {what} (repeatable)")
+    vf.add_argument("--n-examples", type=_positive_int, metavar="N",
+                    help="re-run only the first N examples (rounded up to a prefix the seeds reproduce) and "
+                         "compare their verdicts")
+    vf.add_argument("--data-dir", help="dataset folder (default: $ROBENCH_DATA or ~/.cache/robench/data)")
+    vf.add_argument("--root", type=Path, help="folder holding leaderboards/ (default: the checkout)")
+    vf.set_defaults(func=cmd_verify)
 
     sm = sub.add_parser(
         "submit", help="re-evaluate a checkpoint on its board's threats and add it to the board",
@@ -190,6 +206,22 @@ def cmd_leaderboard(args) -> int:
     for path in boards.write(args.boards, root):
         print(f"wrote {path.relative_to(root).as_posix()}")
     return 0
+
+
+def cmd_verify(args) -> int:
+    from robench.boards import default_root
+    from robench.boards.verify import select, verify
+
+    root = args.root if args.root is not None else default_root()
+    failed = 0
+    paths = select(root, args.boards, args.models, args.threats, args.all_records)
+    for outcome in verify(paths, args.n_examples, args.data_dir):
+        print(outcome.line(root), flush=True)
+        failed += bool(outcome.differs)
+    if failed:
+        print(f"robench: {failed} record(s) differ from a re-run of the shipped code and weights",
+              file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_submit(args) -> int:
