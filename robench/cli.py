@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "on the CPU and compare per-example verdicts and details; one line per record (OK or "
                     "DIFFERS: fields); exit 1 if any record differs.")
     vf.add_argument("--all", dest="all_records", action="store_true", help="every committed record")
-    for flag, what in (("--board", "this board's dataset"), ("--model", "this model"), ("--threat", "this threat")):
+    for flag, what in (("--board", "this board's dataset"), ("--model", "this model"),
+                       ("--threat", "this threat")):
         vf.add_argument(flag, dest=flag[2:] + "s", action="append", metavar="NAME",
                         help=f"records of {what} (repeatable)")
     vf.add_argument("--n-examples", type=_positive_int, metavar="N",

@@ -15,7 +15,6 @@ call without ``shard`` then finds them all on disk and writes the record.
 from __future__ import annotations
 
 import dataclasses
-import io
 import shutil
 import sys
 import time
@@ -28,6 +27,7 @@ from tqdm import tqdm
 from robench import record as rec
 from robench.distributed import ChunkQueue
 from robench.devices import describe_device, versions
+from robench.engine.chunks import chunk_identity, load_chunk, save_chunk
 from robench.engine.plan import Plan
 from robench.errors import EvaluationError, UsageError
 from robench.threats import BatchContext
@@ -57,22 +57,6 @@ def check_shard(shard: tuple[int, int] | None, out_dir) -> None:
 def chunk_seed(seed: int, chunk: int) -> int:
     """A generator seed per chunk: independent of process count and of the order chunks run in."""
     return int(np.random.SeedSequence([seed, chunk]).generate_state(1, dtype=np.uint64)[0] >> 1)
-
-
-def _save_chunk(path: Path, stats: dict[str, np.ndarray]) -> None:
-    buffer = io.BytesIO()
-    np.savez(buffer, **stats)
-    rec.atomic_write_bytes(path, buffer.getvalue())
-
-
-def _load_chunk(path: Path, n: int) -> dict[str, np.ndarray] | None:
-    """A finished chunk's results, or None if the file is absent or unreadable (then it is recomputed)."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            stats = {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError):
-        return None
-    return stats if all(len(v) == n for v in stats.values()) and "robust" in stats else None
 
 
 def check_logits(logits: torch.Tensor, batch: int, num_classes: int, model_name: str) -> None:
@@ -117,18 +101,19 @@ def _compute(plan: Plan, queue: ChunkQueue, partial: Path | None, progress: bool
     mine: Chunks = {}
     computed = 0
     todo = sum(bounds[c][1] - bounds[c][0] for c in queue.chunks)
+    identity = chunk_identity(plan.identity, plan.threat.state_fingerprint())
     with tqdm(total=todo, desc=f"{plan.model_name} | {plan.threat_name}", unit="ex", file=sys.stderr, leave=False,
               disable=True if queue.rank else (None if progress is None else not progress)) as bar:
         for c in queue:
             lo, hi = bounds[c]
             path = partial / f"chunk-{c:05d}.npz" if partial else None
-            stats = _load_chunk(path, hi - lo) if path and path.exists() else None
+            stats = load_chunk(path, hi - lo, identity) if path else None
             if stats is None:
                 stats = run_chunk(plan.model, plan.threat, plan.x[lo:hi], plan.y[lo:hi], plan.batch_size,
                                   chunk_seed(plan.seed, c), plan.num_classes, plan.model_name)
                 computed += hi - lo
                 if path:
-                    _save_chunk(path, stats)
+                    save_chunk(path, stats, identity)
             mine[c] = stats
             bar.update(queue.finished(hi - lo) - bar.n)
     return mine, computed
