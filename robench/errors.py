@@ -30,3 +30,7 @@ class CheckpointError(RobenchError):
 
 class EvaluationError(RobenchError):
     """The model misbehaved during evaluation: wrong output shape, non-finite logits (exit status 1)."""
+
+
+class RecordError(RobenchError):
+    """A run record (or another file robench wrote) is unreadable or contradicts itself (exit status 1)."""

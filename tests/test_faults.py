@@ -19,14 +19,14 @@ from robench.engine.chunks import IDENTITY_KEY
 
 MODEL = "mnist_cnn_aug30"  # robust on some examples, broken on others: a wrong chunk shows
 N, CHUNK = 120, 40  # three chunks of one small batch each: fast, and enough to damage two and keep one
-RESULT_FIELDS = ("per_example", "clean_per_example", "robust_acc", "clean_acc", "details", "flags", "config_hash")
+RESULT_FIELDS = ("per_example", "clean_per_example", "robust_acc", "clean_acc", "flags", "config_hash")
 
 
 def _fields(record) -> dict:
     details = json.loads(json.dumps(record.details))
     for fit in [details.get("fit", {})]:
         fit.pop("cached", None), fit.pop("fit_time_s", None)
-    return {k: getattr(record, k) for k in RESULT_FIELDS if k != "details"} | {"details": details}
+    return {k: getattr(record, k) for k in RESULT_FIELDS} | {"details": details}
 
 
 def _run(out, threat="spatial_random", shard=None, **kw):
@@ -62,7 +62,8 @@ DAMAGE = {
     "short array": lambda p: _rewrite(p, robust=np.zeros(CHUNK - 1, bool)),
     "float verdicts": lambda p: _rewrite(p, robust=np.zeros(CHUNK, np.float32)),
     "missing verdicts": lambda p: _rewrite(p, clean_correct=None),
-    "robust but wrong": lambda p: _rewrite(p, robust=np.ones(CHUNK, bool), clean_correct=np.zeros(CHUNK, bool)),
+    "robust but wrong": lambda p: _rewrite(p, robust=np.ones(CHUNK, bool),
+                                           clean_correct=np.zeros(CHUNK, bool)),
     "scalar": lambda p: _rewrite(p, robust=np.array(True)),
     "a folder": lambda p: (p.unlink(), p.mkdir()),
 }
@@ -162,3 +163,66 @@ def test_chunk_identity_changes_with_the_threat_state():
     identity = {"model": "m", "seed": 0}
     assert chunks.chunk_identity(identity, None) != chunks.chunk_identity(identity, "ab")
     assert chunks.chunk_identity(identity, "ab") != chunks.chunk_identity({**identity, "seed": 1}, "ab")
+
+
+# --- committed records -------------------------------------------------------------------------------------
+
+RECORD_DAMAGE = {  # edit of the JSON object -> what the board says about it
+    "hand-edited verdict": (lambda d: d.update(per_example="10"[int(d["per_example"][0])] + d["per_example"][1:]),
+                            "not the mean"),
+    "hand-edited accuracy": (lambda d: d.update(robust_acc=0.5), "not the mean"),
+    "edited protocol, old hash": (lambda d: d.update(seed=3), "config_hash is not the hash"),
+    "short verdicts": (lambda d: d.update(per_example=d["per_example"][:-1]), "not 1000 characters"),
+    "verdict of another alphabet": (lambda d: d.update(per_example="2" * 1000), "not 1000 characters"),
+    "robust not clean": (lambda d: d.update(clean_per_example="0" * 1000, clean_acc=0.0), "robust but not"),
+    "n_examples a string": (lambda d: d.update(n_examples="1000"), "n_examples is not an int"),
+    "details a list": (lambda d: d.update(details=[]), "details is not a dict"),
+}
+
+
+def _board_root(tmp_path):
+    from robench.boards import RUNS_DIR
+
+    root = tmp_path / "root"
+    shutil.copytree(REPO / RUNS_DIR, root / RUNS_DIR)
+    for page in (REPO / "leaderboards").glob("*.*"):
+        shutil.copy(page, root / "leaderboards" / page.name)
+    return root
+
+
+REPO = __import__("pathlib").Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("damage", RECORD_DAMAGE)
+def test_a_damaged_committed_record_is_refused_by_name(tmp_path, damage):
+    from robench.boards import RUNS_DIR, build
+    from robench.errors import RecordError
+    from robench.record import load_checked
+
+    root = _board_root(tmp_path)
+    path = root / RUNS_DIR / "mnist5k" / "mnist_cnn_pgd_linf" / "pgd_linf.json"
+    data = json.loads(path.read_text())
+    edit, reason = RECORD_DAMAGE[damage]
+    edit(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(RecordError, match=reason) as error:
+        load_checked(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+    invalid = build("mnist5k", root).markdown.split("## Invalid records (not shown)")[1]
+    [line] = [x for x in invalid.replace("\\_", "_").splitlines() if x.startswith("- mnist_cnn_pgd_linf / pgd_linf: ")]
+    assert reason in line
+
+
+@pytest.mark.parametrize("content", [b"", b"{", b"[]", b"\xff\xfe", b'{"model": 1}', b"[" * 100000])
+def test_an_unreadable_committed_record_stops_the_board_in_one_line(tmp_path, capsys, content):
+    from robench import cli
+    from robench.boards import RUNS_DIR
+
+    root = _board_root(tmp_path)
+    path = root / RUNS_DIR / "mnist5k" / "mnist_cnn_pgd_linf" / "pgd_linf.json"
+    path.write_bytes(content)
+    before = {p: p.read_bytes() for p in (root / "leaderboards").glob("*.*")}
+    assert cli.main(["leaderboard", "--root", str(root)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(path) in err and err.startswith("robench: error: cannot read run record")
+    assert {p: p.read_bytes() for p in (root / "leaderboards").glob("*.*")} == before

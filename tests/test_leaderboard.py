@@ -104,7 +104,29 @@ def put(root, model, threat, acc, *, meta=None, flags=(), **fields):
         "examples_per_s": 100.0,
     }
     values.update(fields)
+    _consistent(values)
     return record.save(record.RunRecord(**values), root / "leaderboards" / "runs")
+
+
+def _consistent(values: dict) -> None:
+    """Verdict strings and a config_hash that agree with the accuracies and protocol ``values`` state, as
+    an engine-written record's do (record.problem checks them), unless a test set them itself."""
+    n, acc = values["n_examples"], values["robust_acc"]
+    if not (isinstance(acc, float) and 0 <= acc <= 1 and isinstance(n, int) and n > 0):
+        return  # a deliberately malformed record
+    clean = round(values["clean_acc"] * n)
+    values["clean_acc"] = clean / n
+    values["indices"] = {**values["indices"], "stop": values["indices"]["start"] + n}
+    if not values["per_example"]:
+        robust = min(round(acc * n), clean)
+        values["robust_acc"] = robust / n
+        values["per_example"] = "1" * robust + "0" * (n - robust)
+        values["clean_per_example"] = "1" * clean + "0" * (n - clean)
+    values["config_hash"] = record.config_hash(record.run_identity(
+        model=values["model"], weights=values["model_meta"] or None, dataset=values["dataset"],
+        split=values["indices"].get("split"), n=n, threat=values["threat"], family=values["family"],
+        config=values["threat_config"], seed=values["seed"], batch_size=values["batch_size"],
+        chunk_size=values["chunk_size"]))
 
 
 def put_model(root, model, clean, pgd, spatial, **kw):

@@ -59,7 +59,9 @@ def test_an_edited_verdict_is_found_and_fails_the_command(tmp_path, capsys):
         [data["per_example"][:3], data["per_example"][4:]])
     path.write_text(json.dumps(data))
     assert cli.main(["verify", "--root", str(tmp_path), "--all", "--n-examples", "10"]) == 1
-    assert "mnist5k/mnist_mlp_standard/clean: DIFFERS: per_example" in capsys.readouterr().out
+    [line] = capsys.readouterr().out.splitlines()
+    assert line.startswith("mnist5k/mnist_mlp_standard/clean: DIFFERS: record damaged (robust_acc or")
+    assert "verdicts), per_example (256 examples" in line
 
 
 def test_a_full_rerun_compares_details_and_meta(tmp_path):

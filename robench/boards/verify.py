@@ -28,7 +28,7 @@ from pathlib import Path
 
 from robench import record
 from robench.boards.selection import RUNS_DIR
-from robench.errors import UsageError
+from robench.errors import RecordError, UsageError
 
 #: Fields of ``details`` (at any depth) that vary from run to run with the same result.
 VOLATILE_DETAILS = frozenset({"fit_time_s", "cached"})
@@ -132,6 +132,7 @@ def verify_one(path: Path, n_examples: int | None, data_dir: str | None) -> Outc
     from robench.engine import evaluate
 
     old = _read(path)
+    damaged = record.problem(old)
     m = old.n_examples if n_examples is None else exact_prefix(n_examples, old.n_examples, old.batch_size,
                                                                old.chunk_size)
     started = time.time()
@@ -140,15 +141,18 @@ def verify_one(path: Path, n_examples: int | None, data_dir: str | None) -> Outc
                        device="cpu", seed=old.seed, split=old.indices.get("split", "test"), data_dir=data_dir,
                        out_dir=out, chunk_size=old.chunk_size, progress=False, model_name=old.model)
         new_folder = record.path_for(out, new.dataset, new.model, new.threat).parent
-        differs = compare(old, new, m, path.parent, new_folder)
+        differs = [f"record damaged ({damaged})"] * bool(damaged)
+        differs += compare(old, new, m, path.parent, new_folder)
     return Outcome(path, m, tuple(differs), time.time() - started)
 
 
 def _read(path: Path) -> record.RunRecord:
+    """The record as written: a self-contradicting one is still re-run, so the report says which fields
+    the code does not reproduce."""
     try:
         return record.load(path)
-    except (OSError, ValueError, TypeError) as e:
-        raise UsageError(f"cannot read run record {path}: {e}") from None
+    except (OSError, ValueError, TypeError, AttributeError, RecursionError) as e:
+        raise RecordError(f"cannot read run record {path}: {type(e).__name__}: {e}") from None
 
 
 def verify(paths: list[Path], n_examples: int | None = None,

@@ -105,11 +105,11 @@ def make_plan(
     x, y = load_tensors(dataset, split, n_examples, data_dir)
     batch_size = batch_size or DEFAULT_BATCH_SIZE
     chunk_size = chunk_size or DEFAULT_CHUNK_SIZE
-    identity = {
-        "model": model_name, "weights": card.meta() if card else None, "dataset": dataset, "split": split,
-        "n": len(x), "threat": threat_name, "family": threat.family, "config": threat.config(), "seed": seed,
-        "batch_size": batch_size, "chunk_size": chunk_size,
-    }
+    identity = rec.run_identity(
+        model=model_name, weights=card.meta() if card else None, dataset=dataset, split=split, n=len(x),
+        threat=threat_name, family=threat.family, config=threat.config(), seed=seed, batch_size=batch_size,
+        chunk_size=chunk_size,
+    )
     return Plan(
         model=model, model_name=model_name, card=card, threat=threat, threat_name=threat_name, dataset=dataset,
         num_classes=info.num_classes, split=split, data_dir=data_dir, x=x.to(dev), y=y.to(dev), device=dev,
