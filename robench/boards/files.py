@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from robench import record
+from robench import locks, record
 from robench.boards import plot as plots
 from robench.boards.render import build
 from robench.boards.schema import board_names
@@ -24,6 +24,12 @@ def paths(name: str, root: Path) -> tuple[Path, Path]:
     """The page and the plot of board ``name`` under ``root``."""
     base = root / BOARDS_DIR / record.check_name("board", name)
     return base.with_suffix(".md"), base.with_suffix(".svg")
+
+
+def checkout_lock(root: Path):
+    """The lock of a checkout's boards, held while they are rewritten (and by ``robench submit`` for its
+    whole run), so a regeneration never interleaves with a submission (:mod:`robench.locks`)."""
+    return locks.lock(root / BOARDS_DIR / ".lock", f"the boards of {root} (robench submit or leaderboard)")
 
 
 def _read(path: Path) -> bytes | None:
@@ -51,6 +57,11 @@ def write(boards: list[str] | None = None, root: Path | None = None) -> list[Pat
     longer needs is removed.
     """
     names, root = _targets(boards, root)
+    with checkout_lock(root):
+        return _write(names, root)
+
+
+def _write(names: list[str], root: Path) -> list[Path]:
     todo: dict[Path, bytes | None] = {}  # path -> new bytes (None: remove)
     for name in names:
         page = build(name, root)

@@ -318,6 +318,11 @@ def submit(request: SubmitRequest) -> None:
             f"--root {root} does not hold the configs in use ({config.config_root()}); set "
             f"ROBENCH_CONFIGS={root / 'configs'} so the card, the threats and the boards come from one place"
         )
+    with files.checkout_lock(root):  # one submission per checkout; boards are not regenerated meanwhile
+        _submit(request, root)
+
+
+def _submit(request: SubmitRequest, root: Path) -> None:
     models_dir = root / "configs" / "models"
     name, data, source = _card(request, root, models_dir)
     target = models_dir / f"{name}.yaml"

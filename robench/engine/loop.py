@@ -24,9 +24,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from robench import locks
 from robench import record as rec
-from robench.distributed import ChunkQueue
 from robench.devices import describe_device, versions
+from robench.distributed import ChunkQueue, world
 from robench.engine.chunks import chunk_identity, load_chunk, save_chunk
 from robench.engine.plan import Plan
 from robench.errors import EvaluationError, UsageError
@@ -154,7 +155,22 @@ def _write(plan: Plan, record: rec.RunRecord, out_dir, partial: Path) -> None:
 def run(plan: Plan, *, out_dir, shard: tuple[int, int] | None, progress: bool | None, started: float,
         started_at: str) -> rec.RunRecord | ShardResult:
     """Compute (or resume) every chunk of a prepared plan and return its record, written to ``out_dir``
-    when given; with ``shard``, only that task's chunks, kept on disk."""
+    when given; with ``shard``, only that task's chunks, kept on disk.
+
+    A run that writes a record holds the record's lock (:mod:`robench.locks`) from its first chunk to the
+    record, so a second run of the same record is refused instead of racing it; job-array shards take no
+    lock, since they compute different chunks of one record on purpose.
+    """
+    kwargs = dict(out_dir=out_dir, shard=shard, progress=progress, started=started, started_at=started_at)
+    if out_dir is None or shard is not None or world()[0] != 0:
+        return _run(plan, **kwargs)
+    path = plan.record_path(out_dir)
+    with locks.lock(path.with_name(f".{path.name}.lock"), f"record {path}"):
+        return _run(plan, **kwargs)
+
+
+def _run(plan: Plan, *, out_dir, shard: tuple[int, int] | None, progress: bool | None, started: float,
+         started_at: str) -> rec.RunRecord | ShardResult:
     partial = plan.partial_dir(out_dir) if out_dir is not None else None
     bounds = _bounds(plan)
     queue = ChunkQueue(c for c in range(len(bounds)) if shard is None or c % shard[1] == shard[0])
