@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -262,15 +263,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        if args.command not in ("eval", "submit"):
+            return args.func(args)
+        from robench.engine.stop import graceful
+
+        with graceful():  # SIGINT/SIGTERM: stop after the current batch, keep finished chunks
+            return args.func(args)
     except RobenchError as e:
         if args.debug:
             traceback.print_exc()
         print(f"robench: error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("robench: interrupted (finished chunks are kept; rerun the same command to resume)", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"robench: interrupted by {signal.Signals(signum).name} (finished chunks are kept; rerun the same "
+              "command to resume)", file=sys.stderr)
+        return 128 + signum
     except Exception as e:  # a bug, not a user error: one line unless --debug
         if args.debug:
             raise

@@ -28,6 +28,7 @@ from robench import locks
 from robench import record as rec
 from robench.devices import describe_device, versions
 from robench.distributed import ChunkQueue, world
+from robench.engine import stop
 from robench.engine.chunks import chunk_identity, load_chunk, save_chunk
 from robench.engine.plan import Plan
 from robench.errors import EvaluationError, UsageError
@@ -87,6 +88,7 @@ def run_chunk(model, threat, x, y, batch_size, seed, num_classes, model_name) ->
         out["robust_claimed"] = out["robust"].astype(bool)
         out["robust"] = out["robust_claimed"] & out["clean_correct"]
         parts.append(out)
+        stop.check()  # a SIGINT/SIGTERM ends the run here, at a batch boundary (robench.engine.stop)
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
