@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from robench.errors import RecordError, UsageError
+from robench.errors import RecordError, UsageError, WriteError
 
 SCHEMA_VERSION = 1
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -149,19 +149,31 @@ def path_for(out_dir: str | os.PathLike, dataset: str, model: str, threat: str) 
     )
 
 
+def _fill(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to the new file and flush it to the disk (the step a full disk fails)."""
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write ``data`` to ``path`` so that readers see either the old file or the new one, never half.
+
+    A failure (a full disk, a read-only place) leaves the old file as it was, removes the temporary
+    file, and raises :class:`WriteError`: one line naming the file, which is also an ``OSError``.
+    """
+    tmp = None
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        _fill(fd, data)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, WriteError):
+            raise WriteError(path, e.strerror or str(e), e.errno) from None
         raise
 
 

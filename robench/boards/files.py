@@ -70,12 +70,29 @@ def _write(names: list[str], root: Path) -> list[Path]:
             todo[md] = page.markdown.encode()
         if not _plot_current(svg, page.plot):
             todo[svg] = plots.to_svg(page.plot) if page.plot is not None else None
-    for path, data in todo.items():
-        if data is None:
-            path.unlink()
-        else:
-            record.atomic_write_bytes(path, data)
+    _put(todo)
     return list(todo)
+
+
+def _put(todo: dict[Path, bytes | None]) -> None:
+    """Write (or, for None, remove) every file, or none: if one fails (a full disk, a read-only place), the
+    ones already written get their old bytes back, so a page never goes out with another page's plot."""
+    done: list[tuple[Path, bytes | None]] = []
+    try:
+        for path, data in todo.items():
+            old = _read(path)
+            if data is None:
+                path.unlink()
+            else:
+                record.atomic_write_bytes(path, data)
+            done.append((path, old))
+    except BaseException:
+        for path, old in reversed(done):
+            if old is None:
+                path.unlink()
+            else:
+                record.atomic_write_bytes(path, old)
+        raise
 
 
 def check(boards: list[str] | None = None, root: Path | None = None) -> list[str]:

@@ -28,7 +28,7 @@ import torch
 from robench import record
 from robench.datasets import dataset_info, load_tensors
 from robench.distributed import all_reduce_sum, world
-from robench.errors import UsageError
+from robench.errors import UsageError, WriteError
 from robench.threats.base import FitData, PrepareContext, Ranks, Threat
 
 
@@ -97,9 +97,9 @@ class FitCache:
         try:
             record.atomic_write_bytes(path, blob)
             record.atomic_write_bytes(path.with_suffix(".json"), json.dumps(sidecar, sort_keys=True).encode())
-        except OSError as e:
-            print(f"robench: cannot write the fit cache {path.parent} ({e.strerror}); the next run fits "
-                  "again", file=sys.stderr)
+        except WriteError as e:  # the cache saves time, the run does not need it
+            print(f"robench: cannot write the fit cache {e.path} ({e.reason}); the run goes on, and the next "
+                  "run fits again", file=sys.stderr)
 
     @staticmethod
     def _load(path: Path, shape: tuple, accept: Callable[[torch.Tensor], bool]
