@@ -15,6 +15,7 @@ from robench.boards import plot as plots
 from robench.boards.render import build
 from robench.boards.schema import board_names
 from robench.boards.selection import RUNS_DIR, default_root
+from robench.errors import UsageError
 
 #: Where the generated pages and plots live, relative to the repository root.
 BOARDS_DIR = RUNS_DIR.parent
@@ -45,6 +46,9 @@ def _plot_current(path: Path, plot: plots.Plot | None) -> bool:
 def _targets(names: list[str] | None, root: Path | None) -> tuple[list[str], Path]:
     """The named boards (default: every board config) and the root (default: the repository)."""
     root = Path(root) if root is not None else default_root()
+    if not (root / BOARDS_DIR).is_dir():  # a mistyped --root would otherwise get a fresh, empty board
+        raise UsageError(f"{root} holds no {BOARDS_DIR.as_posix()}/ folder: give the folder that holds "
+                         "configs/ and leaderboards/")
     return (board_names() if names is None else list(names)), root
 
 
