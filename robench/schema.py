@@ -120,9 +120,11 @@ def _scalar(hint: type, value: Any, where: str) -> Any:
             return value
         raise UsageError(f"{where} must be true or false, got {_shown(value)}")
     if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool) and abs(value) <= INT_LIMIT:
-            return value
-        raise UsageError(f"{where} must be an integer of at most 18 digits, got {_shown(value)}")
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise UsageError(f"{where} must be an integer, got {_shown(value)}")
+        if abs(value) > INT_LIMIT:
+            raise UsageError(f"{where} is too large (at most 18 digits), got {_shown(value)}")
+        return value
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value):
             return float(value)
