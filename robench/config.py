@@ -86,7 +86,7 @@ def read_yaml(path: Path) -> dict:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        problem = " ".join(str(getattr(e, "problem", None) or e).split())  # one line, whatever the parser says
+        problem = " ".join(str(getattr(e, "problem", None) or e).split())  # one line, whatever it says
         raise UsageError(f"malformed YAML in {path}{where}: {problem}") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path} must hold a YAML mapping")
@@ -101,7 +101,8 @@ def load_named(kind: str, name: str, folder: str, _chain: tuple[str, ...] = ()) 
         raise UsageError(f"{kind} config {_chain[-1]!r}: base must be the name of another {kind}, "
                          f"got a {type(name).__name__}")
     if name in _chain:
-        raise UsageError(f"{kind} config {name!r}: base inherits from itself ({' -> '.join((*_chain, name))})")
+        cycle = " -> ".join((*_chain, name))
+        raise UsageError(f"{kind} config {name!r}: base inherits from itself ({cycle})")
     if name not in known:
         raise unknown_name(kind, name, known)
     data = read_yaml(directory / f"{name}.yaml")

@@ -75,8 +75,9 @@ def _acquire(path: Path, what: str) -> int:
             os.close(fd)
             if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise
-            raise LockedError(f"{what} is in use by {_describe(_holder(path))} (lock file {path}); wait for it "
-                              "to finish") from None
+            raise LockedError(
+                f"{what} is in use by {_describe(_holder(path))} (lock file {path}); wait for it to finish"
+            ) from None
         try:
             same = os.fstat(fd).st_ino == os.stat(path).st_ino
         except FileNotFoundError:
@@ -86,10 +87,16 @@ def _acquire(path: Path, what: str) -> int:
         os.close(fd)  # the holder removed the file between our open and our lock: start over
     previous = _holder(path)
     if previous.get("host") == socket.gethostname() and not _alive(previous.get("pid")):
-        print(f"robench: {what}: stale lock of {_describe(previous)} (no such process) taken over",
-              file=sys.stderr)
-    info = {"pid": os.getpid(), "host": socket.gethostname(), "what": what,
-            "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        print(
+            f"robench: {what}: stale lock of {_describe(previous)} (no such process) taken over",
+            file=sys.stderr,
+        )
+    info = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "what": what,
+        "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(info).encode(), 0)
     return fd

@@ -30,8 +30,17 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-RESULT_FIELDS = ("per_example", "clean_per_example", "robust_acc", "clean_acc", "config_hash", "flags",
-                 "threat_config", "n_examples", "model_meta")
+RESULT_FIELDS = (
+    "per_example",
+    "clean_per_example",
+    "robust_acc",
+    "clean_acc",
+    "config_hash",
+    "flags",
+    "threat_config",
+    "n_examples",
+    "model_meta",
+)
 ACTIONS = ("SIGKILL one rank", "SIGTERM one rank", "SIGKILL every rank", "SIGTERM torchrun")
 
 
@@ -45,15 +54,33 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--n-examples", type=int, default=200)
     p.add_argument("--chunk-size", type=int, default=10)
     p.add_argument("--set", dest="overrides", action="append", default=["steps=20"], metavar="KEY=VALUE")
-    p.add_argument("--max-delay", type=float, default=120.0, help="kill by this many seconds after launch at the latest")
+    p.add_argument(
+        "--max-delay", type=float, default=120.0, help="kill by this many seconds after launch at the latest"
+    )
     p.add_argument("--keep", type=Path, help="work here (kept) instead of a temporary folder")
     return p.parse_args(argv)
 
 
 def eval_args(args, out: Path) -> list[str]:
     sets = [x for item in args.overrides for x in ("--set", item)]
-    return ["-m", "robench", "eval", "--model", args.model, "--threat", args.threat, "--n-examples",
-            str(args.n_examples), "--chunk-size", str(args.chunk_size), "--device", "cpu", "--out", str(out), *sets]
+    return [
+        "-m",
+        "robench",
+        "eval",
+        "--model",
+        args.model,
+        "--threat",
+        args.threat,
+        "--n-examples",
+        str(args.n_examples),
+        "--chunk-size",
+        str(args.chunk_size),
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        *sets,
+    ]
 
 
 def environment(cache: Path) -> dict:
@@ -74,10 +101,17 @@ def children(pid: int) -> list[int]:
 
 
 def torchrun(args, out: Path, env: dict) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
-           *eval_args(args, out)]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={args.nproc}",
+        *eval_args(args, out),
+    ]
+    return subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
 
 
 def chaos_round(args, out: Path, env: dict, rng: random.Random) -> str:
@@ -112,7 +146,9 @@ def chaos_round(args, out: Path, env: dict, rng: random.Random) -> str:
         _, err = proc.communicate()
     (out / "torchrun.log").open("a").write(err)
     chunks = len(list(out.rglob("chunk-*.npz")))
-    return f"{action} after {killed_at:.1f}s (exit {proc.returncode}; chunk files on disk: {before} -> {chunks})"
+    return (
+        f"{action} after {killed_at:.1f}s (exit {proc.returncode}; chunk files on disk: {before} -> {chunks})"
+    )
 
 
 def result(path: Path) -> dict:
@@ -130,8 +166,12 @@ def main(argv=None) -> int:
         env = environment(work / "cache")
         record = Path("mnist5k") / args.model / f"{args.threat}.json"
         print(f"chaos: reference run ({args.model} | {args.threat}, {args.n_examples} examples)", flush=True)
-        subprocess.run([sys.executable, *eval_args(args, work / "reference")], env=env, check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, *eval_args(args, work / "reference")],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         survived = 0
         for r in range(1, args.rounds + 1):
             what = chaos_round(args, work / "chaos", env, rng)
@@ -149,8 +189,10 @@ def main(argv=None) -> int:
         same = result(work / "reference" / record) == result(work / "chaos" / record)
         leftovers = list((work / "chaos").rglob(".partial"))
         verdict = "equals" if same else "DIFFERS from"
-        print(f"chaos: {survived} kill(s) survived over {args.nproc} ranks; the record {verdict} the "
-              f"uninterrupted one{'; chunk folders left behind: ' + str(leftovers) if leftovers else ''}")
+        print(
+            f"chaos: {survived} kill(s) survived over {args.nproc} ranks; the record {verdict} the "
+            f"uninterrupted one{'; chunk folders left behind: ' + str(leftovers) if leftovers else ''}"
+        )
         return 0 if same and not leftovers else 1
 
 

@@ -22,8 +22,10 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 
 def _holder(path: Path, what="x", seconds=60) -> subprocess.Popen:
     """Another process holding the lock ``path`` until killed; returns once it holds it."""
-    code = (f"import time; from robench import locks\nwith locks.lock({str(path)!r}, {what!r}):\n"
-            f"    print('held', flush=True); time.sleep({seconds})")
+    code = (
+        f"import time; from robench import locks\nwith locks.lock({str(path)!r}, {what!r}):\n"
+        f"    print('held', flush=True); time.sleep({seconds})"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], env=ENV, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
     return proc
@@ -47,7 +49,9 @@ def test_a_held_lock_refuses_in_one_line_naming_the_holder(tmp_path):
 
 
 def test_a_stale_lock_file_is_taken_over_with_one_line(tmp_path, capsys):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     path = tmp_path / ".x.lock"
     import socket
 
@@ -55,8 +59,10 @@ def test_a_stale_lock_file_is_taken_over_with_one_line(tmp_path, capsys):
     with locks.lock(path, "record r"):
         pass
     err = capsys.readouterr().err.strip()
-    assert err == f"robench: record r: stale lock of pid {int(dead.stdout)} on {socket.gethostname()} since " \
-                  "then (no such process) taken over"
+    assert (
+        err == f"robench: record r: stale lock of pid {int(dead.stdout)} on {socket.gethostname()} since "
+        "then (no such process) taken over"
+    )
 
 
 def test_locks_nest_within_a_process(tmp_path):
@@ -70,10 +76,31 @@ def test_a_second_eval_of_the_same_record_is_refused_and_the_first_completes(tmp
     """The first run is a real `robench eval` in another process (a robust model: it takes seconds); the
     second starts while it computes."""
     out = tmp_path / "runs"
-    args = ["eval", "--model", "mnist_cnn_pgd_linf", "--threat", "pgd_linf", "--n-examples", "300",
-            "--chunk-size", "20", "--batch-size", "20", "--device", "cpu", "--out", str(out), "--json"]
-    first = subprocess.Popen([sys.executable, "-m", "robench", *args], env=ENV, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    args = [
+        "eval",
+        "--model",
+        "mnist_cnn_pgd_linf",
+        "--threat",
+        "pgd_linf",
+        "--n-examples",
+        "300",
+        "--chunk-size",
+        "20",
+        "--batch-size",
+        "20",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--json",
+    ]
+    first = subprocess.Popen(
+        [sys.executable, "-m", "robench", *args],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lock = out / "mnist5k" / "mnist_cnn_pgd_linf" / ".pgd_linf.json.lock"
     deadline = time.time() + 120
     while not lock.exists() and first.poll() is None and time.time() < deadline:
@@ -83,8 +110,10 @@ def test_a_second_eval_of_the_same_record_is_refused_and_the_first_completes(tmp
     captured = capsys.readouterr()
     assert captured.out == ""
     [line] = captured.err.strip().splitlines()
-    assert line.startswith(f"robench: error: record {out}/mnist5k/mnist_cnn_pgd_linf/pgd_linf.json is in use by "
-                           f"pid {first.pid} on ")
+    assert line.startswith(
+        f"robench: error: record {out}/mnist5k/mnist_cnn_pgd_linf/pgd_linf.json is in use by "
+        f"pid {first.pid} on "
+    )
     stdout, _ = first.communicate(timeout=600)
     assert first.returncode == 0
     written = json.loads((out / "mnist5k" / "mnist_cnn_pgd_linf" / "pgd_linf.json").read_text())
@@ -103,7 +132,9 @@ def board_root(tmp_path, monkeypatch):
 
 
 def _snapshot(root: Path) -> dict:
-    return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and not p.name.endswith(".lock")}
+    return {
+        p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and not p.name.endswith(".lock")
+    }
 
 
 @pytest.mark.parametrize("command", [["leaderboard"], ["submit", "configs/models/mnist_mlp_standard.yaml"]])
@@ -118,8 +149,10 @@ def test_a_board_change_during_a_submission_is_refused(board_root, capsys, comma
         holder.kill()
         holder.wait()
     [line] = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith(f"robench: error: the boards of {board_root} (robench submit or leaderboard) is in use "
-                           f"by pid {holder.pid}")
+    assert line.startswith(
+        f"robench: error: the boards of {board_root} (robench submit or leaderboard) is in use "
+        f"by pid {holder.pid}"
+    )
     assert _snapshot(board_root) == before
 
 

@@ -30,8 +30,19 @@ def _fields(record) -> dict:
 
 
 def _run(out, threat="spatial_random", shard=None, **kw):
-    return evaluate(MODEL, threat, "mnist5k", n_examples=N, chunk_size=CHUNK, batch_size=CHUNK, device="cpu",
-                    out_dir=out, shard=shard, progress=False, **kw)
+    return evaluate(
+        MODEL,
+        threat,
+        "mnist5k",
+        n_examples=N,
+        chunk_size=CHUNK,
+        batch_size=CHUNK,
+        device="cpu",
+        out_dir=out,
+        shard=shard,
+        progress=False,
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +73,9 @@ DAMAGE = {
     "short array": lambda p: _rewrite(p, robust=np.zeros(CHUNK - 1, bool)),
     "float verdicts": lambda p: _rewrite(p, robust=np.zeros(CHUNK, np.float32)),
     "missing verdicts": lambda p: _rewrite(p, clean_correct=None),
-    "robust but wrong": lambda p: _rewrite(p, robust=np.ones(CHUNK, bool),
-                                           clean_correct=np.zeros(CHUNK, bool)),
+    "robust but wrong": lambda p: _rewrite(
+        p, robust=np.ones(CHUNK, bool), clean_correct=np.zeros(CHUNK, bool)
+    ),
     "scalar": lambda p: _rewrite(p, robust=np.array(True)),
     "a folder": lambda p: (p.unlink(), p.mkdir()),
 }
@@ -168,8 +180,10 @@ def test_chunk_identity_changes_with_the_threat_state():
 # --- committed records -------------------------------------------------------------------------------------
 
 RECORD_DAMAGE = {  # edit of the JSON object -> what the board says about it
-    "hand-edited verdict": (lambda d: d.update(per_example="10"[int(d["per_example"][0])] + d["per_example"][1:]),
-                            "not the mean"),
+    "hand-edited verdict": (
+        lambda d: d.update(per_example="10"[int(d["per_example"][0])] + d["per_example"][1:]),
+        "not the mean",
+    ),
     "hand-edited accuracy": (lambda d: d.update(robust_acc=0.5), "not the mean"),
     "edited protocol, old hash": (lambda d: d.update(seed=3), "config_hash is not the hash"),
     "short verdicts": (lambda d: d.update(per_example=d["per_example"][:-1]), "not 1000 characters"),
@@ -209,7 +223,11 @@ def test_a_damaged_committed_record_is_refused_by_name(tmp_path, damage):
         load_checked(path)
     assert str(path) in str(error.value) and "\n" not in str(error.value)
     invalid = build("mnist5k", root).markdown.split("## Invalid records (not shown)")[1]
-    [line] = [x for x in invalid.replace("\\_", "_").splitlines() if x.startswith("- mnist_cnn_pgd_linf / pgd_linf: ")]
+    [line] = [
+        x
+        for x in invalid.replace("\\_", "_").splitlines()
+        if x.startswith("- mnist_cnn_pgd_linf / pgd_linf: ")
+    ]
     assert reason in line
 
 
@@ -224,5 +242,7 @@ def test_an_unreadable_committed_record_stops_the_board_in_one_line(tmp_path, ca
     before = {p: p.read_bytes() for p in (root / "leaderboards").glob("*.*")}
     assert cli.main(["leaderboard", "--root", str(root)]) == 1
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and str(path) in err and err.startswith("robench: error: cannot read run record")
+    assert (
+        err.count("\n") == 0 and str(path) in err and err.startswith("robench: error: cannot read run record")
+    )
     assert {p: p.read_bytes() for p in (root / "leaderboards").glob("*.*")} == before

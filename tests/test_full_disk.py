@@ -21,8 +21,19 @@ from robench import cli, record
 from robench.errors import WriteError
 
 REPO = Path(__file__).resolve().parent.parent
-EVAL = ["eval", "--model", "mnist_mlp_standard", "--threat", "clean", "--n-examples", "60", "--chunk-size", "20",
-        "--device", "cpu"]
+EVAL = [
+    "eval",
+    "--model",
+    "mnist_mlp_standard",
+    "--threat",
+    "clean",
+    "--n-examples",
+    "60",
+    "--chunk-size",
+    "20",
+    "--device",
+    "cpu",
+]
 
 
 def fail_writes(monkeypatch, when, code=errno.ENOSPC):
@@ -73,8 +84,13 @@ def test_a_chunk_write_failing_stops_the_run_and_the_rerun_completes(tmp_path, m
     assert os.strerror(code) in line
     assert [p.name for p in out.rglob("chunk-*.npz")] == ["chunk-00000.npz"] and no_temp_files(out)
     assert cli.main([*EVAL, "--out", str(out)]) == 0
-    written = [json.loads(p.read_text()) for p in (reference / "mnist5k" / "mnist_mlp_standard" / "clean.json",
-                                                 out / "mnist5k" / "mnist_mlp_standard" / "clean.json")]
+    written = [
+        json.loads(p.read_text())
+        for p in (
+            reference / "mnist5k" / "mnist_mlp_standard" / "clean.json",
+            out / "mnist5k" / "mnist_mlp_standard" / "clean.json",
+        )
+    ]
     assert written[0]["per_example"] == written[1]["per_example"]
 
 
@@ -112,8 +128,21 @@ def test_a_board_write_failing_leaves_every_board_file_as_it_was(tmp_path, monke
 def test_a_cache_write_failing_costs_a_refit_not_the_run(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ROBENCH_CACHE", str(tmp_path / "cache"))
     fail_writes(monkeypatch, lambda p: "/cache/" in p)
-    argv = ["eval", "--model", "mnist_mlp_standard", "--threat", "uap_linf", "--set", "epochs=1", "--n-examples",
-            "40", "--device", "cpu", "--out", str(tmp_path / "out")]
+    argv = [
+        "eval",
+        "--model",
+        "mnist_mlp_standard",
+        "--threat",
+        "uap_linf",
+        "--set",
+        "epochs=1",
+        "--n-examples",
+        "40",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     assert cli.main(argv) == 0
     lines = [x for x in capsys.readouterr().err.splitlines() if "cache" in x]
     assert len(lines) == 1 and "(No space left on device); the run goes on" in lines[0]
@@ -125,8 +154,12 @@ def test_a_cache_write_failing_costs_a_refit_not_the_run(tmp_path, monkeypatch, 
 def small_tmpfs(tmp_path):
     mount = tmp_path / "tmpfs"
     mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(mount)],
-                                           capture_output=True).returncode:
+    if (
+        os.geteuid() != 0
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(mount)], capture_output=True
+        ).returncode
+    ):
         pytest.skip("mounting a tmpfs needs root")
     yield mount
     subprocess.run(["umount", str(mount)], check=True)

@@ -27,19 +27,80 @@ from robench.errors import UsageError
 from robench.threats import FAMILIES, create_threat
 
 REPO = Path(__file__).resolve().parent.parent
-FUZZ = settings(max_examples=int(os.environ.get("ROBENCH_FUZZ_EXAMPLES", "60")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=int(os.environ.get("ROBENCH_FUZZ_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 DATASETS = ["mnist5k", "cifar10", "imagenet", "nosuch"]
 
 # --- what strangers write --------------------------------------------------------------------------------
 
-NASTY_NUMBERS = st.sampled_from([0, -1, 1, 2**31, 2**63, 10**400, -(10**400), 0.0, -0.0, -1e-9, 1e308, 1e-320,
-                                 math.nan, math.inf, -math.inf, True, False])
-NASTY_TEXT = st.sampled_from(["", " ", "nan", "inf", "-inf", "1e999", "8/255", "0/0", "1/0", "-8/255", "../x",
-                              "a/b", "/etc/passwd", "x\ny", "ä", "名前", "\x00", "e" * 300, "[" * 200, "{}",
-                              "None", "true", "0x10", "1_000"])
-SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30) | NASTY_NUMBERS | NASTY_TEXT
-VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4)
-                      | st.dictionaries(st.text(max_size=8) | NASTY_TEXT, inner, max_size=4), max_leaves=12)
+NASTY_NUMBERS = st.sampled_from(
+    [
+        0,
+        -1,
+        1,
+        2**31,
+        2**63,
+        10**400,
+        -(10**400),
+        0.0,
+        -0.0,
+        -1e-9,
+        1e308,
+        1e-320,
+        math.nan,
+        math.inf,
+        -math.inf,
+        True,
+        False,
+    ]
+)
+NASTY_TEXT = st.sampled_from(
+    [
+        "",
+        " ",
+        "nan",
+        "inf",
+        "-inf",
+        "1e999",
+        "8/255",
+        "0/0",
+        "1/0",
+        "-8/255",
+        "../x",
+        "a/b",
+        "/etc/passwd",
+        "x\ny",
+        "ä",
+        "名前",
+        "\x00",
+        "e" * 300,
+        "[" * 200,
+        "{}",
+        "None",
+        "true",
+        "0x10",
+        "1_000",
+    ]
+)
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=30)
+    | NASTY_NUMBERS
+    | NASTY_TEXT
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8) | NASTY_TEXT, inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 
 
 def mapping_over(keys: list[str]):
@@ -99,15 +160,21 @@ def dump(data) -> str:
 
 
 @FUZZ
-@given(family=st.sampled_from(sorted(FAMILIES.names())) | st.text(max_size=12), data=st.data(),
-       dataset=st.sampled_from(DATASETS))
+@given(
+    family=st.sampled_from(sorted(FAMILIES.names())) | st.text(max_size=12),
+    data=st.data(),
+    dataset=st.sampled_from(DATASETS),
+)
 def test_any_threat_yaml_builds_or_is_refused(family, data, dataset):
     keys = family_keys(family) if family in FAMILIES.names() else []
     params = data.draw(mapping_over(keys))
     spec = {"family": family, "params": params}
     if data.draw(st.booleans()):
-        spec["per_dataset"] = data.draw(st.dictionaries(st.sampled_from(["mnist", "cifar", "imagenet", "x"]),
-                                                        mapping_over(keys), max_size=2))
+        spec["per_dataset"] = data.draw(
+            st.dictionaries(
+                st.sampled_from(["mnist", "cifar", "imagenet", "x"]), mapping_over(keys), max_size=2
+            )
+        )
     if data.draw(st.booleans()):
         spec[data.draw(st.text(max_size=8))] = data.draw(VALUES)
     with configs("threats", {"fuzzed": dump(spec)}):
@@ -138,9 +205,14 @@ def test_any_yaml_text_is_read_or_refused(text):
 
 # --- model cards, boards, recipes ----------------------------------------------------------------------
 
-CARD_KEYS = [f.name for f in dataclasses.fields(__import__("robench.models", fromlist=["ModelCard"]).ModelCard)
-             if f.name not in ("name", "source")]
-NAMES = st.text(max_size=20) | NASTY_TEXT | st.sampled_from(["m", "mnist_cnn_standard", ".hidden", "a..b", "-x"])
+CARD_KEYS = [
+    f.name
+    for f in dataclasses.fields(__import__("robench.models", fromlist=["ModelCard"]).ModelCard)
+    if f.name not in ("name", "source")
+]
+NAMES = (
+    st.text(max_size=20) | NASTY_TEXT | st.sampled_from(["m", "mnist_cnn_standard", ".hidden", "a..b", "-x"])
+)
 
 
 @FUZZ
@@ -159,8 +231,12 @@ BOARD_KEYS = ["title", "dataset", "split", "n_examples", "seed", "require", "x",
 
 
 @FUZZ
-@given(name=NAMES.filter(lambda n: "/" not in n and "\x00" not in n and n not in ("", ".", "..") and len(n) < 100),
-       data=st.data())
+@given(
+    name=NAMES.filter(
+        lambda n: "/" not in n and "\x00" not in n and n not in ("", ".", "..") and len(n) < 100
+    ),
+    data=st.data(),
+)
 def test_any_board_config_builds_or_is_refused(name, data):
     from robench.boards import load_board
 
@@ -192,8 +268,22 @@ def test_any_recipe_builds_or_is_refused(data):
     if data.draw(st.booleans()):
         recipe = {"base": "standard", "perturbation": data.draw(st.sampled_from(PERTURBATIONS)), **recipe}
     if data.draw(st.booleans()):
-        recipe["params"] = data.draw(mapping_over(["norm", "eps", "steps", "step_size", "ramp_epochs", "k",
-                                                   "max_rotation", "max_translation", "max_shift", "beta"]))
+        recipe["params"] = data.draw(
+            mapping_over(
+                [
+                    "norm",
+                    "eps",
+                    "steps",
+                    "step_size",
+                    "ramp_epochs",
+                    "k",
+                    "max_rotation",
+                    "max_translation",
+                    "max_shift",
+                    "beta",
+                ]
+            )
+        )
     with configs("recipes", {"fuzzed": dump(recipe)}):
         outcome(lambda: Recipe.load("fuzzed"))
 
@@ -203,9 +293,18 @@ def test_any_recipe_builds_or_is_refused(data):
 BAD_BUDGETS = [math.nan, math.inf, -math.inf, -0.1, 0, 10**400, "8/0", "lots", True, None, [0.3], {"eps": 1}]
 
 
-@pytest.mark.parametrize("threat,key", [("pgd_linf", "eps"), ("pgd_l2", "eps"), ("pgd_linf", "step_size"),
-                                        ("pgd_linf", "steps"), ("uap_linf", "eps"), ("autoattack_linf", "eps"),
-                                        ("spatial_random", "n_samples")])
+@pytest.mark.parametrize(
+    "threat,key",
+    [
+        ("pgd_linf", "eps"),
+        ("pgd_l2", "eps"),
+        ("pgd_linf", "step_size"),
+        ("pgd_linf", "steps"),
+        ("uap_linf", "eps"),
+        ("autoattack_linf", "eps"),
+        ("spatial_random", "n_samples"),
+    ],
+)
 @pytest.mark.parametrize("value", BAD_BUDGETS, ids=repr)
 def test_bad_budgets_are_refused_in_one_line(threat, key, value):
     with pytest.raises(UsageError) as error:
@@ -213,8 +312,17 @@ def test_bad_budgets_are_refused_in_one_line(threat, key, value):
     refused_in_one_line(error.value)
 
 
-@pytest.mark.parametrize("overrides", [{"n_rotations": 0}, {"n_translations": 0}, {"n_rotations": -3},
-                                       {"max_rotation": -1}, {"n_translations": 10**9}, {"max_rotation": 10**400}])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"n_rotations": 0},
+        {"n_translations": 0},
+        {"n_rotations": -3},
+        {"max_rotation": -1},
+        {"n_translations": 10**9},
+        {"max_rotation": 10**400},
+    ],
+)
 def test_empty_or_absurd_grids_are_refused(overrides):
     with pytest.raises(UsageError) as error:
         create_threat("spatial", "mnist5k", **overrides)
@@ -227,8 +335,12 @@ def test_path_and_unicode_characters_in_names_are_refused(name, tmp_path):
     from robench.engine.request import writable_dir  # noqa: F401  (the CLI's own output check)
     from robench.models import card_from_dict
 
-    for check in (lambda: record.check_name("model", name), lambda: record.path_for(tmp_path, "mnist5k", name, "x"),
-                  lambda: card_from_dict(name, {}), lambda: create_threat(name)):
+    for check in (
+        lambda: record.check_name("model", name),
+        lambda: record.path_for(tmp_path, "mnist5k", name, "x"),
+        lambda: card_from_dict(name, {}),
+        lambda: create_threat(name),
+    ):
         with pytest.raises(UsageError) as error:
             check()
         refused_in_one_line(error.value)
@@ -238,8 +350,11 @@ def test_missing_folders_as_roots_are_refused_in_one_line(tmp_path, capsys, monk
     from robench import cli
 
     missing = tmp_path / "nowhere"
-    for argv in (["leaderboard", "--root", str(missing)], ["leaderboard", "--check", "--root", str(missing)],
-                 ["verify", "--all", "--root", str(missing)]):
+    for argv in (
+        ["leaderboard", "--root", str(missing)],
+        ["leaderboard", "--check", "--root", str(missing)],
+        ["verify", "--all", "--root", str(missing)],
+    ):
         code = cli.main(argv)
         err = capsys.readouterr().err.strip()
         assert code == 2 and "\n" not in err and str(missing) in err, (argv, code, err)

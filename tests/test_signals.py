@@ -23,9 +23,29 @@ MODEL = "mnist_cnn_pgd_linf"  # robust: each batch of PGD takes a noticeable tim
 
 
 def _cmd(out: Path, batch: int) -> list[str]:
-    return [sys.executable, "-m", "robench", "eval", "--model", MODEL, "--threat", "pgd_linf", "--n-examples",
-            "120", "--chunk-size", "20", "--batch-size", str(batch), "--set", "steps=20", "--device", "cpu",
-            "--out", str(out), "--json"]
+    return [
+        sys.executable,
+        "-m",
+        "robench",
+        "eval",
+        "--model",
+        MODEL,
+        "--threat",
+        "pgd_linf",
+        "--n-examples",
+        "120",
+        "--chunk-size",
+        "20",
+        "--batch-size",
+        str(batch),
+        "--set",
+        "steps=20",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--json",
+    ]
 
 
 def _partial(out: Path) -> Path:
@@ -33,7 +53,9 @@ def _partial(out: Path) -> Path:
 
 
 def _start_and_wait_for_a_chunk(out: Path, batch: int) -> subprocess.Popen:
-    proc = subprocess.Popen(_cmd(out, batch), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _cmd(out, batch), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + 180
     while time.time() < deadline and proc.poll() is None and not list(_partial(out).glob("*/chunk-*.npz")):
         time.sleep(0.02)
@@ -43,8 +65,9 @@ def _start_and_wait_for_a_chunk(out: Path, batch: int) -> subprocess.Popen:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    done = subprocess.run(_cmd(tmp_path_factory.mktemp("ref"), 10), env=ENV, capture_output=True, text=True,
-                          check=True)
+    done = subprocess.run(
+        _cmd(tmp_path_factory.mktemp("ref"), 10), env=ENV, capture_output=True, text=True, check=True
+    )
     return json.loads(done.stdout)
 
 
@@ -57,7 +80,8 @@ def test_a_signal_stops_after_the_batch_and_the_rerun_resumes(tmp_path, referenc
     assert stdout == ""
     assert stderr.strip().splitlines()[-1] == (
         f"robench: interrupted by {signal.Signals(signum).name} (finished chunks are kept; rerun the same "
-        "command to resume)")
+        "command to resume)"
+    )
     kept = sorted(_partial(tmp_path).glob("*/chunk-*.npz"))
     assert 1 <= len(kept) < 6
     assert not (tmp_path / "mnist5k" / MODEL / "pgd_linf.json").exists()

@@ -18,8 +18,12 @@ from robench.boards.selection import RUNS_DIR
 from robench.boards.verify import exact_prefix, select, verify
 
 REPO = Path(__file__).resolve().parent.parent
-SAMPLE = [("mnist_mlp_standard", "clean"), ("mnist_cnn_standard", "pgd_linf"),
-          ("mnist_cnn_aug30", "spatial_random"), ("mnist_vit_standard", "spatial_rotation")]
+SAMPLE = [
+    ("mnist_mlp_standard", "clean"),
+    ("mnist_cnn_standard", "pgd_linf"),
+    ("mnist_cnn_aug30", "spatial_random"),
+    ("mnist_vit_standard", "spatial_rotation"),
+]
 
 
 def test_prefixes_end_a_chunk_or_whole_batches():
@@ -56,7 +60,8 @@ def test_an_edited_verdict_is_found_and_fails_the_command(tmp_path, capsys):
     path = _copy_record(tmp_path, "mnist_mlp_standard", "clean")
     data = json.loads(path.read_text())
     data["per_example"] = ("1" if data["per_example"][3] == "0" else "0").join(
-        [data["per_example"][:3], data["per_example"][4:]])
+        [data["per_example"][:3], data["per_example"][4:]]
+    )
     path.write_text(json.dumps(data))
     assert cli.main(["verify", "--root", str(tmp_path), "--all", "--n-examples", "10"]) == 1
     [line] = capsys.readouterr().out.splitlines()

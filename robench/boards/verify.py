@@ -33,8 +33,17 @@ from robench.errors import RecordError, UsageError
 #: Fields of ``details`` (at any depth) that vary from run to run with the same result.
 VOLATILE_DETAILS = frozenset({"fit_time_s", "cached"})
 #: Record fields fixed by the code, weights and protocol; compared on a full re-run.
-FULL_FIELDS = ("clean_acc", "robust_acc", "threat_config", "config_hash", "family", "flags", "model_meta",
-               "n_examples", "indices")
+FULL_FIELDS = (
+    "clean_acc",
+    "robust_acc",
+    "threat_config",
+    "config_hash",
+    "family",
+    "flags",
+    "model_meta",
+    "n_examples",
+    "indices",
+)
 #: Artifacts compared byte for byte; images are left out, as their bytes depend on the plotting library.
 EXACT_ARTIFACTS = frozenset({"npy"})
 
@@ -71,8 +80,13 @@ def strip_volatile(value):
     return value
 
 
-def select(root: Path, boards: list[str] | None, models: list[str] | None, threats: list[str] | None,
-           all_records: bool) -> list[Path]:
+def select(
+    root: Path,
+    boards: list[str] | None,
+    models: list[str] | None,
+    threats: list[str] | None,
+    all_records: bool,
+) -> list[Path]:
     """The record files to verify: every record with ``all_records``, else those the filters name
     (records of a board's dataset, of the models, of the threats); at least one filter or ``--all``."""
     if not (all_records or boards or models or threats):
@@ -81,9 +95,11 @@ def select(root: Path, boards: list[str] | None, models: list[str] | None, threa
 
     datasets = {load_board(b).dataset for b in boards} if boards else None
     paths = [
-        p for p in sorted((root / RUNS_DIR).glob("*/*/*.json"))
+        p
+        for p in sorted((root / RUNS_DIR).glob("*/*/*.json"))
         if (datasets is None or p.parent.parent.name in datasets)
-        and (not models or p.parent.name in models) and (not threats or p.stem in threats)
+        and (not models or p.parent.name in models)
+        and (not threats or p.stem in threats)
     ]
     if not paths:
         raise UsageError(f"no record under {root / RUNS_DIR} matches the given --board/--model/--threat")
@@ -106,8 +122,9 @@ def fresh_cache() -> Iterator[None]:
                 os.environ["ROBENCH_CACHE"] = old
 
 
-def compare(old: record.RunRecord, new: record.RunRecord, m: int, old_folder: Path,
-            new_folder: Path) -> list[str]:
+def compare(
+    old: record.RunRecord, new: record.RunRecord, m: int, old_folder: Path, new_folder: Path
+) -> list[str]:
     """Fields of ``old`` that ``new`` (a re-run of its first ``m`` examples) does not reproduce."""
     differs = [k for k in ("per_example", "clean_per_example") if getattr(old, k)[:m] != getattr(new, k)]
     if m < old.n_examples:
@@ -116,8 +133,10 @@ def compare(old: record.RunRecord, new: record.RunRecord, m: int, old_folder: Pa
     if strip_volatile(old.details) != strip_volatile(new.details):
         differs.append("details")
     for suffix in sorted(EXACT_ARTIFACTS & (set(old.artifacts) | set(new.artifacts))):
-        files = [folder / r.artifacts[suffix] if suffix in r.artifacts else None
-                 for folder, r in ((old_folder, old), (new_folder, new))]
+        files = [
+            folder / r.artifacts[suffix] if suffix in r.artifacts else None
+            for folder, r in ((old_folder, old), (new_folder, new))
+        ]
         blobs = [f.read_bytes() if f is not None and f.is_file() else None for f in files]
         if blobs[0] is None or blobs[0] != blobs[1]:
             differs.append(f"artifact {suffix}")
@@ -133,13 +152,28 @@ def verify_one(path: Path, n_examples: int | None, data_dir: str | None) -> Outc
 
     old = _read(path)
     damaged = record.problem(old)
-    m = old.n_examples if n_examples is None else exact_prefix(n_examples, old.n_examples, old.batch_size,
-                                                               old.chunk_size)
+    m = (
+        old.n_examples
+        if n_examples is None
+        else exact_prefix(n_examples, old.n_examples, old.batch_size, old.chunk_size)
+    )
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="robench-verify-") as out:
-        new = evaluate(old.model, old.threat, old.dataset, n_examples=m, batch_size=old.batch_size,
-                       device="cpu", seed=old.seed, split=old.indices.get("split", "test"), data_dir=data_dir,
-                       out_dir=out, chunk_size=old.chunk_size, progress=False, model_name=old.model)
+        new = evaluate(
+            old.model,
+            old.threat,
+            old.dataset,
+            n_examples=m,
+            batch_size=old.batch_size,
+            device="cpu",
+            seed=old.seed,
+            split=old.indices.get("split", "test"),
+            data_dir=data_dir,
+            out_dir=out,
+            chunk_size=old.chunk_size,
+            progress=False,
+            model_name=old.model,
+        )
         new_folder = record.path_for(out, new.dataset, new.model, new.threat).parent
         differs = [f"record damaged ({damaged})"] * bool(damaged)
         differs += compare(old, new, m, path.parent, new_folder)
@@ -155,8 +189,9 @@ def _read(path: Path) -> record.RunRecord:
         raise RecordError(f"cannot read run record {path}: {type(e).__name__}: {e}") from None
 
 
-def verify(paths: list[Path], n_examples: int | None = None,
-           data_dir: str | None = None) -> Iterator[Outcome]:
+def verify(
+    paths: list[Path], n_examples: int | None = None, data_dir: str | None = None
+) -> Iterator[Outcome]:
     """Each record's :class:`Outcome`, in order, as soon as it is known (one fresh fit cache for all)."""
     with fresh_cache():
         for path in paths:

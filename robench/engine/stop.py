@@ -40,7 +40,7 @@ def _handler(signum, frame) -> None:
 
 @contextlib.contextmanager
 def graceful() -> Iterator[None]:
-    """Within the block, a first SIGINT/SIGTERM stops the run at the next :func:`check` (see the module doc)."""
+    """Within the block, a first SIGINT/SIGTERM stops the run at the next :func:`check` (module doc)."""
     global _requested
     if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
         yield
