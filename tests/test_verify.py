@@ -76,7 +76,11 @@ def test_a_full_rerun_compares_details_and_meta(tmp_path):
     data["details"]["note"] = "edited"
     path.write_text(json.dumps(data))
     [outcome] = verify([path])
-    assert outcome.differs == ("model_meta", "details")
+    assert outcome.differs == (
+        "record damaged (config_hash is not the hash of the protocol the record states (edited by hand?))",
+        "model_meta",
+        "details",
+    )
 
 
 def test_nothing_selected_is_a_usage_error(tmp_path):
