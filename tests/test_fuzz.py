@@ -364,3 +364,23 @@ def test_missing_folders_as_roots_are_refused_in_one_line(tmp_path, capsys, monk
         code = cli.main(argv)
         err = capsys.readouterr().err.strip()
         assert code == 2 and "\n" not in err and str(missing) in err, (argv, code, err)
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"a": "base: a\n"},
+        {"a": "base: b\n", "b": "base: a\n"},
+        {"a": "base: [standard]\n"},
+        {"a": "base: nosuch\n"},
+        {"a": "!!python/object:os.system {}\n"},
+    ],
+    ids=["self", "cycle", "list", "unknown", "python tag"],
+)
+def test_bad_inheritance_is_refused_in_one_line(files):
+    from robench.train import Recipe
+
+    with configs("recipes", files):
+        with pytest.raises(UsageError) as error:
+            Recipe.load("a")
+    refused_in_one_line(error.value)
