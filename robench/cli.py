@@ -1,4 +1,4 @@
-"""The ``robench`` command: eval | train | submit | leaderboard | verify | ls.
+"""The ``robench`` command: eval | train | submit | leaderboard | compare | verify | ls.
 
 User errors (unknown names, malformed options, missing data, bad checkpoints) end with one line on
 stderr and exit status 2 (usage) or 1 (runtime), never a traceback; ``--debug`` shows one. Heavy imports
@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--check", action="store_true",
                     help="write nothing; exit 1 if a committed board differs from what the records produce")
     lb.add_argument("--root", type=Path, help="folder holding leaderboards/ (default: the checkout)")
+    lb.add_argument("--site", type=Path, metavar="DIR",
+                    help="also build the offline HTML site into DIR (with --check: exit 1 if DIR differs)")
     lb.set_defaults(func=cmd_leaderboard)
 
     vf = sub.add_parser(
@@ -102,6 +104,20 @@ def build_parser() -> argparse.ArgumentParser:
     vf.add_argument("--data-dir", help="dataset folder (default: $ROBENCH_DATA or ~/.cache/robench/data)")
     vf.add_argument("--root", type=Path, help="folder holding leaderboards/ (default: the checkout)")
     vf.set_defaults(func=cmd_verify)
+
+    cp = sub.add_parser("compare", help="paired comparison of two models' committed records, threat by threat",
+                        description="Per threat: both accuracies with Wilson 95%% intervals, the difference with "
+                                    "Newcombe's paired 95%% interval and the exact McNemar p-value, computed "
+                                    "from the records' per-example verdicts on the same examples.")
+    cp.add_argument("model_a", metavar="A", help="model name")
+    cp.add_argument("model_b", metavar="B", help="model name")
+    cp.add_argument("--threat", dest="threats", action="extend", type=_csv, metavar="T",
+                    help="threat(s) to compare (repeatable or comma-separated; default: every threat both have)")
+    where = cp.add_mutually_exclusive_group()
+    where.add_argument("--board", help="only the records this board shows (current configs, its examples)")
+    where.add_argument("--dataset", help="records of this dataset (default: the one both models have records of)")
+    cp.add_argument("--root", type=Path, help="folder holding leaderboards/ (default: the checkout)")
+    cp.set_defaults(func=cmd_compare)
 
     sm = sub.add_parser(
         "submit", help="re-evaluate a checkpoint on its board's threats and add it to the board",
@@ -131,6 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--data-dir", help="dataset folder (default: $ROBENCH_DATA or ~/.cache/robench/data)")
     sm.add_argument("--root", type=Path, help="folder holding configs/ and leaderboards/ (default: the checkout)")
     sm.set_defaults(func=cmd_submit)
+
+    cr = sub.add_parser("corruptions-report", help="mCE and relative mCE of a model's corruption record "
+                        "against a reference model's (Hendrycks & Dietterich 2019)")
+    cr.add_argument("--model", required=True, help="model whose record is reported")
+    cr.add_argument("--reference", help="reference model (default for mnist5k: mnist_cnn_standard)")
+    cr.add_argument("--dataset", default="mnist5k", help="dataset of both records (default: mnist5k)")
+    cr.add_argument("--threat", default="corruptions", help="threat of both records (default: corruptions)")
+    cr.add_argument("--runs", default="leaderboards/runs", help="records folder (default: leaderboards/runs)")
+    cr.add_argument("--json", action="store_true", help="print the report as JSON")
+    cr.set_defaults(func=cmd_corruptions_report)
 
     ls = sub.add_parser("ls", help="list models, threats, datasets or boards")
     ls.add_argument("what", choices=["models", "threats", "datasets", "boards"])
@@ -184,9 +210,13 @@ def cmd_train(args) -> int:
 
 
 def _table(records, out: Path) -> str:
-    header = ["model", "dataset", "threat", "n", "clean", "robust", "ex/s", "flags"]
+    from robench.stats import successes, wilson
+
+    header = ["model", "dataset", "threat", "n", "clean", "robust", "95% CI (Wilson)", "ex/s", "flags"]
+    cis = [wilson(successes(r.per_example, r.n_examples, r.robust_acc), r.n_examples) for r in records]
     lines = [[r.model, r.dataset, r.threat, str(r.n_examples), f"{r.clean_acc:.1%}", f"{r.robust_acc:.1%}",
-              f"{r.examples_per_s:.0f}", str(len(r.flags))] for r in records]
+              f"[{low:.1%}, {high:.1%}]", f"{r.examples_per_s:.0f}", str(len(r.flags))]
+             for r, (low, high) in zip(records, cis, strict=True)]
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
     fmt = "  ".join(f"{{:{'<' if i < 3 else '>'}{w}}}" for i, w in enumerate(widths))
     text = [fmt.format(*header)] + [fmt.format(*line) for line in lines]
@@ -204,9 +234,26 @@ def cmd_leaderboard(args) -> int:
         stale = boards.check(args.boards, root)
         for path in stale:
             print(f"{path}: stale; run 'robench leaderboard' and commit the result")
-        return 1 if stale else 0
+        site = boards.check_site(args.site, args.boards, root) if args.site is not None else []
+        for path in site:
+            print(f"{args.site / path}: differs from what the records build; rebuild with --site")
+        return 1 if stale or site else 0
     for path in boards.write(args.boards, root):
         print(f"wrote {path.relative_to(root).as_posix()}")
+    if args.site is not None:
+        changed = boards.write_site(args.site, args.boards, root)
+        print(f"site: {args.site / 'index.html'} ({len(changed)} files written)")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from robench import boards
+    from robench.boards.compare import compare_models, format_rows
+
+    root = args.root if args.root is not None else boards.default_root()
+    dataset, rows = compare_models(args.model_a, args.model_b, threats=args.threats, board=args.board,
+                                   dataset=args.dataset, root=root)
+    print(format_rows(args.model_a, args.model_b, dataset, rows))
     return 0
 
 
@@ -239,6 +286,14 @@ def cmd_submit(args) -> int:
         force=args.force, allow_pickle=args.allow_pickle, device=args.device, data_dir=args.data_dir,
         root=args.root,
     ))
+    return 0
+
+
+def cmd_corruptions_report(args) -> int:
+    from robench.corruption_report import format_report, report_from_runs
+
+    report = report_from_runs(args.runs, args.model, args.reference, args.dataset, args.threat)
+    print(json.dumps(report, sort_keys=True) if args.json else format_report(report))
     return 0
 
 

@@ -26,7 +26,7 @@ from robench import schema
 from robench.errors import UsageError
 from robench.registry import unknown_name
 
-#: Which published budget row (protocols.md) a dataset falls under.
+#: Which published budget row (docs/protocols.md) a dataset falls under.
 BUDGET_FAMILY = {
     "mnist": "mnist",
     "mnist5k": "mnist",

@@ -2,7 +2,7 @@
 
 A card (``configs/models/<name>.yaml``) names an architecture (timm by default, or torchvision), the
 dataset it was trained for, its input normalisation and its weights. Weights are untrusted input
-(reliability.md): they load from safetensors after their sha256 is checked, a pickle loads only when the
+(docs/reliability.md): they load from safetensors after their sha256 is checked, a pickle loads only when the
 caller explicitly allows it and then with ``torch.load(weights_only=True)``, and library pretrained tags
 go through the library's own hash-checked download.
 """

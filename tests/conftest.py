@@ -59,8 +59,9 @@ def _cells(row: str) -> list[str]:
 
 @pytest.fixture
 def page_table():
-    """A board page's table as lists of cells: the header, the alignment row, then one list per model."""
-    return lambda md: [_cells(line) for line in md.splitlines() if line.startswith("|")]
+    """A board page's main table as lists of cells: the header, the alignment row, then one list per model
+    (the detail tables below it are left out)."""
+    return lambda md: [_cells(line) for line in md.split("\n\n## ")[0].splitlines() if line.startswith("|")]
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ import torch
 from robench.cli import main
 from robench.engine import evaluate
 from robench.record import load
+from robench.stats import wilson
 
 
 def _snapshot(root: Path) -> dict:
@@ -33,12 +34,15 @@ def test_eval_table_shows_the_records_numbers(tmp_path, capsys):
     assert main(["eval", "--model", "mnist_cnn_standard", "--threat", "clean,spatial_rotation", "--n-examples", "40",
                  "--out", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["model", "dataset", "threat", "n", "clean", "robust", "ex/s", "flags"]
+    header = ["model", "dataset", "threat", "n", "clean", "robust", "95%", "CI", "(Wilson)", "ex/s", "flags"]
+    assert lines[0].split() == header
     for line, threat in zip(lines[1:3], ["clean", "spatial_rotation"], strict=True):
         record = load(tmp_path / "mnist5k" / "mnist_cnn_standard" / f"{threat}.json")
-        model, dataset, name, n, clean, robust, _, flags = line.split()
+        model, dataset, name, n, clean, robust, low, high, _, flags = line.split()
         assert (model, dataset, name, int(n), int(flags)) == ("mnist_cnn_standard", "mnist5k", threat, 40, 0)
         assert (clean, robust) == (f"{record.clean_acc:.1%}", f"{record.robust_acc:.1%}")
+        interval = wilson(record.per_example.count("1"), 40)
+        assert (low, high) == (f"[{interval[0]:.1%},", f"{interval[1]:.1%}]")
     assert lines[1].split()[5] != lines[2].split()[5]  # the rows are not one record printed twice
     assert lines[3] == f"records: {tmp_path}/<dataset>/<model>/<threat>.json"
 

@@ -49,6 +49,30 @@ def test_bad_budgets_are_refused(override):
         create_threat("pgd_linf", "mnist5k", **override)
 
 
+PUBLISHED = [  # (threat, parameter, {dataset: value}): the budgets docs/protocols.md cites
+    ("pgd_linf", "eps", {"mnist5k": 0.3, "cifar10": 8 / 255, "imagenet": 4 / 255}),
+    ("pgd_l2", "eps", {"mnist5k": 2.0, "cifar10": 0.5, "imagenet": 3.0}),
+    ("autoattack_linf", "eps", {"mnist5k": 0.3, "cifar10": 8 / 255, "imagenet": 4 / 255}),
+    ("autoattack_l2", "eps", {"mnist5k": 2.0, "cifar10": 0.5, "imagenet": 3.0}),
+    ("spatial", "max_translation", {"mnist5k": 3.0, "cifar10": 3.0, "imagenet": 24.0}),
+    ("spatial", "max_rotation", {"mnist5k": 30.0, "cifar10": 30.0, "imagenet": 30.0}),
+    ("uap_linf", "eps", {"mnist5k": 0.3, "cifar10": 8 / 255, "imagenet": 10 / 255}),
+    ("translation_sweep", "headline_magnitude", {"mnist5k": 4, "cifar10": 4, "imagenet": 16}),
+]
+
+
+@pytest.mark.parametrize("threat, key, budgets", PUBLISHED)
+def test_per_dataset_budgets_are_the_published_ones(threat, key, budgets):
+    for dataset, value in budgets.items():
+        got = getattr(create_threat(threat, dataset), key)
+        assert got == pytest.approx(value, rel=1e-12) and type(got) is type(value), (threat, dataset)
+
+
+def test_the_grid_has_775_transforms_with_the_identity():
+    grid = create_threat("spatial", "mnist5k")
+    assert len(grid.transforms) == 31 * 5 * 5 and grid.identity is not None
+
+
 def test_every_named_threat_resolves_on_every_budget_family():
     for name in list_threats():
         for dataset in ("mnist5k", "cifar10", "imagenet"):

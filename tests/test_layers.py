@@ -28,8 +28,9 @@ PACKAGE = REPO / "robench"
 #: listed dotted prefix (``robench.threats.pgd`` -> ``robench.threats``).
 LAYERS = {
     "robench.errors": 1, "robench.registry": 1, "robench.schema": 1, "robench.config": 1, "robench.record": 1,
-    "robench.locks": 1,
-    "robench.datasets": 2, "robench.archs": 2, "robench.models": 2, "robench.distributed": 2, "robench.devices": 2,
+    "robench.stats": 1, "robench.corruption_report": 1, "robench.locks": 1,
+    "robench.datasets": 2, "robench.corruption_sets": 2, "robench.archs": 2, "robench.models": 2,
+    "robench.distributed": 2, "robench.devices": 2,
     "robench.threats": 3,
     "robench.perturbations": 4, "robench.train": 4,
     "robench.engine": 5,
@@ -48,9 +49,11 @@ OUTSIDE = {"robench", "robench.__main__"}
 
 #: torch and the libraries that import it as soon as they are imported.
 TORCH_STACK = ("torch", "torchvision", "timm", "torchattacks", "pyautoattack")
-L1 = ("robench.errors", "robench.registry", "robench.schema", "robench.config", "robench.record", "robench.locks")
-EVALUATION_STACK = ("robench.datasets", "robench.archs", "robench.models", "robench.distributed", "robench.devices",
-                    "robench.threats", "robench.perturbations", "robench.train", "robench.engine")
+L1 = ("robench.errors", "robench.registry", "robench.schema", "robench.config", "robench.record", "robench.stats",
+      "robench.corruption_report", "robench.locks")
+EVALUATION_STACK = ("robench.datasets", "robench.corruption_sets", "robench.archs", "robench.models",
+                    "robench.distributed", "robench.devices", "robench.threats", "robench.perturbations",
+                    "robench.train", "robench.engine")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +75,7 @@ RULES = [
          ("robench.engine", "robench.cli", "robench.boards"), "any",
          "a threat turns (model, batch) into verdicts; the engine decides what runs, where and when"),
     Rule("threats get their data from the engine", ("robench.threats",),
-         ("robench.datasets", "robench.distributed"), "any",
+         ("robench.datasets", "robench.corruption_sets", "robench.distributed"), "any",
          "the engine hands fitting threats their fit data and owns ranks, so a threat runs anywhere"),
     Rule("nothing imports the CLI", ("robench",), ("robench.cli",), "any",
          "the CLI only unpacks arguments into typed calls; everything it does is reachable from Python",

@@ -88,7 +88,7 @@ def put(root, model, threat, acc, *, meta=None, flags=(), **fields):
         "n_examples": 100,
         "clean_acc": 0.99,
         "robust_acc": acc,
-        "per_example": "",
+        "per_example": "1" * round(acc * 100) + "0" * (100 - round(acc * 100)),
         "clean_per_example": "",
         "indices": {"split": "test", "start": 0, "stop": 100},
         "details": {},
@@ -150,13 +150,17 @@ def test_board_ranks_marks_front_and_lists_what_it_leaves_out(tree, page_table):
     header, _, *rows = page_table(md)
     assert [r[1] for r in rows] == ["madry", "spatial\\_aug", "plain"]  # y descending
     assert [r[0] for r in rows] == ["★", "★", ""]
-    assert rows[0][2:5] == ["10.0", "90.0", "PGD"]
-    assert rows[0][5] == "98.0"  # the Clean column
-    assert rows[1][7] == "aug\\_30"  # a card's training mapping shows as its recipe name
-    assert header[5:] == ["Clean", "consistency", "Recipe", "Paper"]
+    assert rows[0][2:5] == ["10.0 [5.5, 17.4]", "90.0 [82.6, 94.5]", "PGD"]  # with 95% Wilson intervals
+    assert rows[0][5] == "98.0 [93.0, 99.4]"  # the Clean column
+    assert header == ["Front", "Model", "Spatial grid [95% CI]", "Linf robust [95% CI]", "y measured by",
+                      "Clean [95% CI]", "Flags"]
+    models = section_table(md, "### Models")
+    assert models[3][:3] == ["spatial\\_aug", "tiny", "aug\\_30"]  # a card's training mapping: its recipe
     assert "Future threat" not in md  # listed, but its threat has no config yet
     assert "PGD l2" not in md  # listed, but no shown model has a record for it
-    assert [r[6] for r in rows] == ["95.0", "—", "—"]
+    consistency = section_table(md, "### Translation and consistency")
+    assert consistency[0] == ["Model", "consistency [95% CI]"]  # evaluated, so shown, though not listed
+    assert [r[1] for r in consistency[2:]] == ["95.0 [88.8, 97.8]", "—", "—"]
     assert "- half: missing `pgd_linf`, `spatial`" in md
     assert "- old: missing `pgd_linf`" in md
     stale = md.split("## Stale records (not shown)")[1]
@@ -166,7 +170,7 @@ def test_board_ranks_marks_front_and_lists_what_it_leaves_out(tree, page_table):
     assert "unlike Kamath" in md
     assert "![Spatial grid vs Linf robust](x.svg)" in md
     assert (plot.x_label, plot.y_label) == ("Spatial grid", "Linf robust")
-    assert [(p.label, p.x, p.y, p.front) for p in plot.points] == [
+    assert [(p.label, round(p.x, 6), round(p.y, 6), p.front) for p in plot.points] == [
         ("madry", 10.0, 90.0, True),
         ("spatial_aug", 80.0, 2.0, True),
         ("plain", 5.0, 1.0, False),
@@ -178,8 +182,8 @@ def test_autoattack_preferred_where_present_and_named_per_row(tree, page_table):
     put_model(tree, "b", 0.9, 0.6, 0.1)
     put(tree, "a", "autoattack_linf", 0.45)
     rows = {r[1]: r for r in page_table(boards.build("x", tree).markdown)[2:]}
-    assert rows["a"][3:5] == ["45.0", "AutoAttack"]
-    assert rows["b"][3:5] == ["60.0", "PGD"]
+    assert rows["a"][3:5] == ["45.0 [35.6, 54.8]", "AutoAttack"]
+    assert rows["b"][3:5] == ["60.0 [50.2, 69.1]", "PGD"]
     assert rows["a"][0] == rows["b"][0] == "★"
 
 
@@ -188,7 +192,7 @@ def test_flagged_record_is_marked_and_its_flags_listed(tree, page_table):
     put(tree, "m", "pgd_linf", 0.95, flags=["robust_acc > clean_acc"])
     md = boards.build("x", tree).markdown
     (row,) = page_table(md)[2:]
-    assert row[1] == "m ⚠" and row[3] == "95.0 ⚠"
+    assert row[1] == "m" and row[3] == "95.0 [88.8, 97.8] ⚠" and row[6] == "⚠ pgd\\_linf"
     assert "## Flags\n\n- ⚠ m / pgd\\_linf: robust\\_acc &gt; clean\\_acc" in md
 
 
@@ -304,6 +308,16 @@ def test_table_layout_matches_tabulate_pipe_format():
     assert tabulate(rows, headers, tablefmt="pipe", disable_numparse=True, colalign=aligns) == TABULATED
 
 
+INTERVAL = r" \[\d+\.\d, \d+\.\d\]"  # the page's own 95% intervals, the only brackets it may leave bare
+
+
+def section_table(md, heading):
+    """The pipe table right under ``heading`` (e.g. ``### Models``), as lists of cells."""
+    after = md.split(f"\n{heading}\n", 1)[1].lstrip("\n")
+    lines = after.split("\n\n", 1)[0].splitlines()
+    return [[c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]] for line in lines]
+
+
 def unescaped(text, chars="*_`$[]|<>"):
     """The markdown/HTML-significant characters in ``text`` that are not backslash-escaped."""
     text = text.replace("\\\\", "")  # an escaped backslash escapes nothing after it
@@ -329,7 +343,11 @@ def test_card_strings_cannot_inject_markdown_or_html(tree, page_table):
     header, _, *rows = page_table(md)
     assert len(rows) == 2 and all(len(r) == len(header) for r in rows)
     evil_row = next(r for r in rows if any("evil" in c for c in r))
-    assert all(unescaped(c) == [] for c in evil_row)  # display name, values, recipe, paper title
+    assert all(unescaped(re.sub(INTERVAL, "", c)) == [] for c in evil_row)  # display name, values, flags
+    models = section_table(md, "### Models")
+    evil_card = next(r for r in models if r[0] == "evil")
+    assert len(evil_card) == len(models[0])
+    assert all(unescaped(c) == [] for c in evil_card[:4])  # architecture, recipe, paper
     flags = md.split("## Flags")[1].split("## Evaluation")[0]
     assert unescaped(flags) == []
     assert "<script" not in md and "<img" not in md
@@ -402,3 +420,63 @@ def test_unreadable_record_is_a_one_line_error(tree):
     path.write_text("{not json")
     with pytest.raises(RobenchError, match="cannot read run record"):
         boards.build("x", tree)
+
+
+def test_front_neighbours_that_the_paired_test_cannot_separate_are_marked(tree, page_table):
+    # a and b trade off by 3 points on each axis: on 100 examples that is noise; c is far from b on both
+    put_model(tree, "a", 0.9, 0.50, 0.20)
+    put_model(tree, "b", 0.9, 0.47, 0.23)
+    put_model(tree, "c", 0.9, 0.05, 0.90)
+    md = boards.build("x", tree).markdown
+    rows = {r[1]: r[0] for r in page_table(md)[2:]}
+    assert rows == {"a": "★≈", "b": "★≈", "c": "★"}
+    lines = md.split("## Front neighbours")[1].split("##")[0]
+    assert "- a vs b: x -3.0 [" in lines and "McNemar p = 0.25" in lines
+    assert "**not distinguishable** (≈)" in lines
+    assert "- b vs c: x -67.0 [" in lines and lines.rstrip().endswith(": distinguishable")
+
+
+def test_plot_labels_the_front_numbers_the_rest_and_never_overlaps(tree):
+    from robench.boards import layout
+
+    put_model(tree, "front_y", 0.9, 0.75, 0.0)
+    put_model(tree, "front_x", 0.9, 0.0, 0.8)
+    for i in range(7):  # seven models near (0, 0), as on the mnist5k board
+        put_model(tree, f"crowd_{i}", 0.9, 0.0, 0.01 * (i % 3))
+    plot = boards.build("x", tree).plot
+    keys = plot.keys()
+    assert sorted(keys.values()) == list(range(1, 8)) and "front_x" not in keys
+    groups = layout.clusters([p for p in plot.points if not p.front])
+    texts = [(p.label, [(p.x, p.y)]) for p in plot.points if p.front]
+    texts += [(",".join(str(keys[p.label]) for p in g), [(p.x, p.y) for p in g]) for g in groups]
+    labels = layout.place(texts, [(p.x, p.y) for p in plot.points], fontsize=8)
+    assert sum(len(g) for g in groups) == 7 and len(groups) < 7  # touching markers share one label
+    boxes = []
+    for label in labels:
+        x, y = layout.to_points(*label.anchor)
+        w = 0.62 * 8 * len(label.text)
+        left, bottom = x + label.offset[0], y + label.offset[1]
+        boxes.append((left, bottom, left + w, bottom + 10.4))
+    assert not any(layout._overlaps(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+    assert all(b[0] >= 0 and b[1] >= 0 for b in boxes)
+    svg = plots.to_svg(plot).decode()
+    assert "Key: number" in svg and "crowd_0" in svg  # the key names every numbered model
+
+
+def test_compare_prints_paired_differences_and_exact_mcnemar(tree, capsys):
+    put_model(tree, "a", 0.9, 0.50, 0.20)
+    put_model(tree, "b", 0.9, 0.40, 0.20)
+    put(tree, "b", "pgd_linf", 0.4, per_example="0" * 10 + "1" * 40 + "0" * 50)
+    args = ["--board", "x", "--threat", "pgd_linf,spatial", "--root", str(tree)]
+    assert main(["compare", "a", "b", *args]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "A = a, B = b, on mnist5k (100 paired examples); accuracies in %"
+    pgd = out[2].split()
+    # a is right on examples 0-49, b on 10-49: 10 discordant, all for a; exact p = 2 / 2**10
+    assert pgd[:3] == ["pgd_linf", "50.0", "[40.4,"]
+    assert pgd[7:] == ["+10.0", "[+3.8,", "+16.0]", "10", "0", "0.002", "different", "at", "95%"]
+    assert out[3].split()[0] == "spatial"
+    assert out[3].endswith("0       0          1  not distinguishable at 95%")
+    assert "Newcombe" in out[-1] and "McNemar" in out[-1]
+    assert main(["compare", "a", "nobody", "--root", str(tree)]) == 2
+    assert "give --dataset or --board" in capsys.readouterr().err

@@ -55,7 +55,7 @@ def test_lengths_must_match():
 
 def test_plot_is_deterministic_labels_are_text_and_it_carries_its_data():
     points = [("a$b$", 10.0, 90.0, True), ("<script>x</script>", 50.0, 20.0, True), ("c", 30.0, 10.0, False)]
-    plot = Plot("x", "y", tuple(Point(*p) for p in points))
+    plot = Plot("x", "y", tuple(Point(*p, (p[1] - 1, p[1] + 1), (p[2] - 2, p[2] + 2)) for p in points))
     first = to_svg(plot)
     assert first == to_svg(plot)  # on one machine, so a redrawn plot has a small diff
     text = draw(plot).decode()
@@ -67,7 +67,10 @@ def test_plot_is_deterministic_labels_are_text_and_it_carries_its_data():
 
 def test_plot_data_survives_any_label():
     labels = ["</metadata>", "a&amp;b", "<!-- -->", "]]>", 'q"uote', "ℓ∞ ★"]
-    points = tuple(Point(label, 10.0 * i, 5.0, i % 2 == 0) for i, label in enumerate(labels))
+    points = tuple(
+        Point(label, 10.0 * i, 5.0, i % 2 == 0, (10.0 * i - 1, 10.0 * i + 1), (4.0, 6.0))
+        for i, label in enumerate(labels)
+    )
     plot = Plot("x <b>", "y & z", points)
     svg = to_svg(plot)
     assert shows(svg, plot)

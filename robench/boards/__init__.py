@@ -1,4 +1,5 @@
-"""Leaderboards: board configs + committed run records -> ``leaderboards/<board>.md`` and ``.svg``.
+"""Leaderboards: board configs + committed run records -> ``leaderboards/<board>.md`` and ``.svg``, and the
+offline site (``robench leaderboard --site DIR``).
 
 The package is torch-free at import time (docs/architecture.md, principle 5): building and checking a
 board needs only records and configs, so CI checks boards without the evaluation stack. Only
@@ -6,9 +7,13 @@ board needs only records and configs, so CI checks boards without the evaluation
 it is not imported here.
 
 Modules, in import order: :mod:`~robench.boards.schema` (board configs), :mod:`~robench.boards.text`
-(escaping, protocol lines, the table layout), :mod:`~robench.boards.selection` (which records a board
-shows), :mod:`~robench.boards.pareto`, :mod:`~robench.boards.plot` (the plot and the data it carries),
-:mod:`~robench.boards.render` (the page), :mod:`~robench.boards.files` (write and check).
+(escaping, protocol lines, the table layout, intervals as text), :mod:`~robench.boards.selection` (which
+records a board shows), :mod:`~robench.boards.pareto`, :mod:`~robench.boards.layout` (where plot labels go),
+:mod:`~robench.boards.plot` (the plot and the data it carries), :mod:`~robench.boards.details` (the detail
+tables), :mod:`~robench.boards.render` (the page, the ranking and the front-neighbour tests),
+:mod:`~robench.boards.files` (write and check), :mod:`~robench.boards.charts` and
+:mod:`~robench.boards.site` (the site), :mod:`~robench.boards.compare` (``robench compare``). Intervals and
+paired tests come from :mod:`robench.stats`.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from robench.boards.files import BOARDS_DIR, check, paths, write
 from robench.boards.render import Page, build, standings
 from robench.boards.schema import Board, Column, board_names, load_board
 from robench.boards.selection import RUNS_DIR, default_root
+from robench.boards.site import build_site, check_site, write_site
 
 __all__ = [
     "BOARDS_DIR",
@@ -26,10 +32,13 @@ __all__ = [
     "Page",
     "board_names",
     "build",
+    "build_site",
+    "check_site",
     "check",
     "default_root",
     "load_board",
     "paths",
     "standings",
     "write",
+    "write_site",
 ]

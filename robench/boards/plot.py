@@ -22,7 +22,7 @@ from xml.sax import saxutils
 
 #: Bump when :func:`draw` changes what the picture looks like: every plot's data then differs from what
 #: its SVG carries, so ``write`` redraws them all and ``--check`` asks for that.
-STYLE = 1
+STYLE = 3
 
 _DATA_ID = "robench-plot"
 _DATA = re.compile(rb'<metadata id="' + _DATA_ID.encode() + rb'">([^<]*)</metadata>')
@@ -33,12 +33,14 @@ _SVG_RC = {"svg.hashsalt": "robench", "svg.fonttype": "none", "font.family": "De
 
 @dataclasses.dataclass(frozen=True)
 class Point:
-    """One model on the plot: its label and its two accuracies in %."""
+    """One model on the plot: its label, its two accuracies in % and their 95% intervals."""
 
     label: str
     x: float
     y: float
     front: bool
+    x_ci: tuple[float, float]
+    y_ci: tuple[float, float]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,13 +51,26 @@ class Plot:
     y_label: str
     points: tuple[Point, ...]
 
+    def keys(self) -> dict[str, int]:
+        """The number each point off the front is drawn with (front members are labelled by name)."""
+        return {p.label: i for i, p in enumerate((p for p in self.points if not p.front), start=1)}
+
     def data(self) -> dict:
         """The JSON-ready copy that the SVG carries (and that ``--check`` compares)."""
+        keys = self.keys()
         return {
             "style": STYLE,
             "x_label": self.x_label,
             "y_label": self.y_label,
-            "points": [dataclasses.asdict(p) for p in self.points],
+            "points": [
+                {
+                    **dataclasses.asdict(p),
+                    "x_ci": list(p.x_ci),
+                    "y_ci": list(p.y_ci),
+                    "key": keys.get(p.label),
+                }
+                for p in self.points
+            ],
         }
 
 
@@ -80,39 +95,91 @@ def shows(svg_bytes: bytes, plot: Plot) -> bool:
 
 
 def draw(plot: Plot) -> bytes:
-    """Scatter of the entries (values in %), the front as a step line, each point labelled.
+    """Scatter of the entries (values in %, 95% intervals as whiskers), the front as a step line.
 
-    The step line is the boundary of the region the front dominates: going right along x, the best y
-    still reachable drops only at a front member, so the line steps down there (``where="pre"``).
-    Labels are drawn with ``parse_math=False`` so a ``$`` in a model name is text, not mathtext.
-    matplotlib is imported here, so building or checking a page never loads it.
+    Front members are labelled with their names; every other point gets a number, explained in a key
+    beside the axes, and points whose markers touch share one label ("4,5"). Labels are placed by
+    :func:`robench.boards.layout.place`, so they never overlap each other, a marker or the axes' edge.
+    The step line is the boundary of the region the front dominates: going right along x, the best y still
+    reachable drops only at a front member, so the line steps down there (``where="pre"``). Text is drawn
+    with ``parse_math=False`` so a ``$`` in a model name is text, not mathtext. matplotlib is imported
+    here, so building or checking a page never loads it.
     """
     import matplotlib
     from matplotlib.backends.backend_svg import FigureCanvasSVG
     from matplotlib.figure import Figure
 
+    from robench.boards import layout
+
+    keys = plot.keys()
     with matplotlib.rc_context(_SVG_RC):
-        fig = Figure(figsize=(7, 5))
+        fig = Figure(figsize=(layout.FIG_W / 72, layout.FIG_H / 72))
         FigureCanvasSVG(fig)
-        ax = fig.add_subplot()
+        ax = fig.add_axes(layout.AXES)
+        for p in plot.points:
+            ax.errorbar(
+                p.x,
+                p.y,
+                xerr=[[p.x - p.x_ci[0]], [p.x_ci[1] - p.x]],
+                yerr=[[p.y - p.y_ci[0]], [p.y_ci[1] - p.y]],
+                fmt="none",
+                ecolor="tab:red" if p.front else "0.6",
+                elinewidth=0.7,
+                zorder=1,
+            )
         rest = [(p.x, p.y) for p in plot.points if not p.front]
         front = sorted((p.x, p.y) for p in plot.points if p.front)
         if rest:
-            ax.scatter(*zip(*rest), color="tab:gray", label="dominated", zorder=2)
-        if front:
-            ax.step(*zip(*front), where="pre", color="tab:red", linewidth=1.2, zorder=1)
-            ax.scatter(*zip(*front), marker="*", s=140, color="tab:red", label="Pareto front", zorder=3)
-        for p in plot.points:
-            ax.annotate(
-                p.label, (p.x, p.y), xytext=(5, 4), textcoords="offset points", fontsize=8, parse_math=False
+            ax.scatter(
+                *zip(*rest, strict=True),
+                s=22,
+                color="tab:gray",
+                label="other models (numbered, see key)",
+                zorder=2,
             )
-        ax.set_xlim(-3, 103)
-        ax.set_ylim(-3, 103)
+        if front:
+            ax.step(*zip(*front, strict=True), where="pre", color="tab:red", linewidth=1.2, zorder=1)
+            xy = zip(*front, strict=True)
+            ax.scatter(*xy, marker="*", s=140, color="tab:red", label="Pareto front", zorder=3)
+        markers = [(p.x, p.y) for p in plot.points]
+        texts = [(p.label, [(p.x, p.y)]) for p in plot.points if p.front]
+        texts += [
+            (",".join(str(keys[p.label]) for p in group), [(p.x, p.y) for p in group])
+            for group in layout.clusters([p for p in plot.points if not p.front])
+        ]
+        for label in layout.place(texts, markers, fontsize=8):
+            ax.annotate(
+                label.text,
+                label.anchor,
+                xytext=label.offset,
+                textcoords="offset points",
+                fontsize=8,
+                va="bottom",
+                ha="left",
+                parse_math=False,
+                arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.5} if label.leader else None,
+            )
+        ax.set_xlim(*layout.LIMITS)
+        ax.set_ylim(*layout.LIMITS)
         ax.set_xlabel(f"{plot.x_label} (%)", parse_math=False)
         ax.set_ylabel(f"{plot.y_label} (%)", parse_math=False)
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="best", fontsize=8)
-        fig.tight_layout()
+        top = layout.AXES[1] + layout.AXES[3]
+        fig.legend(loc="upper left", bbox_to_anchor=(layout.KEY_X, top), fontsize=7, frameon=False)
+        key = [f"{keys[p.label]}  {p.label}  ({p.x:.1f}, {p.y:.1f})" for p in plot.points if not p.front]
+        if key:
+            fig.text(
+                layout.KEY_X,
+                top - 48 / layout.FIG_H,
+                "Key: number  model  (x, y in %)\n" + "\n".join(key),
+                fontsize=7,
+                va="top",
+                ha="left",
+                parse_math=False,
+                linespacing=1.5,
+            )
         out = io.BytesIO()
-        fig.savefig(out, format="svg", metadata={"Date": None, "Creator": None})
+        fig.savefig(
+            out, format="svg", bbox_inches="tight", pad_inches=0.1, metadata={"Date": None, "Creator": None}
+        )
     return out.getvalue()

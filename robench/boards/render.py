@@ -15,21 +15,22 @@ must run in CI without the evaluation stack.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
 
-from robench import config
+from robench import config, stats
+from robench.boards.details import FLAG_MARK, MISSING, acc_cell, detail_sections
 from robench.boards.pareto import pareto_front
 from robench.boards.plot import Plot, Point
 from robench.boards.schema import Board, Column, load_board
 from robench.boards.selection import RUNS_DIR, collect, default_root
-from robench.boards.text import escape, link, pipe_table, protocol_text
+from robench.boards.text import escape, pipe_table, protocol_text
 
-MISSING = "—"
 FRONT_MARK = "★"
-FLAG_MARK = "⚠"
+TIE_MARK = "≈"
 
 
 class Page(NamedTuple):
@@ -42,25 +43,10 @@ class Page(NamedTuple):
 # --- the page ----------------------------------------------------------------------------------------------
 
 
-def _model_cell(model: str, meta: dict, flagged: bool) -> str:
+def model_cell(model: str, meta: dict) -> str:
+    """The model as the main table names it: the card's display name, then the model name if different."""
     display = meta.get("display_name") or model
-    text = escape(display) if display == model else f"{escape(display)} ({escape(model)})"
-    return f"{text} {FLAG_MARK}" if flagged else text
-
-
-def _paper_cell(meta: dict) -> str:
-    paper = meta.get("paper")
-    if not isinstance(paper, dict) or not paper.get("title"):
-        return MISSING
-    title = f"{paper['title']} ({paper['year']})" if paper.get("year") else paper["title"]
-    return link(title, paper.get("url"))
-
-
-def _recipe(meta: dict) -> str | None:
-    """The card's training recipe name: model cards keep their ``training`` mapping (recipe, seed,
-    epochs, command) under ``recipe``; a plain string is accepted as the name itself."""
-    recipe = meta.get("recipe")
-    return recipe.get("recipe") if isinstance(recipe, dict) else recipe
+    return escape(display) if display == model else f"{escape(display)} ({escape(model)})"
 
 
 def _ranking(board: Board, frame: pd.DataFrame) -> pd.DataFrame:
@@ -81,36 +67,89 @@ def _ranking(board: Board, frame: pd.DataFrame) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
-def _markdown_table(board: Board, frame: pd.DataFrame, ranking: pd.DataFrame, columns: list[Column]) -> str:
-    """The ranking as a GitHub pipe table; values in %, flagged records marked in their cell."""
+class Neighbours(NamedTuple):
+    """Two members next to each other on the front (left has the lower x) and their paired tests."""
+
+    left: str
+    right: str
+    x: stats.Paired | None  # None: a record without per-example verdicts, so no paired test
+    y: stats.Paired | None
+
+    @property
+    def distinguishable(self) -> bool | None:
+        """Whether the pair is shown to trade off; None when untested. See :func:`front_neighbours`."""
+        if self.x is None or self.y is None:
+            return None
+        return self.x.distinguishable and self.y.distinguishable
+
+
+def front_neighbours(board: Board, frame: pd.DataFrame, ranking: pd.DataFrame) -> list[Neighbours]:
+    """Paired tests between neighbouring front members, on both axes.
+
+    Front members sorted by x (then by y, descending) form a staircase: each is better than its right
+    neighbour on y and worse on x. The pair is *distinguishable at 95%* when the exact McNemar test
+    separates them on both axes (p < 0.05 on x and on y, each on the two models' verdicts for that
+    axis's threat on the same examples). Otherwise the data cannot rule out that one of them is no better
+    than the other on an axis, that is, that one dominates the other after all: both are then marked on
+    the page. Untested (None) when a record lacks per-example verdicts.
+    """
+    records = frame.set_index(["model", "threat"])["verdicts"]
+    front = ranking[ranking["front"]].sort_values(["x", "y", "model"], ascending=[True, False, True])
+
+    def test(a: str, threat_a: str, b: str, threat_b: str) -> stats.Paired | None:
+        va, vb = records[(a, threat_a)], records[(b, threat_b)]
+        return stats.compare(va, vb) if va and len(va) == len(vb) else None
+
+    rows = list(front.itertuples())
+    return [
+        Neighbours(
+            p.model,
+            q.model,
+            test(p.model, board.x.threat, q.model, board.x.threat),
+            test(p.model, p.y_threat, q.model, q.y_threat),
+        )
+        for p, q in itertools.pairwise(rows)
+    ]
+
+
+def tied(pairs: list[Neighbours]) -> set[str]:
+    """Front members that some neighbour is not distinguishable from (marked TIE_MARK)."""
+    return {m for p in pairs if p.distinguishable is False for m in (p.left, p.right)}
+
+
+def _markdown_table(board: Board, frame: pd.DataFrame, ranking: pd.DataFrame, pairs: list[Neighbours]) -> str:
+    """The ranking as a GitHub pipe table: the axes and clean accuracy in % with 95% intervals, the flags."""
     records = frame.set_index(["model", "threat"])
     y_labels = {c.threat: c.label for c in board.y_prefer}
-
-    def cell(model: str, threat: str) -> str:
-        if not threat or (model, threat) not in records.index:
-            return MISSING
-        row = records.loc[(model, threat)]
-        return f"{100 * row['acc']:.1f}" + (f" {FLAG_MARK}" if row["flags"] else "")
-
-    flagged = frame.groupby("model")["flags"].agg(lambda fs: any(fs))
-    rows = list(ranking.itertuples(index=False))
-    recipes = [_recipe(r.meta) for r in rows]
+    flagged = frame[frame["flags"].map(bool)].groupby("model")["threat"].agg(sorted)
+    rows, ties = list(ranking.itertuples(index=False)), tied(pairs)
     spec = [  # (header, alignment, cells)
-        ("Front", "center", [FRONT_MARK if r.front else "" for r in rows]),
-        ("Model", "left", [_model_cell(r.model, r.meta, flagged[r.model]) for r in rows]),
-        (escape(board.x.label), "right", [cell(r.model, board.x.threat) for r in rows]),
-        (escape(board.y_label), "right", [cell(r.model, r.y_threat) for r in rows]),
-        ("y measured by", "left", [escape(y_labels[r.y_threat]) if r.y_threat else MISSING for r in rows]),
-        *((escape(c.label), "right", [cell(r.model, c.threat) for r in rows]) for c in columns),
-        *(
-            [("Recipe", "left", [escape(name) if name else MISSING for name in recipes])]
-            if any(recipes)
-            else []
+        (
+            "Front",
+            "center",
+            [(FRONT_MARK + (TIE_MARK if r.model in ties else "")) if r.front else "" for r in rows],
         ),
-        ("Paper", "left", [_paper_cell(r.meta) for r in rows]),
+        ("Model", "left", [model_cell(r.model, r.meta) for r in rows]),
+        (
+            f"{escape(board.x.label)} [95% CI]",
+            "right",
+            [acc_cell(records, r.model, board.x.threat) for r in rows],
+        ),
+        (
+            f"{escape(board.y_label)} [95% CI]",
+            "right",
+            [acc_cell(records, r.model, r.y_threat) for r in rows],
+        ),
+        ("y measured by", "left", [escape(y_labels[r.y_threat]) if r.y_threat else MISSING for r in rows]),
+        ("Clean [95% CI]", "right", [acc_cell(records, r.model, "clean") for r in rows]),
+        ("Flags", "left", [_flags_cell(flagged.get(r.model)) for r in rows]),
     ]
-    headers, aligns, columns = zip(*spec)
-    return pipe_table(headers, aligns, list(zip(*columns)))
+    headers, aligns, columns = zip(*spec, strict=True)
+    return pipe_table(headers, aligns, list(zip(*columns, strict=True)))
+
+
+def _flags_cell(threats: list[str] | None) -> str:
+    return f"{FLAG_MARK} " + ", ".join(escape(t) for t in threats) if threats else ""
 
 
 def _intro(board: Board) -> list[str]:
@@ -124,7 +163,7 @@ def _intro(board: Board) -> list[str]:
         "",
         (
             f"Dataset `{board.dataset}`, split `{escape(board.split)}`, the first {board.n_examples:,} "
-            f"examples, seed {board.seed}. Accuracies in %."
+            f"examples, seed {board.seed}. Accuracies in %, with 95% Wilson score intervals in brackets."
         ),
         "",
         f"- **x: {escape(board.x.label)}** (`{board.x.threat}`). {escape(board.x_note)}".rstrip(),
@@ -133,8 +172,40 @@ def _intro(board: Board) -> list[str]:
     ]
 
 
+def pair_text(p: Neighbours) -> str:
+    """Both paired differences of a pair (left minus right, in points), as the page and site print them."""
+
+    def axis(name: str, r: stats.Paired | None) -> str:
+        if r is None:
+            return f"{name}: not tested (no per-example verdicts)"
+        return f"{name} {100 * r.diff:+.1f} [{100 * r.low:+.1f}, {100 * r.high:+.1f}], McNemar p = {r.p:.2g}"
+
+    return f"{axis('x', p.x)}; {axis('y', p.y)}"
+
+
+def _neighbour_lines(board: Board, pairs: list[Neighbours]) -> list[str]:
+    """One line per pair of neighbouring front members: both paired differences and the verdict."""
+    if not pairs:
+        return []
+    verdicts = {True: "distinguishable", False: f"**not distinguishable** ({TIE_MARK})", None: "not tested"}
+    out = [
+        "## Front neighbours",
+        "",
+        (
+            "Each pair of neighbouring front members, left minus right (in points, with Newcombe's paired "
+            "95% interval; exact McNemar test on the examples only one of the two gets right). A pair is "
+            "distinguishable when both differences are significant at 5%; otherwise the data do not show "
+            f"that the two trade off, and both are marked {TIE_MARK} in the table."
+        ),
+        "",
+    ]
+    for p in pairs:
+        out.append(f"- {escape(p.left)} vs {escape(p.right)}: {pair_text(p)}: {verdicts[p.distinguishable]}")
+    return out + [""]
+
+
 def _entries(board: Board, complete: pd.DataFrame) -> tuple[list[str], Plot | None]:
-    """The plot, the table, the flags and the protocol of the shown columns, for a non-empty board.
+    """The plot, the tables, the flags and the protocol of the shown threats, for a non-empty board.
 
     A listed column that no shown model has a record for is left out, so a board can list every threat
     it will show without a page full of empty columns. Threats with current records that the board does
@@ -142,6 +213,7 @@ def _entries(board: Board, complete: pd.DataFrame) -> tuple[list[str], Plot | No
     hidden by a board that predates it.
     """
     ranking = _ranking(board, complete)
+    pairs = front_neighbours(board, complete, ranking)
     evaluated = set(complete["threat"])
     listed = {board.x.threat, *(c.threat for c in board.y_prefer), *(c.threat for c in board.columns)}
     columns = [c for c in board.columns if c.threat in evaluated]
@@ -149,18 +221,17 @@ def _entries(board: Board, complete: pd.DataFrame) -> tuple[list[str], Plot | No
     out = [
         (
             f"{FRONT_MARK} = on the Pareto front: no other model is at least as good on both x and y and "
-            f"strictly better on one. {FLAG_MARK} = flagged record (see Flags)."
+            f"strictly better on one. {TIE_MARK} = not distinguishable at 95% from a neighbour on the front "
+            f"(see Front neighbours). {FLAG_MARK} = flagged record (see Flags)."
         ),
         "",
     ]
-    plot = None
-    plotted = ranking.dropna(subset=["x", "y"])
-    if not plotted.empty:
-        xs, ys = (100 * plotted["x"]).tolist(), (100 * plotted["y"]).tolist()
-        points = zip(plotted["model"], xs, ys, plotted["front"], strict=True)
-        plot = Plot(board.x.label, board.y_label, tuple(Point(m, x, y, bool(f)) for m, x, y, f in points))
+    plot = _plot(board, complete, ranking)
+    if plot is not None:
         out += [f"![{escape(board.x.label)} vs {escape(board.y_label)}]({board.name}.svg)", ""]
-    out += [_markdown_table(board, complete, ranking, columns), ""]
+    out += [_markdown_table(board, complete, ranking, pairs), ""]
+    out += _neighbour_lines(board, pairs)
+    out += detail_sections(board, complete, ranking, columns)
     flagged = complete[complete["flags"].map(bool)].sort_values(["model", "threat"])
     if not flagged.empty:
         out += ["## Flags", ""]
@@ -179,6 +250,32 @@ def _entries(board: Board, complete: pd.DataFrame) -> tuple[list[str], Plot | No
     return out + [""], plot
 
 
+def _plot(board: Board, frame: pd.DataFrame, ranking: pd.DataFrame) -> Plot | None:
+    """The plot's points (in %, with their 95% intervals), or None when no model has both axes."""
+    plotted = ranking.dropna(subset=["x", "y"])
+    if plotted.empty:
+        return None
+    records = frame.set_index(["model", "threat"])
+
+    def interval(model: str, threat: str) -> tuple[float, float]:
+        row = records.loc[(model, threat)]
+        low, high = stats.wilson(row["hits"], row["n"])
+        return 100 * low, 100 * high
+
+    points = tuple(
+        Point(
+            r.model,
+            100 * r.x,
+            100 * r.y,
+            bool(r.front),
+            interval(r.model, board.x.threat),
+            interval(r.model, r.y_threat),
+        )
+        for r in plotted.itertuples()
+    )
+    return Plot(board.x.label, board.y_label, points)
+
+
 def _left_out(title: str, lines: list[str]) -> list[str]:
     return [f"## {title}", "", *lines, ""] if lines else []
 
@@ -191,18 +288,34 @@ def _complete(board: Board, frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str
     return frame[~frame["model"].isin(incomplete)], incomplete
 
 
+class Ranked(NamedTuple):
+    """What a board shows, for views other than the markdown page (the site, ``robench submit``)."""
+
+    board: Board
+    records: pd.DataFrame  # the complete models' current records (see selection.COLUMNS)
+    ranking: pd.DataFrame  # one row per model, best first (model, x, y, y_threat, front, meta)
+    pairs: list[Neighbours]  # neighbouring front members and their paired tests
+
+
+def ranked(board_name: str, root: Path | None = None) -> Ranked:
+    """The board's records, ranking and front tests, computed as the page computes them."""
+    root = Path(root) if root is not None else default_root()
+    board = load_board(board_name)
+    complete, _ = _complete(board, collect(board, root)[0])
+    if complete.empty:
+        empty = pd.DataFrame(columns=["model", "x", "y", "y_threat", "front", "meta"])
+        return Ranked(board, complete, empty, [])
+    ranking = _ranking(board, complete)
+    return Ranked(board, complete, ranking, front_neighbours(board, complete, ranking))
+
+
 def standings(board_name: str, root: Path | None = None) -> pd.DataFrame:
     """The ranked rows the page shows (model, x, y, y_threat, front, meta), best first.
 
     For callers that report where one model stands, such as ``robench submit``, so that what they print
     is what the page says rather than a second computation of the front.
     """
-    root = Path(root) if root is not None else default_root()
-    board = load_board(board_name)
-    complete, _ = _complete(board, collect(board, root)[0])
-    if complete.empty:
-        return pd.DataFrame(columns=["model", "x", "y", "y_threat", "front", "meta"])
-    return _ranking(board, complete)
+    return ranked(board_name, root).ranking
 
 
 def build(board_name: str, root: Path | None = None) -> Page:

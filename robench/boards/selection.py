@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from robench import config, record
+from robench import config, record, stats
 from robench.boards.schema import Board
 from robench.boards.text import format_value
 from robench.errors import RobenchError, UsageError
@@ -38,7 +38,7 @@ class Rejected(NamedTuple):
     reason: str
 
 
-def _read(path: Path) -> record.RunRecord:
+def read_record(path: Path) -> record.RunRecord:
     try:
         return record.load(path)
     except (OSError, ValueError, TypeError, AttributeError, RecursionError) as e:  # unreadable, not a record
@@ -57,6 +57,8 @@ def _malformed(rec: record.RunRecord, path: Path, dataset: str) -> str | None:
     acc = rec.robust_acc
     if isinstance(acc, bool) or not isinstance(acc, (int, float)) or not 0 <= acc <= 1:
         return "robust_acc is not a number in [0, 1]"
+    if not isinstance(rec.per_example, str) or set(rec.per_example) - {"0", "1"}:
+        return "per_example is not a string of 0s and 1s"
     shapes = [(rec.flags, list), (rec.model_meta, dict), (rec.indices, dict), (rec.threat_config, dict)]
     if not all(isinstance(value, kind) for value, kind in shapes):
         return "flags, model_meta, indices or threat_config malformed"
@@ -93,6 +95,23 @@ def _stale(rec: record.RunRecord, board: Board, current) -> str | None:
     return "; ".join(reasons) or None
 
 
+#: The frame :func:`collect` returns: ``hits`` is how many of the ``n`` examples count as correct (from the
+#: verdicts, see :func:`robench.stats.successes`), ``verdicts`` the record's per-example string.
+COLUMNS = [
+    "model",
+    "threat",
+    "acc",
+    "flags",
+    "meta",
+    "weights",
+    "n",
+    "hits",
+    "verdicts",
+    "details",
+    "artifacts",
+]
+
+
 def collect(board: Board, root: Path) -> tuple[pd.DataFrame, list[Rejected], list[Rejected]]:
     """The board's current records as a frame (one row per record), plus the stale and invalid ones.
 
@@ -111,7 +130,7 @@ def collect(board: Board, root: Path) -> tuple[pd.DataFrame, list[Rejected], lis
 
     rows, stale, invalid = [], [], []
     for path in sorted((root / RUNS_DIR / board.dataset).glob("*/*.json")):
-        rec = _read(path)
+        rec = read_record(path)
         problem = _malformed(rec, path, board.dataset)
         reason = None if problem else _stale(rec, board, current)
         if problem:
@@ -127,9 +146,14 @@ def collect(board: Board, root: Path) -> tuple[pd.DataFrame, list[Rejected], lis
                     "flags": [str(f) for f in rec.flags],
                     "meta": rec.model_meta,
                     "weights": json.dumps(rec.model_meta.get("weights_sha256"), sort_keys=True),
+                    "n": rec.n_examples,
+                    "hits": stats.successes(rec.per_example, rec.n_examples, rec.robust_acc),
+                    "verdicts": rec.per_example,
+                    "details": rec.details if isinstance(rec.details, dict) else {},
+                    "artifacts": rec.artifacts if isinstance(rec.artifacts, dict) else {},
                 }
             )
-    frame = pd.DataFrame(rows, columns=["model", "threat", "acc", "flags", "meta", "weights"])
+    frame = pd.DataFrame(rows, columns=COLUMNS)
     n_weights = frame.groupby("model")["weights"].nunique()
     mixed = frame["model"].isin(n_weights[n_weights > 1].index)
     for row in frame[mixed].itertuples():

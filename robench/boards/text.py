@@ -21,6 +21,8 @@ import unicodedata
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+from robench import stats
+
 _MD_PUNCT = re.compile(r"([\\`*_\[\]|~$])")
 _SAFE_URL = re.compile(r"^https?://[A-Za-z0-9\-._~:/?#@!$&'*+,;=%]+$")
 
@@ -38,12 +40,16 @@ def escape(text) -> str:
     return _MD_PUNCT.sub(r"\\\1", text)
 
 
-def link(text, url) -> str:
-    """``[text](url)`` for an absolute http(s) url made of plain url characters, else the escaped text."""
+def safe_url(url) -> str | None:
+    """``url`` if it is an absolute http(s) url made of plain url characters (safe to link), else None."""
     url = str(url or "")
-    if _SAFE_URL.match(url) and urlsplit(url).netloc:
-        return f"[{escape(text)}]({url})"
-    return escape(text)
+    return url if _SAFE_URL.match(url) and urlsplit(url).netloc else None
+
+
+def link(text, url) -> str:
+    """``[text](url)`` for a :func:`safe_url`, else the escaped text."""
+    url = safe_url(url)
+    return f"[{escape(text)}]({url})" if url else escape(text)
 
 
 _FAMILY_TEXT = {
@@ -112,6 +118,19 @@ def protocol_text(family: str, params: dict) -> str:
     parts = [_KEY_TEXT[key](params.pop(key)) for key in _KEY_TEXT if key in params]
     parts += [f"{key}={format_value(v)}" for key, v in params.items()]
     return f"{head}{separator}{', '.join(parts)}" if parts else head
+
+
+def percent(fraction: float) -> str:
+    """An accuracy or rate in % with one decimal, as every board cell shows it."""
+    return f"{100 * fraction:.1f}"
+
+
+def with_interval(value: float, hits: int, n: int) -> str:
+    """An accuracy in % with the 95% Wilson score interval of ``hits`` out of ``n``: ``52.6 [49.5, 55.7]``.
+
+    The value is the record's own accuracy, so the number on the page is the one the record states."""
+    low, high = stats.wilson(hits, n)
+    return f"{percent(value)} [{percent(low)}, {percent(high)}]"
 
 
 _PAD = {"left": "<", "center": "^", "right": ">"}

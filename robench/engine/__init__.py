@@ -64,5 +64,6 @@ def evaluate(
     loop.check_shard(shard, out_dir)
     plan = make_plan(model, threat, dataset, n_examples, batch_size, device, seed, split=split, data_dir=data_dir,
                      chunk_size=chunk_size, overrides=overrides, allow_pickle=allow_pickle, model_name=model_name)
-    fitting.prepare(plan.threat, plan.model, plan.dataset, plan.split, plan.data_dir, plan.device, plan.seed)
+    fitting.prepare(plan.threat, plan.model, plan.dataset, plan.split, plan.data_dir, plan.device, plan.seed,
+                    labels=plan.y)
     return loop.run(plan, out_dir=out_dir, shard=shard, progress=progress, started=started, started_at=started_at)

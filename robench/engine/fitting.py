@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from robench import record
+from robench.corruption_sets import open_corrupted_set
 from robench.datasets import dataset_info, load_tensors
 from robench.distributed import all_reduce_sum, world
 from robench.errors import UsageError, WriteError
@@ -131,9 +132,10 @@ class FitCache:
 
 
 def prepare(threat: Threat, model: torch.nn.Module, dataset: str, split: str, data_dir: str | None,
-            device: torch.device, seed: int) -> None:
+            device: torch.device, seed: int, labels: torch.Tensor | None = None) -> None:
     """Call ``threat.prepare`` with everything it may use; a threat that fits on data gets the fit split
-    (never the evaluated one), a fingerprint of ``model`` and the cache."""
+    (never the evaluated one), a fingerprint of ``model`` and the cache; a threat that reads an official
+    corrupted set gets it, aligned with the evaluated examples (whose ``labels`` it checks)."""
     info = dataset_info(dataset)
     ranks = Ranks(*world(), all_reduce_sum)
     ctx = PrepareContext(dataset=dataset, num_classes=info.num_classes, device=device, seed=seed, ranks=ranks)
@@ -146,4 +148,7 @@ def prepare(threat: Threat, model: torch.nn.Module, dataset: str, split: str, da
             ctx, fit=FitData(info.fit_split, x, y, data_fingerprint(x, y)), model_fingerprint=model_fingerprint(model),
             cache=FitCache(threat.family, device, ranks),
         )
+    if threat.reads_corrupted_set:
+        ctx = dataclasses.replace(ctx, corrupted=open_corrupted_set(
+            dataset, threat.suite, split, labels, threat.pairs(), data_dir))
     threat.prepare(model, ctx)

@@ -71,13 +71,17 @@ def check_logits(logits: torch.Tensor, batch: int, num_classes: int, model_name:
         raise EvaluationError(f"model {model_name!r} returned non-finite logits for {int(bad.sum())} of {batch} examples")
 
 
-def run_chunk(model, threat, x, y, batch_size, seed, num_classes, model_name) -> dict[str, np.ndarray]:
-    """Per-example results of one chunk (tensors already on the device), with its generator seeded by
-    ``seed``; needs no plan, so scripts/gpu_check.py runs the same batch loop on synthetic data."""
-    ctx = BatchContext(generator=torch.Generator().manual_seed(seed), batch_size=batch_size)
+def run_chunk(
+    model, threat, x, y, batch_size, seed, num_classes, model_name, start=0
+) -> dict[str, np.ndarray]:
+    """Per-example results of one chunk (tensors already on the device; ``start`` is the position of its
+    first example in the split), with its generator seeded by ``seed``; needs no plan, so
+    scripts/gpu_check.py runs the same batch loop on synthetic data."""
+    generator = torch.Generator().manual_seed(seed)
     parts: list[dict[str, np.ndarray]] = []
     for i in range(0, len(x), batch_size):
         xb, yb = x[i : i + batch_size], y[i : i + batch_size]
+        ctx = BatchContext(generator=generator, batch_size=batch_size, start=start + i)
         with torch.inference_mode():
             logits = model(xb)
         check_logits(logits, len(xb), num_classes, model_name)
@@ -113,7 +117,7 @@ def _compute(plan: Plan, queue: ChunkQueue, partial: Path | None, progress: bool
             stats = load_chunk(path, hi - lo, identity) if path else None
             if stats is None:
                 stats = run_chunk(plan.model, plan.threat, plan.x[lo:hi], plan.y[lo:hi], plan.batch_size,
-                                  chunk_seed(plan.seed, c), plan.num_classes, plan.model_name)
+                                  chunk_seed(plan.seed, c), plan.num_classes, plan.model_name, start=lo)
                 computed += hi - lo
                 if path:
                     save_chunk(path, stats, identity)

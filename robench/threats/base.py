@@ -31,10 +31,13 @@ FAMILIES: Registry[type["Threat"]] = Registry("threat family", name_attr="family
 
 @dataclasses.dataclass
 class BatchContext:
-    """What a threat may use besides the batch: a seeded CPU generator and the forward batch size."""
+    """What a threat may use besides the batch: a seeded CPU generator, the forward batch size, and
+    ``start``, the position of the batch's first example in the evaluated split (a threat that reads
+    per-example data handed in by the engine, such as an official corrupted set, finds its rows by it)."""
 
     generator: torch.Generator
     batch_size: int
+    start: int = 0
 
 
 def _alone(tensor: torch.Tensor) -> torch.Tensor:
@@ -78,6 +81,17 @@ class FitCache(Protocol):
         else ``fit()``'s, stored; the info says which (``cached``)."""
 
 
+class CorruptedSet(Protocol):
+    """An official corrupted test set (CIFAR-10-C, ImageNet-C, ...) aligned with the evaluated examples,
+    opened by the engine (``robench.corruption_sets``) for a threat with ``reads_corrupted_set``."""
+
+    name: str
+
+    def images(self, corruption: str, severity: int, start: int, stop: int) -> torch.Tensor:
+        """Evaluated examples ``start..stop-1`` under ``corruption`` at ``severity``: float32 [N,C,H,W]
+        in [0,1], on the CPU."""
+
+
 @dataclasses.dataclass(frozen=True)
 class PrepareContext:
     """What :meth:`Threat.prepare` may use, all handed in by the engine.
@@ -94,6 +108,7 @@ class PrepareContext:
     fit: FitData | None = None
     model_fingerprint: str = ""
     cache: FitCache | None = None
+    corrupted: CorruptedSet | None = None
 
 
 class Threat(ABC):
@@ -105,6 +120,10 @@ class Threat(ABC):
     #: True for families that fit something on the dataset's fit split in :meth:`prepare`; the engine
     #: then loads that split, refuses to evaluate on it, and hands it in.
     fits_on_data: ClassVar[bool] = False
+    #: True for families that classify an official corrupted set's copies of the evaluated examples; the
+    #: engine then opens the set of the family's ``suite`` for its ``pairs()`` and hands it in
+    #: (``PrepareContext.corrupted``).
+    reads_corrupted_set: ClassVar[bool] = False
 
     def config(self) -> dict:
         """The fully resolved parameters, as recorded in every run record."""
@@ -146,3 +165,10 @@ def require(condition: bool, message: str) -> None:
     """Parameter validation in ``__post_init__``: a one-line usage error naming the bad value."""
     if not condition:
         raise UsageError(message)
+
+
+def require_budget(family: str, norm: str, eps: float) -> None:
+    """An ℓp budget must be positive, and an ℓ∞ one cannot exceed the [0,1] pixel range (every ℓp family)."""
+    require(eps > 0, f"{family}: eps must be > 0, got {eps!r}")
+    if norm == "linf":
+        require(eps <= 1, f"{family}: an l-inf eps of {eps} exceeds the [0,1] pixel range")

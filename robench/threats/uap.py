@@ -39,7 +39,7 @@ from PIL import Image
 from robench import record
 from robench.errors import UsageError
 from robench.threats import geometry
-from robench.threats.base import FAMILIES, Ranks, Threat, require
+from robench.threats.base import FAMILIES, Ranks, Threat, require, require_budget
 
 #: Bump when the fitting algorithm changes, so that cached perturbations from the old one are not reused.
 FIT_VERSION = 1
@@ -78,9 +78,7 @@ class UAP(Threat):
     fits_on_data = True
 
     def __post_init__(self):
-        require(self.eps > 0, f"uap: eps must be > 0, got {self.eps!r}")
-        if self.norm == "linf":
-            require(self.eps <= 1, f"uap: an l-inf eps of {self.eps} exceeds the [0,1] pixel range")
+        require_budget(self.family, self.norm, self.eps)
         require(self.epochs >= 1, f"uap: epochs must be >= 1, got {self.epochs!r}")
         require(self.step_size > 0, f"uap: step_size must be > 0, got {self.step_size!r}")
         require(self.fit_batch_size >= 1, f"uap: fit_batch_size must be >= 1, got {self.fit_batch_size!r}")
