@@ -88,3 +88,18 @@ def test_nothing_selected_is_a_usage_error(tmp_path):
         select(tmp_path, None, None, None, False)
     with pytest.raises(ValueError, match="no record"):
         select(REPO, None, ["no_such_model"], None, False)
+
+
+def test_a_record_that_cannot_be_rerun_is_reported_and_the_rest_go_on(tmp_path, capsys):
+    ghost = _copy_record(tmp_path, "mnist_mlp_standard", "clean")
+    data = json.loads(ghost.read_text())
+    data["model"] = "ghost"  # a model with no card any more
+    target = ghost.parent.parent / "ghost" / "clean.json"
+    target.parent.mkdir()
+    target.write_text(json.dumps(data))
+    ghost.unlink()
+    _copy_record(tmp_path, "mnist_cnn_standard", "clean")
+    assert cli.main(["verify", "--root", str(tmp_path), "--all", "--n-examples", "10"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("mnist5k/ghost/clean: DIFFERS: not re-run: unknown model 'ghost'")
+    assert lines[1].startswith("mnist5k/mnist_cnn_standard/clean: OK")
