@@ -1,4 +1,4 @@
-"""The ``robench`` command: eval | train | submit | leaderboard | compare | ls.
+"""The ``robench`` command: eval | train | submit | leaderboard | compare | verify | ls.
 
 User errors (unknown names, malformed options, missing data, bad checkpoints) end with one line on
 stderr and exit status 2 (usage) or 1 (runtime), never a traceback; ``--debug`` shows one. Heavy imports
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -100,6 +101,23 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--site", type=Path, metavar="DIR",
                     help="also build the offline HTML site into DIR (with --check: exit 1 if DIR differs)")
     lb.set_defaults(func=cmd_leaderboard)
+
+    vf = sub.add_parser(
+        "verify", help="re-run committed records and compare them with the files, bit for bit",
+        description="Re-run committed records (leaderboards/runs) from the shipped weights, configs and code "
+                    "on the CPU and compare per-example verdicts and details; one line per record (OK or "
+                    "DIFFERS: fields); exit 1 if any record differs.")
+    vf.add_argument("--all", dest="all_records", action="store_true", help="every committed record")
+    for flag, what in (("--board", "this board's dataset"), ("--model", "this model"),
+                       ("--threat", "this threat")):
+        vf.add_argument(flag, dest=flag[2:] + "s", action="append", metavar="NAME",
+                        help=f"records of {what} (repeatable)")
+    vf.add_argument("--n-examples", type=_positive_int, metavar="N",
+                    help="re-run only the first N examples (rounded up to a prefix the seeds reproduce) and "
+                         "compare their verdicts")
+    vf.add_argument("--data-dir", help="dataset folder (default: $ROBENCH_DATA or ~/.cache/robench/data)")
+    vf.add_argument("--root", type=Path, help="folder holding leaderboards/ (default: the checkout)")
+    vf.set_defaults(func=cmd_verify)
 
     cp = sub.add_parser("compare", help="paired comparison of two models' committed records, threat by threat",
                         description="Per threat: both accuracies with Wilson 95%% intervals, the difference with "
@@ -259,6 +277,22 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    from robench.boards import default_root
+    from robench.boards.verify import select, verify
+
+    root = args.root if args.root is not None else default_root()
+    failed = 0
+    paths = select(root, args.boards, args.models, args.threats, args.all_records)
+    for outcome in verify(paths, args.n_examples, args.data_dir):
+        print(outcome.line(root), flush=True)
+        failed += bool(outcome.differs)
+    if failed:
+        print(f"robench: {failed} record(s) differ from a re-run of the shipped code and weights",
+              file=sys.stderr)
+    return 1 if failed else 0
+
+
 def cmd_submit(args) -> int:
     from robench.boards.submit import CheckpointSpec, SubmitRequest, submit
 
@@ -371,15 +405,22 @@ def main(argv: list[str] | None = None) -> int:
         from robench import config
 
         config.set_user_dirs(args.config_dir)
-        return args.func(args)
+        if args.command not in ("eval", "submit"):
+            return args.func(args)
+        from robench.engine.stop import graceful
+
+        with graceful():  # SIGINT/SIGTERM: stop after the current batch, keep finished chunks
+            return args.func(args)
     except RobenchError as e:
         if args.debug:
             traceback.print_exc()
         print(f"robench: error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("robench: interrupted (finished chunks are kept; rerun the same command to resume)", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"robench: interrupted by {signal.Signals(signum).name} (finished chunks are kept; rerun the same "
+              "command to resume)", file=sys.stderr)
+        return 128 + signum
     except Exception as e:  # a bug, not a user error: one line unless --debug
         if args.debug:
             raise

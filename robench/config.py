@@ -147,13 +147,18 @@ def _numbers(obj: Any) -> Any:
 def read_yaml(path: Path) -> dict:
     """Parse one YAML mapping, with one-line errors for unreadable or malformed files."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except OSError as e:
         raise UsageError(f"cannot read {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path} is not UTF-8 text (byte {e.start})") from None
+    except RecursionError:
+        raise UsageError(f"malformed YAML in {path}: nested too deeply") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise UsageError(f"malformed YAML in {path}{where}: {getattr(e, 'problem', e)}") from None
+        problem = " ".join(str(getattr(e, "problem", None) or e).split())  # one line, whatever it says
+        raise UsageError(f"malformed YAML in {path}{where}: {problem}") from None
     if not isinstance(data, dict):
         raise UsageError(f"{path} must hold a YAML mapping")
     return data
@@ -164,16 +169,18 @@ def load_named(kind: str, name: str, folder: str, _chain: tuple[str, ...] = ()) 
 
     ``base:`` is looked up on the whole search path, so a user threat may start from a shipped one.
     """
+    if not isinstance(name, str):
+        raise UsageError(f"{kind} config {_chain[-1]!r}: base must be the name of another {kind}, "
+                         f"got a {type(name).__name__}")
+    if name in _chain:
+        raise UsageError(f"{kind} config {name!r}: base inherits from itself ({' -> '.join((*_chain, name))})")
     path = find(folder, name)
     if path is None:
         raise unknown_name(kind, name, names(folder))
     data = read_yaml(path)
     base = data.pop("base", None)
     if base is not None:
-        if base in _chain + (name,):
-            loop = " -> ".join(_chain + (name, base))
-            raise UsageError(f"{path}: base {base!r} loops back to itself ({loop})")
-        data = _deep_merge(load_named(kind, base, folder, _chain + (name,)), data)
+        data = _deep_merge(load_named(kind, base, folder, (*_chain, name)), data)
     return _numbers(data)
 
 

@@ -30,3 +30,22 @@ class CheckpointError(RobenchError):
 
 class EvaluationError(RobenchError):
     """The model misbehaved during evaluation: wrong output shape, non-finite logits (exit status 1)."""
+
+
+class RecordError(RobenchError):
+    """A run record (or another file robench wrote) is unreadable or contradicts itself (exit status 1)."""
+
+
+class WriteError(RobenchError, OSError):
+    """A file could not be written (full disk, read-only place); the previous file is intact (exit status 1).
+
+    Also an ``OSError`` (with the failed write's ``errno``), so code that can carry on without the file
+    catches it as one.
+    """
+
+    def __init__(self, path, reason: str, errno: int | None):
+        super().__init__(f"cannot write {path}: {reason} (the previous file, if any, is unchanged)")
+        self.path, self.reason, self.errno = path, reason, errno
+
+    def __str__(self) -> str:  # OSError's would print the errno instead of the message
+        return self.args[0]

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from robench.errors import UsageError
+from robench.errors import RecordError, UsageError, WriteError
 
 SCHEMA_VERSION = 1
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -35,6 +35,22 @@ def config_hash(obj: Any) -> str:
     """A short, stable hash of a JSON-able object (sorted keys), naming what a result depends on."""
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def run_identity(*, model: str, weights: dict | None, dataset: str, split: str, n: int, threat: str,
+                 family: str, config: dict, seed: int, batch_size: int, chunk_size: int,
+                 subset: dict | None = None) -> dict:
+    """Every input that can change a verdict, plus the chunk size (it sets the chunks' seeds) and the
+    batch size: what a record's ``config_hash`` hashes. Everything in it is also a field of the record,
+    so a reader can recompute the hash and catch a record edited without it (:func:`problem`).
+    ``subset`` (an ImageNet subset file's name and sha256, kept in the record's ``indices``) enters only
+    when given, so every run without one keeps the identity it always had."""
+    identity = {"model": model, "weights": weights, "dataset": dataset, "split": split, "n": n,
+                "threat": threat, "family": family, "config": config, "seed": seed, "batch_size": batch_size,
+                "chunk_size": chunk_size}
+    if subset is not None:
+        identity["subset"] = subset
+    return identity
 
 
 def bits(flags) -> str:
@@ -81,6 +97,54 @@ class RunRecord:
         return cls(**{k: v for k, v in data.items() if k in fields})
 
 
+_TYPES = {
+    str: ("model", "dataset", "threat", "family", "config_hash", "per_example", "clean_per_example", "device",
+          "started_at"),
+    int: ("n_examples", "seed", "batch_size", "chunk_size", "schema_version"),
+    float: ("clean_acc", "robust_acc", "duration_s", "examples_per_s"),
+    dict: ("threat_config", "indices", "details", "model_meta", "versions", "artifacts"),
+    list: ("flags",),
+}
+
+
+def _accuracy_of(flags: str, n: int, value) -> bool:
+    return abs(flags.count("1") / n - value) <= 1e-9
+
+
+def problem(rec: RunRecord) -> str | None:
+    """Why ``rec`` cannot be what it claims to be, or None: wrong field types, verdict strings that are
+    not one '0'/'1' per example, accuracies that are not the verdicts' means, a robust example that is
+    not clean-correct, or a ``config_hash`` that is not the hash of the protocol the record states."""
+    for kind, names in _TYPES.items():
+        for name in names:
+            value = getattr(rec, name)
+            ok = isinstance(value, (int, float) if kind is float else kind) and not isinstance(value, bool)
+            if not ok:
+                return f"{name} is not a{'n' if kind is int else ''} {kind.__name__}"
+    n = rec.n_examples
+    if n < 1 or rec.schema_version != SCHEMA_VERSION:
+        return f"n_examples {n} or schema_version {rec.schema_version} unusable"
+    for name in ("per_example", "clean_per_example"):
+        flags = getattr(rec, name)
+        if len(flags) != n or flags.strip("01"):
+            return f"{name} is not {n} characters of '0'/'1'"
+    if not (_accuracy_of(rec.per_example, n, rec.robust_acc)
+            and _accuracy_of(rec.clean_per_example, n, rec.clean_acc)):
+        return "robust_acc or clean_acc is not the mean of its per-example verdicts"
+    if any(r == "1" and c == "0" for r, c in zip(rec.per_example, rec.clean_per_example, strict=True)):
+        return "an example is robust but not clean-correct"
+    start, stop = rec.indices.get("start"), rec.indices.get("stop")
+    if not (isinstance(start, int) and isinstance(stop, int) and stop - start == n):
+        return f"indices {rec.indices} do not span n_examples {n}"
+    identity = run_identity(model=rec.model, weights=rec.model_meta or None, dataset=rec.dataset,
+                            split=rec.indices.get("split"), n=n, threat=rec.threat, family=rec.family,
+                            config=rec.threat_config, seed=rec.seed, batch_size=rec.batch_size,
+                            chunk_size=rec.chunk_size, subset=rec.indices.get("subset"))
+    if config_hash(identity) != rec.config_hash:
+        return "config_hash is not the hash of the protocol the record states (edited by hand?)"
+    return None
+
+
 def path_for(out_dir: str | os.PathLike, dataset: str, model: str, threat: str) -> Path:
     """``<out>/<dataset>/<model>/<threat>.json``, with every component validated as a safe name."""
     return (
@@ -91,19 +155,31 @@ def path_for(out_dir: str | os.PathLike, dataset: str, model: str, threat: str) 
     )
 
 
+def _fill(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to the new file and flush it to the disk (the step a full disk fails)."""
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write ``data`` to ``path`` so that readers see either the old file or the new one, never half.
+
+    A failure (a full disk, a read-only place) leaves the old file as it was, removes the temporary
+    file, and raises :class:`WriteError`: one line naming the file, which is also an ``OSError``.
+    """
+    tmp = None
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        _fill(fd, data)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, WriteError):
+            raise WriteError(path, e.strerror or str(e), e.errno) from None
         raise
 
 
@@ -114,5 +190,19 @@ def save(record: RunRecord, out_dir: str | os.PathLike) -> Path:
 
 
 def load(path: str | os.PathLike) -> RunRecord:
+    """The record at ``path``, as written (unchecked: see :func:`load_checked`)."""
     with open(path) as f:
         return RunRecord.from_dict(json.load(f))
+
+
+def load_checked(path: str | os.PathLike) -> RunRecord:
+    """The record at ``path`` if it is readable and passes :func:`problem`; else a one-line
+    :class:`RecordError` naming the file and what is wrong with it."""
+    try:
+        rec = load(path)
+    except (OSError, ValueError, TypeError, AttributeError, RecursionError) as e:
+        raise RecordError(f"cannot read run record {path}: {type(e).__name__}: {e}") from None
+    reason = problem(rec)
+    if reason is not None:
+        raise RecordError(f"run record {path} is damaged: {reason}")
+    return rec

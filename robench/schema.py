@@ -9,7 +9,8 @@ checks were written four times and some accepted ``True`` as an integer).
 
 What a type hint means here:
 
-- ``int``: an integer, never a bool; ``float``: a finite int or float, stored as ``float``;
+- ``int``: an integer of at most 18 digits, never a bool; ``float``: a finite int or float, stored as
+  ``float``;
   ``bool``: ``true``/``false`` only; ``str``: a string;
 - ``Literal["linf", "l2"]``: one of a closed set (the error lists them);
 - ``list[T]`` / ``tuple[T, ...]``: a list whose items are checked as ``T``; ``dict[str, T]``: a mapping;
@@ -33,6 +34,8 @@ from typing import Any, TypeVar
 from robench.errors import UsageError
 
 T = TypeVar("T")
+#: The largest integer accepted: beyond it numpy and torch overflow (and no count or size is that large).
+INT_LIMIT = 10**18 - 1
 
 
 def did_you_mean(key: str, known) -> str:
@@ -117,11 +120,13 @@ def _scalar(hint: type, value: Any, where: str) -> Any:
             return value
         raise UsageError(f"{where} must be true or false, got {_shown(value)}")
     if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise UsageError(f"{where} must be an integer, got {_shown(value)}")
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise UsageError(f"{where} must be an integer, got {_shown(value)}")
+        if abs(value) > INT_LIMIT:
+            raise UsageError(f"{where} is too large (at most 18 digits), got {_shown(value)}")
+        return value
     if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value):
             return float(value)
         raise UsageError(f"{where} must be a finite number, got {_shown(value)}")
     if hint is str:
@@ -129,6 +134,13 @@ def _scalar(hint: type, value: Any, where: str) -> Any:
             return value
         raise UsageError(f"{where} must be a string, got {_shown(value)}")
     raise TypeError(f"schema.check: unsupported type hint {hint!r} at {where}")  # a bug in a dataclass, not input
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond any float
+        return False
 
 
 def _same_shape(hint: Any, value: Any) -> bool:

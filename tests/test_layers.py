@@ -28,7 +28,7 @@ PACKAGE = REPO / "robench"
 #: listed dotted prefix (``robench.threats.pgd`` -> ``robench.threats``).
 LAYERS = {
     "robench.errors": 1, "robench.registry": 1, "robench.schema": 1, "robench.config": 1, "robench.record": 1,
-    "robench.stats": 1, "robench.corruption_report": 1,
+    "robench.stats": 1, "robench.corruption_report": 1, "robench.locks": 1,
     "robench.datasets": 2, "robench.corruption_sets": 2, "robench.archs": 2, "robench.models": 2,
     "robench.distributed": 2, "robench.devices": 2, "robench.imagenet": 2, "robench.specs": 2,
     "robench.threats": 3,
@@ -50,7 +50,7 @@ OUTSIDE = {"robench", "robench.__main__"}
 #: torch and the libraries that import it as soon as they are imported.
 TORCH_STACK = ("torch", "torchvision", "timm", "torchattacks", "pyautoattack")
 L1 = ("robench.errors", "robench.registry", "robench.schema", "robench.config", "robench.record", "robench.stats",
-      "robench.corruption_report")
+      "robench.corruption_report", "robench.locks")
 EVALUATION_STACK = ("robench.datasets", "robench.corruption_sets", "robench.imagenet", "robench.archs",
                     "robench.models", "robench.specs", "robench.distributed", "robench.devices", "robench.threats",
                     "robench.perturbations",

@@ -104,7 +104,30 @@ def put(root, model, threat, acc, *, meta=None, flags=(), **fields):
         "examples_per_s": 100.0,
     }
     values.update(fields)
+    _consistent(values)
     return record.save(record.RunRecord(**values), root / "leaderboards" / "runs")
+
+
+def _consistent(values: dict) -> None:
+    """Verdict strings and a config_hash that agree with the accuracies and protocol ``values`` state, as
+    an engine-written record's do (record.problem checks them). Verdicts a test gave are kept; the clean
+    verdicts are made a superset of them."""
+    n, acc = values["n_examples"], values["robust_acc"]
+    if not (isinstance(acc, float) and 0 <= acc <= 1 and isinstance(n, int) and n > 0):
+        return  # a deliberately malformed record
+    robust = values["per_example"]
+    if len(robust) != n:
+        robust = "1" * round(acc * n) + "0" * (n - round(acc * n))
+    extra = max(0, round(values["clean_acc"] * n) - robust.count("1"))  # clean but not robust
+    clean = "".join("1" if r == "1" or (extra := extra - 1) >= 0 else "0" for r in robust)
+    values.update(per_example=robust, clean_per_example=clean, robust_acc=robust.count("1") / n,
+                  clean_acc=clean.count("1") / n)
+    values["indices"] = {**values["indices"], "stop": values["indices"]["start"] + n}
+    values["config_hash"] = record.config_hash(record.run_identity(
+        model=values["model"], weights=values["model_meta"] or None, dataset=values["dataset"],
+        split=values["indices"].get("split"), n=n, threat=values["threat"], family=values["family"],
+        config=values["threat_config"], seed=values["seed"], batch_size=values["batch_size"],
+        chunk_size=values["chunk_size"]))
 
 
 def put_model(root, model, clean, pgd, spatial, **kw):

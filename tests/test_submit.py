@@ -396,6 +396,26 @@ def test_an_interrupted_submission_changes_nothing_and_resumes(root, tmp_path, c
     assert boards.check(["tiny"], root) == []
 
 
+@pytest.mark.parametrize("damage", ["truncated", "edited verdict"])
+def test_a_damaged_staged_record_is_evaluated_again(root, tmp_path, capsys, monkeypatch, damage):
+    card = write_card(tmp_path / "m.yaml", checkpoint(tmp_path / "m.safetensors", 22))
+    with monkeypatch.context() as patch:
+        watch_engine(patch, KeyboardInterrupt())
+        assert submit(root, card) == 130
+    staged = root / "leaderboards" / ".submit" / "m" / "leaderboards" / "runs" / "mnist5k" / "m"
+    staged = staged / "clean.json"
+    text = staged.read_text()
+    staged.write_text(text[: len(text) // 2] if damage == "truncated" else text.replace('"1', '"0', 1))
+    capsys.readouterr()
+    with monkeypatch.context() as patch:
+        calls = watch_engine(patch)
+        assert submit(root, card) == 0
+    assert calls == ["clean", "pgd_linf", "spatial_rotation"]
+    [line] = [x for x in capsys.readouterr().err.splitlines() if "clean.json" in x]
+    assert "evaluating that threat again" in line
+    assert boards.check(["tiny"], root) == []
+
+
 def test_a_rerun_with_other_weights_reuses_nothing_staged(root, tmp_path, monkeypatch):
     with monkeypatch.context() as patch:
         watch_engine(patch, KeyboardInterrupt())

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from robench import record
+from robench import locks, record
 from robench.boards import plot as plots
 from robench.boards.render import build
 from robench.boards.schema import board_names
 from robench.boards.selection import RUNS_DIR, default_root
+from robench.errors import UsageError
 
 #: Where the generated pages and plots live, relative to the repository root.
 BOARDS_DIR = RUNS_DIR.parent
@@ -24,6 +25,12 @@ def paths(name: str, root: Path) -> tuple[Path, Path]:
     """The page and the plot of board ``name`` under ``root``."""
     base = root / BOARDS_DIR / record.check_name("board", name)
     return base.with_suffix(".md"), base.with_suffix(".svg")
+
+
+def checkout_lock(root: Path):
+    """The lock of a checkout's boards, held while they are rewritten (and by ``robench submit`` for its
+    whole run), so a regeneration never interleaves with a submission (:mod:`robench.locks`)."""
+    return locks.lock(root / BOARDS_DIR / ".lock", f"the boards of {root} (robench submit or leaderboard)")
 
 
 def _read(path: Path) -> bytes | None:
@@ -39,6 +46,9 @@ def _plot_current(path: Path, plot: plots.Plot | None) -> bool:
 def _targets(names: list[str] | None, root: Path | None) -> tuple[list[str], Path]:
     """The named boards (default: every board config) and the root (default: the repository)."""
     root = Path(root) if root is not None else default_root()
+    if not (root / BOARDS_DIR).is_dir():  # a mistyped --root would otherwise get a fresh, empty board
+        raise UsageError(f"{root} holds no {BOARDS_DIR.as_posix()}/ folder: give the folder that holds "
+                         "configs/ and leaderboards/")
     return (board_names() if names is None else list(names)), root
 
 
@@ -51,6 +61,11 @@ def write(boards: list[str] | None = None, root: Path | None = None) -> list[Pat
     longer needs is removed.
     """
     names, root = _targets(boards, root)
+    with checkout_lock(root):
+        return _write(names, root)
+
+
+def _write(names: list[str], root: Path) -> list[Path]:
     todo: dict[Path, bytes | None] = {}  # path -> new bytes (None: remove)
     for name in names:
         page = build(name, root)
@@ -59,12 +74,29 @@ def write(boards: list[str] | None = None, root: Path | None = None) -> list[Pat
             todo[md] = page.markdown.encode()
         if not _plot_current(svg, page.plot):
             todo[svg] = plots.to_svg(page.plot) if page.plot is not None else None
-    for path, data in todo.items():
-        if data is None:
-            path.unlink()
-        else:
-            record.atomic_write_bytes(path, data)
+    _put(todo)
     return list(todo)
+
+
+def _put(todo: dict[Path, bytes | None]) -> None:
+    """Write (or, for None, remove) every file, or none: if one fails (a full disk, a read-only place), the
+    ones already written get their old bytes back, so a page never goes out with another page's plot."""
+    done: list[tuple[Path, bytes | None]] = []
+    try:
+        for path, data in todo.items():
+            old = _read(path)
+            if data is None:
+                path.unlink()
+            else:
+                record.atomic_write_bytes(path, data)
+            done.append((path, old))
+    except BaseException:
+        for path, old in reversed(done):
+            if old is None:
+                path.unlink()
+            else:
+                record.atomic_write_bytes(path, old)
+        raise
 
 
 def check(boards: list[str] | None = None, root: Path | None = None) -> list[str]:

@@ -41,7 +41,7 @@ class Rejected(NamedTuple):
 def read_record(path: Path) -> record.RunRecord:
     try:
         return record.load(path)
-    except (OSError, ValueError, TypeError, AttributeError) as e:  # unreadable, not JSON, not a record
+    except (OSError, ValueError, TypeError, AttributeError, RecursionError) as e:  # unreadable, not a record
         raise RobenchError(f"cannot read run record {path}: {e}") from None
 
 
@@ -62,7 +62,7 @@ def _malformed(rec: record.RunRecord, path: Path, dataset: str) -> str | None:
     shapes = [(rec.flags, list), (rec.model_meta, dict), (rec.indices, dict), (rec.threat_config, dict)]
     if not all(isinstance(value, kind) for value, kind in shapes):
         return "flags, model_meta, indices or threat_config malformed"
-    return None
+    return record.problem(rec)
 
 
 def _config_diff(old: dict, new: dict) -> str:

@@ -191,7 +191,13 @@ def _staged(board: Board, card: ModelCard, stage: Path) -> dict[str, record.RunR
     """Records that an interrupted run of this submission left in ``stage`` and that are still current,
     by threat: the board's own test (:func:`robench.boards.selection.collect`) plus the same card, so a
     rerun continues where the last one stopped and never reuses a record of other weights or another
-    protocol."""
+    protocol. A damaged staged record is removed, with one line saying so, and its threat evaluated again."""
+    for path in sorted((stage / RUNS_DIR).glob("*/*/*.json")):
+        try:
+            record.load_checked(path)
+        except RobenchError as e:  # staged by this submission's earlier run: recomputable
+            print(f"robench: {e}; evaluating that threat again", file=sys.stderr)
+            path.unlink()
     frame, _, _ = collect(board, stage)
     mine = frame[(frame["model"] == card.name) & frame["meta"].map(lambda meta: meta == card.meta())]
     return {
@@ -307,6 +313,11 @@ def _card(request: SubmitRequest, root: Path, models_dir: Path) -> tuple[str, di
 def submit(request: SubmitRequest) -> None:
     """Validate, evaluate, commit, and print where the model stands on each board."""
     root = Path(request.root).resolve() if request.root is not None else default_root().resolve()
+    with files.checkout_lock(root):  # one submission per checkout; boards are not regenerated meanwhile
+        _submit(request, root)
+
+
+def _submit(request: SubmitRequest, root: Path) -> None:
     models_dir = config.checkout_configs(root) / "models"
     name, data, source = _card(request, root, models_dir)
     target = models_dir / f"{name}.yaml"

@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from robench import record
 from robench.corruption_sets import open_corrupted_set
 from robench.datasets import dataset_info, load_tensors
 from robench.distributed import all_reduce_sum, world
-from robench.errors import UsageError
+from robench.errors import UsageError, WriteError
 from robench.threats.base import FitData, PrepareContext, Ranks, Threat
 
 
@@ -88,26 +89,46 @@ class FitCache:
 
     @staticmethod
     def _store(path: Path, tensor: torch.Tensor, info: dict) -> None:
+        """The tensor, then its sidecar naming the key and the tensor's sha256: a reader accepts the pair
+        only if both agree, so a file renamed, copied from another key or changed by a bit is refitted."""
         buffer = io.BytesIO()
         np.save(buffer, tensor[0].cpu().numpy())
+        blob = buffer.getvalue()
+        sidecar = {"key": path.stem, "sha256": hashlib.sha256(blob).hexdigest(), "info": info}
         try:
-            record.atomic_write_bytes(path, buffer.getvalue())
-            record.atomic_write_bytes(path.with_suffix(".json"), json.dumps(info, sort_keys=True).encode())
-        except OSError:
-            pass  # a read-only cache costs a refit next time, never the run
+            record.atomic_write_bytes(path, blob)
+            record.atomic_write_bytes(path.with_suffix(".json"), json.dumps(sidecar, sort_keys=True).encode())
+        except WriteError as e:  # the cache saves time, the run does not need it
+            print(f"robench: cannot write the fit cache {e.path} ({e.reason}); the run goes on, and the next "
+                  "run fits again", file=sys.stderr)
 
     @staticmethod
-    def _load(path: Path, shape: tuple, accept: Callable[[torch.Tensor], bool]) -> tuple[torch.Tensor, dict] | None:
-        """A cached tensor that still has the right shape, is finite float32 and passes ``accept``; else None."""
+    def _load(path: Path, shape: tuple, accept: Callable[[torch.Tensor], bool]
+              ) -> tuple[torch.Tensor, dict] | None:
+        """A cached tensor that its sidecar vouches for, of the right shape, finite float32 and passing
+        ``accept``; else None, with one line on stderr when a cached file was there but is refused."""
+        if not path.exists():
+            return None
+        problem = None
         try:
-            array = np.load(path, allow_pickle=False)
-            info = json.loads(path.with_suffix(".json").read_text())
-        except (OSError, ValueError):
+            blob = path.read_bytes()
+            sidecar = json.loads(path.with_suffix(".json").read_text())
+            array = np.load(io.BytesIO(blob), allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            problem = f"unreadable ({type(e).__name__})"
+        else:
+            vouched = {"key": path.stem, "sha256": hashlib.sha256(blob).hexdigest()}
+            if not (isinstance(sidecar, dict) and isinstance(sidecar.get("info"), dict)
+                    and all(sidecar.get(k) == v for k, v in vouched.items())):
+                problem = "not the file its sidecar describes"
+            elif array.shape != shape or array.dtype != np.float32 or not np.isfinite(array).all():
+                problem = f"a {array.dtype} array of shape {array.shape}, not finite float32 {shape}"
+            elif not accept(torch.from_numpy(array)[None]):
+                problem = "outside the threat's constraint"
+        if problem is not None:
+            print(f"robench: cached fit {path}: {problem}; fitting again", file=sys.stderr)
             return None
-        if array.shape != shape or array.dtype != np.float32 or not np.isfinite(array).all():
-            return None
-        tensor = torch.from_numpy(array)[None]
-        return (tensor, info) if accept(tensor) else None
+        return torch.from_numpy(array)[None], sidecar["info"]
 
 
 def prepare(threat: Threat, model: torch.nn.Module, dataset: str, split: str, data_dir: str | None,

@@ -15,7 +15,6 @@ call without ``shard`` then finds them all on disk and writes the record.
 from __future__ import annotations
 
 import dataclasses
-import io
 import shutil
 import sys
 import time
@@ -25,9 +24,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from robench import locks
 from robench import record as rec
-from robench.distributed import ChunkQueue
 from robench.devices import describe_device, versions
+from robench.distributed import ChunkQueue, world
+from robench.engine import stop
+from robench.engine.chunks import chunk_identity, load_chunk, save_chunk
 from robench.engine.plan import Plan
 from robench.errors import EvaluationError, UsageError
 from robench.threats import BatchContext
@@ -57,22 +59,6 @@ def check_shard(shard: tuple[int, int] | None, out_dir) -> None:
 def chunk_seed(seed: int, chunk: int) -> int:
     """A generator seed per chunk: independent of process count and of the order chunks run in."""
     return int(np.random.SeedSequence([seed, chunk]).generate_state(1, dtype=np.uint64)[0] >> 1)
-
-
-def _save_chunk(path: Path, stats: dict[str, np.ndarray]) -> None:
-    buffer = io.BytesIO()
-    np.savez(buffer, **stats)
-    rec.atomic_write_bytes(path, buffer.getvalue())
-
-
-def _load_chunk(path: Path, n: int) -> dict[str, np.ndarray] | None:
-    """A finished chunk's results, or None if the file is absent or unreadable (then it is recomputed)."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            stats = {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError):
-        return None
-    return stats if all(len(v) == n for v in stats.values()) and "robust" in stats else None
 
 
 def check_logits(logits: torch.Tensor, batch: int, num_classes: int, model_name: str) -> None:
@@ -106,6 +92,7 @@ def run_chunk(
         out["robust_claimed"] = out["robust"].astype(bool)
         out["robust"] = out["robust_claimed"] & out["clean_correct"]
         parts.append(out)
+        stop.check()  # a SIGINT/SIGTERM ends the run here, at a batch boundary (robench.engine.stop)
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -121,18 +108,19 @@ def _compute(plan: Plan, queue: ChunkQueue, partial: Path | None, progress: bool
     mine: Chunks = {}
     computed = 0
     todo = sum(bounds[c][1] - bounds[c][0] for c in queue.chunks)
+    identity = chunk_identity(plan.identity, plan.threat.state_fingerprint())
     with tqdm(total=todo, desc=f"{plan.model_name} | {plan.threat_name}", unit="ex", file=sys.stderr, leave=False,
               disable=True if queue.rank else (None if progress is None else not progress)) as bar:
         for c in queue:
             lo, hi = bounds[c]
             path = partial / f"chunk-{c:05d}.npz" if partial else None
-            stats = _load_chunk(path, hi - lo) if path and path.exists() else None
+            stats = load_chunk(path, hi - lo, identity) if path else None
             if stats is None:
                 stats = run_chunk(plan.model, plan.threat, plan.x[lo:hi], plan.y[lo:hi], plan.batch_size,
                                   chunk_seed(plan.seed, c), plan.num_classes, plan.model_name, start=lo)
                 computed += hi - lo
                 if path:
-                    _save_chunk(path, stats)
+                    save_chunk(path, stats, identity)
             mine[c] = stats
             bar.update(queue.finished(hi - lo) - bar.n)
     return mine, computed
@@ -175,7 +163,22 @@ def _write(plan: Plan, record: rec.RunRecord, out_dir, partial: Path) -> None:
 def run(plan: Plan, *, out_dir, shard: tuple[int, int] | None, progress: bool | None, started: float,
         started_at: str) -> rec.RunRecord | ShardResult:
     """Compute (or resume) every chunk of a prepared plan and return its record, written to ``out_dir``
-    when given; with ``shard``, only that task's chunks, kept on disk."""
+    when given; with ``shard``, only that task's chunks, kept on disk.
+
+    A run that writes a record holds the record's lock (:mod:`robench.locks`) from its first chunk to the
+    record, so a second run of the same record is refused instead of racing it; job-array shards take no
+    lock, since they compute different chunks of one record on purpose.
+    """
+    kwargs = dict(out_dir=out_dir, shard=shard, progress=progress, started=started, started_at=started_at)
+    if out_dir is None or shard is not None or world()[0] != 0:
+        return _run(plan, **kwargs)
+    path = plan.record_path(out_dir)
+    with locks.lock(path.with_name(f".{path.name}.lock"), f"record {path}"):
+        return _run(plan, **kwargs)
+
+
+def _run(plan: Plan, *, out_dir, shard: tuple[int, int] | None, progress: bool | None, started: float,
+         started_at: str) -> rec.RunRecord | ShardResult:
     partial = plan.partial_dir(out_dir) if out_dir is not None else None
     bounds = _bounds(plan)
     queue = ChunkQueue(c for c in range(len(bounds)) if shard is None or c % shard[1] == shard[0])

@@ -110,13 +110,11 @@ def make_plan(
                         subset_file=subset_file)
     batch_size = batch_size or DEFAULT_BATCH_SIZE
     chunk_size = chunk_size or DEFAULT_CHUNK_SIZE
-    identity = {
-        "model": model_name, "weights": card.meta() if card else None, "dataset": dataset, "split": split,
-        "n": len(x), "threat": threat_name, "family": threat.family, "config": threat.config(), "seed": seed,
-        "batch_size": batch_size, "chunk_size": chunk_size,
-    }
-    if subset_file is not None:  # only then, so every other run keeps its identity (and its config_hash)
-        identity["subset"] = subset_identity(subset_file)
+    identity = rec.run_identity(
+        model=model_name, weights=card.meta() if card else None, dataset=dataset, split=split, n=len(x),
+        threat=threat_name, family=threat.family, config=threat.config(), seed=seed, batch_size=batch_size,
+        chunk_size=chunk_size, subset=subset_identity(subset_file) if subset_file is not None else None,
+    )
     return Plan(
         model=model, model_name=model_name, card=card, threat=threat, threat_name=threat_name, dataset=dataset,
         num_classes=info.num_classes, split=split, data_dir=data_dir,

@@ -132,6 +132,12 @@ class Threat(ABC):
     def prepare(self, model: torch.nn.Module, ctx: PrepareContext) -> None:
         """Fit anything global before the batches (default: nothing)."""
 
+    def state_fingerprint(self) -> str | None:
+        """A hash of what the prepared threat's verdicts depend on beyond :meth:`config` (a fitted
+        perturbation), or None when nothing is fitted. The engine puts it in the identity of resumable
+        chunk files, so a chunk computed against another fit is never mixed into a record."""
+        return None
+
     @abstractmethod
     def run_batch(
         self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, clean_correct: torch.Tensor, ctx: BatchContext

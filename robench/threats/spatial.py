@@ -38,6 +38,11 @@ def grid_transforms(max_rotation, n_rotations, max_translation, n_translations) 
     return torch.stack([a.flatten(), tx.flatten(), ty.flatten()], dim=1) + 0.0  # -0.0 -> 0.0
 
 
+#: The largest grid built: the grid is materialised when the threat is created, and beyond this a run
+#: would not end anyway (the published grid has 775).
+MAX_TRANSFORMS = 10**6
+
+
 @FAMILIES.register("spatial_grid")
 @dataclasses.dataclass
 class SpatialGrid(Threat):
@@ -55,6 +60,9 @@ class SpatialGrid(Threat):
                                                             self.max_translation)
         for key in ("n_rotations", "n_translations"):
             require(getattr(self, key) >= 1, f"spatial_grid: {key} must be >= 1, got {getattr(self, key)!r}")
+        size = self.n_rotations * self.n_translations**2
+        require(size <= MAX_TRANSFORMS, f"spatial_grid: {self.n_rotations} x {self.n_translations}^2 = {size} "
+                                        f"transforms; at most {MAX_TRANSFORMS:,} (each costs a forward pass)")
         self.transforms = grid_transforms(self.max_rotation, self.n_rotations, self.max_translation, self.n_translations)
         a, tx, ty = self.transforms.T
         self.on_axis = ((tx == 0) & (ty == 0)) | (a == 0)

@@ -25,6 +25,7 @@ and fooled when δ is shifted by each of ``shifts`` pixels diagonally (Park et a
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import math
 import time
@@ -239,6 +240,14 @@ class UAP(Threat):
             return ["uap_zero_delta: fitting never moved δ (every gradient was zero: masked gradients, or every "
                     "loss already above beta)"]
         return []
+
+    def state_fingerprint(self):
+        """δ and the random-sign control, byte for byte: every verdict of a run depends on both."""
+        if self.delta is None:
+            return None
+        digest = hashlib.sha256(self.delta.detach().cpu().numpy().tobytes())
+        digest.update(self.control.detach().cpu().numpy().tobytes())
+        return digest.hexdigest()
 
     def artifacts(self):
         if self.delta is None:
