@@ -131,7 +131,7 @@ def test_missing_user_folder_and_base_loops_are_one_line(tmp_path, monkeypatch):
     (tmp_path / "threats").mkdir()
     (tmp_path / "threats" / "loop.yaml").write_text("base: loop\n")
     monkeypatch.setenv("ROBENCH_CONFIGS", str(tmp_path))
-    with pytest.raises(UsageError, match="loops back"):
+    with pytest.raises(UsageError, match="inherits from itself"):
         config.threat_config("loop", "mnist5k")
 
 
