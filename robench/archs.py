@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from timm.models import register_model
 from timm.models.vision_transformer import VisionTransformer
+from torch import nn
 
 
 class MnistMLP(nn.Module):
