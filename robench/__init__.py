@@ -1,6 +1,6 @@
 """robench: adversarial and spatial robustness benchmark for image classifiers.
 
-The public API (architecture.md) is re-exported here lazily, so that ``import robench`` stays cheap and
+The public API (docs/architecture.md) is re-exported here lazily, so that ``import robench`` stays cheap and
 torch-free code (the leaderboard) can import submodules without pulling torch in.
 """
 

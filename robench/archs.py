@@ -1,6 +1,6 @@
 """Small architectures for the offline zoo, registered into timm.
 
-robench keeps no model registry of its own (architecture.md, principle 3): a card names an
+robench keeps no model registry of its own (docs/architecture.md, principle 3): a card names an
 architecture the way it would name any timm model, and these small networks are added to timm's
 registry so that ``timm.create_model("mnist_cnn")`` works like ``timm.create_model("resnet50")``.
 Importing this module registers them.

@@ -1,4 +1,4 @@
-"""The ``robench`` command: eval | train | submit | leaderboard | ls.
+"""The ``robench`` command: eval | train | submit | leaderboard | compare | ls.
 
 User errors (unknown names, malformed options, missing data, bad checkpoints) end with one line on
 stderr and exit status 2 (usage) or 1 (runtime), never a traceback; ``--debug`` shows one. Heavy imports
@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import traceback
 from pathlib import Path
 
-from robench.errors import RobenchError, UsageError
+from robench.errors import RobenchError
 
 
 def _csv(value: str) -> list[str]:
@@ -40,10 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="robench", description="Adversarial and spatial robustness benchmark for image classifiers."
     )
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks for errors")
+    parser.add_argument("--config-dir", action="append", default=[], metavar="DIR",
+                        help="also search DIR/{threats,models,recipes,boards}/*.yaml, after the shipped "
+                             "configs and $ROBENCH_CONFIGS; a file there overrides a shipped one of that name "
+                             "(repeatable)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     ev = sub.add_parser("eval", help="evaluate a model under one or more threats, one record each")
-    ev.add_argument("--model", required=True, help="model card name (robench ls models)")
+    ev.add_argument("--model", required=True,
+                    help="card name (robench ls models), card.yaml, timm:NAME, torchvision:NAME[:WEIGHTS] "
+                         "or robustbench:NAME[:DATASET[:THREAT]]")
     ev.add_argument("--threat", required=True, type=_csv, help="threat name(s), comma-separated (robench ls threats)")
     ev.add_argument("--dataset", help="dataset (default: the one the model card names)")
     ev.add_argument("--split", default="test", help="split to evaluate (default: test)")
@@ -58,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default="runs", help="records go to OUT/<dataset>/<model>/<threat>.json (default: runs)")
     ev.add_argument("--allow-pickle", action="store_true",
                     help="allow a pickle checkpoint, loaded with torch.load(weights_only=True)")
+    ev.add_argument("--weights", metavar="FILE",
+                    help="with --model timm:/torchvision:, this local file instead of the library's "
+                         "pretrained weights (.safetensors; a pickle needs --allow-pickle)")
+    ev.add_argument("--subset-file", metavar="FILE",
+                    help="ImageNet: evaluate exactly the images listed here, one file name or id per line, "
+                         "in that order (e.g. RobustBench's 5,000 ids)")
     ev.add_argument("--json", action="store_true", help="print one JSON record per line on stdout, nothing else")
     ev.add_argument("--shard", type=_shard, metavar="I/N",
                     help="job-array task I of N: compute only chunks c with c %% N == I into --out, write no "
@@ -65,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval)
 
     tr = sub.add_parser("train", help="train a model with a reference recipe; writes weights and a model card")
-    tr.add_argument("--recipe", required=True, help="recipe name (configs/recipes)")
+    tr.add_argument("--recipe", required=True, help="recipe name (robench/configs/recipes or a --config-dir)")
     tr.add_argument("--arch", required=True, help="timm architecture name, e.g. mnist_cnn")
     tr.add_argument("--name", required=True, help="model name for the card, e.g. mnist_cnn_standard")
     tr.add_argument("--dataset", default="mnist5k", help="training dataset (default: mnist5k, split train)")
@@ -75,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--arch-kwarg", dest="arch_kwargs", action="append", default=[], metavar="KEY=VALUE",
                     help="architecture argument, e.g. --arch-kwarg width=32 (repeatable)")
     tr.add_argument("--out", required=True, help="folder for <name>.safetensors (and the card)")
-    tr.add_argument("--card-dir", help="write the card here instead, e.g. configs/models")
+    tr.add_argument("--card-dir", help="write the card here instead, e.g. robench/configs/models")
     tr.set_defaults(func=cmd_train)
 
     lb = sub.add_parser("leaderboard", help="regenerate leaderboards/*.md from the committed run records")
@@ -83,8 +94,26 @@ def build_parser() -> argparse.ArgumentParser:
                     help="only this board (repeatable; default: every board in configs/boards)")
     lb.add_argument("--check", action="store_true",
                     help="write nothing; exit 1 if a committed board differs from what the records produce")
-    lb.add_argument("--root", type=Path, help="folder holding leaderboards/ (default: the checkout)")
+    lb.add_argument("--root", type=Path,
+                    help="checkout holding leaderboards/ (default: the nearest one from the working "
+                         "directory up)")
+    lb.add_argument("--site", type=Path, metavar="DIR",
+                    help="also build the offline HTML site into DIR (with --check: exit 1 if DIR differs)")
     lb.set_defaults(func=cmd_leaderboard)
+
+    cp = sub.add_parser("compare", help="paired comparison of two models' committed records, threat by threat",
+                        description="Per threat: both accuracies with Wilson 95%% intervals, the difference with "
+                                    "Newcombe's paired 95%% interval and the exact McNemar p-value, computed "
+                                    "from the records' per-example verdicts on the same examples.")
+    cp.add_argument("model_a", metavar="A", help="model name")
+    cp.add_argument("model_b", metavar="B", help="model name")
+    cp.add_argument("--threat", dest="threats", action="extend", type=_csv, metavar="T",
+                    help="threat(s) to compare (repeatable or comma-separated; default: every threat both have)")
+    where = cp.add_mutually_exclusive_group()
+    where.add_argument("--board", help="only the records this board shows (current configs, its examples)")
+    where.add_argument("--dataset", help="records of this dataset (default: the one both models have records of)")
+    cp.add_argument("--root", type=Path, help="folder holding leaderboards/ (default: the checkout)")
+    cp.set_defaults(func=cmd_compare)
 
     sm = sub.add_parser(
         "submit", help="re-evaluate a checkpoint on its board's threats and add it to the board",
@@ -92,7 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "the weights are sha256-checked and loaded safely, every threat the board needs is re-run "
                     "with the board's examples and seed, and the board is regenerated. Numbers written in the "
                     "card are never used.")
-    sm.add_argument("card", nargs="?", help="model card YAML (copied to configs/models/<file name>.yaml)")
+    sm.add_argument("card", nargs="?",
+                    help="model card YAML (copied into the checkout's models/ config folder)")
+    sm.add_argument("--list", dest="spec_list", metavar="FILE",
+                    help="submit every model of FILE, one spec per line (card file, timm:, torchvision:, "
+                         "robustbench:); resumable: rerun to finish, models already ranked are skipped")
     sm.add_argument("--checkpoint", help="weights to write a card for (.safetensors; any other file is a pickle)")
     sm.add_argument("--arch", help="with --checkpoint: timm architecture name (e.g. mnist_cnn)")
     sm.add_argument("--dataset", help="with --checkpoint: the dataset the model was trained for")
@@ -112,24 +145,25 @@ def build_parser() -> argparse.ArgumentParser:
                     help="allow a pickle checkpoint, loaded with torch.load(weights_only=True)")
     sm.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
     sm.add_argument("--data-dir", help="dataset folder (default: $ROBENCH_DATA or ~/.cache/robench/data)")
-    sm.add_argument("--root", type=Path, help="folder holding configs/ and leaderboards/ (default: the checkout)")
+    sm.add_argument("--root", type=Path,
+                    help="checkout holding leaderboards/ and robench/configs/ or configs/ (default: the "
+                         "nearest one from the working directory up)")
     sm.set_defaults(func=cmd_submit)
+
+    cr = sub.add_parser("corruptions-report", help="mCE and relative mCE of a model's corruption record "
+                        "against a reference model's (Hendrycks & Dietterich 2019)")
+    cr.add_argument("--model", required=True, help="model whose record is reported")
+    cr.add_argument("--reference", help="reference model (default for mnist5k: mnist_cnn_standard)")
+    cr.add_argument("--dataset", default="mnist5k", help="dataset of both records (default: mnist5k)")
+    cr.add_argument("--threat", default="corruptions", help="threat of both records (default: corruptions)")
+    cr.add_argument("--runs", default="leaderboards/runs", help="records folder (default: leaderboards/runs)")
+    cr.add_argument("--json", action="store_true", help="print the report as JSON")
+    cr.set_defaults(func=cmd_corruptions_report)
 
     ls = sub.add_parser("ls", help="list models, threats, datasets or boards")
     ls.add_argument("what", choices=["models", "threats", "datasets", "boards"])
     ls.set_defaults(func=cmd_ls)
     return parser
-
-
-def _writable_dir(path: str) -> Path:
-    out = Path(path)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"cannot create output directory {out}: {e.strerror}") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise UsageError(f"output directory {out} is not writable: choose another with --out")
-    return out
 
 
 def _shard(value: str) -> tuple[int, int]:
@@ -140,42 +174,28 @@ def _shard(value: str) -> tuple[int, int]:
 
 
 def cmd_eval(args) -> int:
-    from robench import config, distributed
-    from robench.datasets import create_dataset
-    from robench.engine import evaluate, resolve_device
-    from robench.models import check_dataset, create_model, load_card
-    from robench.threats import create_threat
+    from robench import config
+    from robench.engine.request import EvalRequest, run_request
+    from robench.record import RunRecord
 
-    overrides = config.parse_overrides(args.overrides)
-    card = load_card(args.model)
-    dataset = args.dataset or card.dataset
-    check_dataset(card, dataset)
-    for name in args.threat:  # validate every threat before any work
-        create_threat(name, dataset, **overrides)
-    device = resolve_device(args.device)
-    out = _writable_dir(args.out)
-    create_dataset(dataset, args.split, args.data_dir)  # missing data fails here, before any heavy work
-    with distributed.process_group(device) as device:  # under torchrun: join the group, one GPU per rank
-        lead = distributed.world()[0] == 0  # only rank 0 prints
-        model = create_model(card, device=device, allow_pickle=args.allow_pickle)
-        rows = []
-        for name in args.threat:
-            record = evaluate(
-                model, name, dataset, n_examples=args.n_examples, batch_size=args.batch_size, device=device,
-                seed=args.seed, split=args.split, data_dir=args.data_dir, out_dir=out, chunk_size=args.chunk_size,
-                overrides=overrides, model_name=card.name, shard=args.shard,
-            )
-            if record is None:  # a job-array shard: its chunks are on disk, the record comes later
-                if lead:
-                    i, n = args.shard
-                    print(f"robench: {name}: shard {i}/{n} done; once every shard has finished, run the same "
-                          "command without --shard to write the record", file=sys.stderr)
-                continue
-            if args.json and lead:
-                print(json.dumps(json.loads(record.to_json()), sort_keys=True), flush=True)
-            rows.append(record)
-    if rows and lead and not args.json:
-        print(_table(rows, out))
+    request = EvalRequest(
+        model=args.model, threats=tuple(args.threat), out_dir=Path(args.out), dataset=args.dataset, split=args.split,
+        n_examples=args.n_examples, batch_size=args.batch_size, chunk_size=args.chunk_size, device=args.device,
+        seed=args.seed, overrides=config.parse_overrides(args.overrides), data_dir=args.data_dir,
+        allow_pickle=args.allow_pickle, shard=args.shard, weights=args.weights, subset_file=args.subset_file,
+    )
+    rows = []
+    for result in run_request(request):  # rank 0's results only: one printout under torchrun
+        if not isinstance(result, RunRecord):  # a job-array shard: its chunks are on disk, the record comes later
+            i, n = result.shard
+            print(f"robench: {result.threat}: shard {i}/{n} done; once every shard has finished, run the same "
+                  "command without --shard to write the record", file=sys.stderr)
+        elif args.json:
+            print(json.dumps(json.loads(result.to_json()), sort_keys=True), flush=True)
+        else:
+            rows.append(result)
+    if rows:
+        print(_table(rows, request.out_dir))
     return 0
 
 
@@ -192,9 +212,13 @@ def cmd_train(args) -> int:
 
 
 def _table(records, out: Path) -> str:
-    header = ["model", "dataset", "threat", "n", "clean", "robust", "ex/s", "flags"]
+    from robench.stats import successes, wilson
+
+    header = ["model", "dataset", "threat", "n", "clean", "robust", "95% CI (Wilson)", "ex/s", "flags"]
+    cis = [wilson(successes(r.per_example, r.n_examples, r.robust_acc), r.n_examples) for r in records]
     lines = [[r.model, r.dataset, r.threat, str(r.n_examples), f"{r.clean_acc:.1%}", f"{r.robust_acc:.1%}",
-              f"{r.examples_per_s:.0f}", str(len(r.flags))] for r in records]
+              f"[{low:.1%}, {high:.1%}]", f"{r.examples_per_s:.0f}", str(len(r.flags))]
+             for r, (low, high) in zip(records, cis, strict=True)]
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
     fmt = "  ".join(f"{{:{'<' if i < 3 else '>'}{w}}}" for i, w in enumerate(widths))
     text = [fmt.format(*header)] + [fmt.format(*line) for line in lines]
@@ -205,38 +229,148 @@ def _table(records, out: Path) -> str:
 
 
 def cmd_leaderboard(args) -> int:
-    from robench import leaderboard
+    from robench import boards
 
-    return leaderboard.main(args)
+    root = args.root if args.root is not None else boards.default_root()
+    if args.check:
+        stale = boards.check(args.boards, root)
+        for path in stale:
+            print(f"{path}: stale; run 'robench leaderboard' and commit the result")
+        site = boards.check_site(args.site, args.boards, root) if args.site is not None else []
+        for path in site:
+            print(f"{args.site / path}: differs from what the records build; rebuild with --site")
+        return 1 if stale or site else 0
+    for path in boards.write(args.boards, root):
+        print(f"wrote {path.relative_to(root).as_posix()}")
+    if args.site is not None:
+        changed = boards.write_site(args.site, args.boards, root)
+        print(f"site: {args.site / 'index.html'} ({len(changed)} files written)")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from robench import boards
+    from robench.boards.compare import compare_models, format_rows
+
+    root = args.root if args.root is not None else boards.default_root()
+    dataset, rows = compare_models(args.model_a, args.model_b, threats=args.threats, board=args.board,
+                                   dataset=args.dataset, root=root)
+    print(format_rows(args.model_a, args.model_b, dataset, rows))
+    return 0
 
 
 def cmd_submit(args) -> int:
-    from robench import submit
+    from robench.boards.submit import CheckpointSpec, SubmitRequest, submit
 
-    return submit.main(args)
+    checkpoint = CheckpointSpec(
+        path=args.checkpoint, arch=args.arch, dataset=args.dataset, name=args.name,
+        arch_kwargs=tuple(args.arch_kwargs), normalization=args.normalization, display_name=args.display_name,
+        paper_url=args.paper_url, paper_title=args.paper_title,
+    )
+    request = SubmitRequest(
+        card=args.card, checkpoint=checkpoint, boards=tuple(args.boards) if args.boards else None,
+        force=args.force, allow_pickle=args.allow_pickle, device=args.device, data_dir=args.data_dir,
+        root=args.root,
+    )
+    if args.spec_list:
+        from robench.boards.submit_list import submit_list
+
+        return submit_list(args.spec_list, request)
+    submit(request)
+    return 0
+
+
+def cmd_corruptions_report(args) -> int:
+    from robench.corruption_report import format_report, report_from_runs
+
+    report = report_from_runs(args.runs, args.model, args.reference, args.dataset, args.threat)
+    print(json.dumps(report, sort_keys=True) if args.json else format_report(report))
+    return 0
 
 
 def cmd_ls(args) -> int:
+    """One line per entry, columns aligned. Models, threats and boards are read from their YAML alone
+    (no torch import, no weights read), so listing stays instant and a broken card still shows."""
     from robench import config
 
+    rows = {"models": _model_rows, "threats": _threat_rows, "datasets": _dataset_rows, "boards": _board_rows}
+    lines = rows[args.what](config)
+    widths = [max(len(row[i]) for row in lines) for i in range(len(lines[0]) - 1)] if lines else []
+    for row in lines:
+        print("  ".join([*(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)), row[-1]]).rstrip())
     if args.what == "models":
-        names = config.names("models")
-    elif args.what == "threats":
-        names = config.names("threats")
-    elif args.what == "boards":
-        names = config.names("boards")
-    else:
-        from robench.datasets import list_datasets
+        from robench.specs import SPEC_FORMS
 
-        names = list_datasets()
-    print("\n".join(names))
+        print(f"--model also takes: {', '.join(SPEC_FORMS[1:])}")
     return 0
+
+
+def _model_rows(config) -> list[list[str]]:
+    """name, architecture (library), dataset, clean test accuracy measured at training time or '—'."""
+    rows = []
+    for name in config.names("models"):
+        card = config.read_yaml(config.find("models", name))
+        acc = (card.get("training") or {}).get("clean_acc_test")
+        arch = f"{card.get('arch', '?')} ({card.get('library', 'timm')})"
+        shown = f"{acc:.1%}" if isinstance(acc, float) else "—"
+        rows.append([name, arch, str(card.get("dataset", "?")), shown])
+    return rows
+
+
+#: Parameters that set a threat's budget (the rest set the attack's effort), shown by ``robench ls threats``.
+_BUDGET_KEYS = ("norm", "eps", "max_rotation", "max_translation", "max_shift", "headline_magnitude")
+
+
+def _threat_rows(config) -> list[list[str]]:
+    """name, family, then the budget per budget family (mnist, cifar, imagenet)."""
+    examples = {"mnist": "mnist5k", "cifar": "cifar10", "imagenet": "imagenet"}
+    rows = []
+    for name in config.names("threats"):
+        budgets = []
+        for family, dataset in examples.items():
+            params = config.threat_config(name, dataset)
+            shown = " ".join(f"{k}={_budget(params[k])}" for k in _BUDGET_KEYS if k in params)
+            budgets.append(f"{family}: {shown or '—'}")
+        rows.append([name, config.threat_spec(name).family, " | ".join(budgets)])
+    return rows
+
+
+def _budget(value) -> str:
+    """ε as published: 0.0313... -> 8/255."""
+    if isinstance(value, float) and 0 < value < 1 and abs(value * 255 - round(value * 255)) < 1e-9:
+        return f"{round(value * 255)}/255"
+    return str(value)
+
+
+def _dataset_rows(config) -> list[list[str]]:
+    from robench.datasets import dataset_info, list_datasets
+
+    rows = []
+    for name in list_datasets():
+        info = dataset_info(name)
+        size = f"{info.channels}x{info.image_size}x{info.image_size}"
+        rows.append([name, f"{info.num_classes} classes", size, f"budgets: {info.family}",
+                     f"splits: {', '.join(info.splits)}"])
+    return rows
+
+
+def _board_rows(config) -> list[list[str]]:
+    from robench.boards.schema import load_board
+
+    rows = []
+    for name in config.names("boards"):
+        board = load_board(name)
+        rows.append([name, board.dataset, f"{board.n_examples} examples", board.title])
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        from robench import config
+
+        config.set_user_dirs(args.config_dir)
         return args.func(args)
     except RobenchError as e:
         if args.debug:

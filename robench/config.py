@@ -1,9 +1,12 @@
 """YAML configuration: named threats, model cards, boards and recipes.
 
-Families are Python, instances are YAML: ``configs/threats/pgd_linf.yaml`` names the family ``pgd`` and
-its parameters, with per-dataset budgets. This module resolves a named threat for a dataset into the
+Families are Python, instances are YAML: ``configs/threats/pgd_linf.yaml`` names the family ``pgd``
+and its parameters, with per-dataset budgets. This module resolves a named threat for a dataset into the
 flat, fully explicit parameter dict that is recorded with every result. It imports no torch, so the
 leaderboard can check that a record still matches the current configuration.
+
+The ``configs/`` folder ships inside the package (``robench/configs``); user folders are searched after
+it (:func:`search_path`), so ``configs/<folder>/<name>.yaml`` below means "on the search path".
 
 Conventions:
 - a file may start from another with ``base: other_name`` (same folder); keys then override;
@@ -16,6 +19,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import os
+import sys
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -26,7 +30,7 @@ from robench import schema
 from robench.errors import UsageError
 from robench.registry import unknown_name
 
-#: Which published budget row (protocols.md) a dataset falls under.
+#: Which published budget row (docs/protocols.md) a dataset falls under.
 BUDGET_FAMILY = {
     "mnist": "mnist",
     "mnist5k": "mnist",
@@ -37,15 +41,82 @@ BUDGET_FAMILY = {
 }
 
 
+BUILTIN = Path(__file__).resolve().parent / "configs"
+"""The configuration shipped inside the package, so an installed wheel runs with no checkout."""
+
+_cli_dirs: list[Path] = []
+_reported: set[Path] = set()  # user files already reported as shadowing a shipped one
+
+
 def config_root() -> Path:
-    """The ``configs/`` folder: ``$ROBENCH_CONFIGS`` or the one beside the package in the checkout."""
-    root = Path(os.environ.get("ROBENCH_CONFIGS", Path(__file__).resolve().parent.parent / "configs"))
-    if not root.is_dir():
-        raise UsageError(
-            f"configuration folder {root} not found: install robench from its checkout "
-            "(pip install -e .) or set ROBENCH_CONFIGS"
-        )
-    return root
+    """The shipped ``configs/`` folder inside the package (never a user folder; see :func:`search_path`).
+
+    Before #11 this was the checkout's ``configs/`` and its parent the repository root; the repository
+    root is now :func:`repo_root`, because an installed package has no checkout around it.
+    """
+    return BUILTIN
+
+
+def set_user_dirs(dirs: list[str | os.PathLike] | None) -> None:
+    """The ``--config-dir`` folders of this process (the CLI's global option), in the order given."""
+    _cli_dirs[:] = [Path(d).expanduser() for d in dirs or []]
+
+
+def search_path() -> list[Path]:
+    """Configuration folders, lowest priority first: the shipped one, ``$ROBENCH_CONFIGS`` (an
+    ``os.pathsep``-separated list), then ``--config-dir`` folders. A later folder's file wins, so a user
+    can shadow a shipped threat or card without editing the package."""
+    env = [Path(p).expanduser() for p in os.environ.get("ROBENCH_CONFIGS", "").split(os.pathsep) if p]
+    for folder in env + _cli_dirs:
+        if not folder.is_dir():
+            source = "ROBENCH_CONFIGS" if folder in env else "--config-dir"
+            raise UsageError(f"configuration folder {folder} ({source}) does not exist")
+    return [BUILTIN, *env, *_cli_dirs]
+
+
+def find(folder: str, name: str) -> Path | None:
+    """The file that defines ``<folder>/<name>.yaml``: the last one on :func:`search_path`.
+
+    A user file shadowing a shipped one is reported once per process on stderr, so a stale copy of a
+    shipped threat cannot silently change a budget.
+    """
+    hits = [d / folder / f"{name}.yaml" for d in search_path() if (d / folder / f"{name}.yaml").is_file()]
+    if not hits:
+        return None
+    winner = hits[-1]
+    if len(hits) > 1 and hits[0].parent.parent == BUILTIN and winner not in _reported:
+        _reported.add(winner)
+        print(f"robench: {winner} shadows the shipped {folder}/{name}.yaml", file=sys.stderr)
+    return winner
+
+
+def repo_root(start: str | os.PathLike | None = None) -> Path:
+    """The checkout whose ``leaderboards/`` the board commands read and write (their ``--root`` default).
+
+    The nearest folder holding ``leaderboards/`` from ``start`` (default: the working directory) upward.
+    Only the working directory counts, not where robench is installed: a board command run outside a
+    checkout must not write into whichever checkout the package happens to come from.
+    """
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "leaderboards").is_dir():
+            return folder
+    raise UsageError(f"no checkout with leaderboards/ in {here} or above: run from one or pass --root DIR")
+
+
+def checkout_configs(root: str | os.PathLike) -> Path:
+    """The configuration folder that belongs to checkout ``root`` and is in use, where a submission's card
+    is registered: ``root/robench/configs`` (robench's own checkout, the shipped folder) or
+    ``root/configs`` (a board checkout of one's own, added with ``--config-dir``/``$ROBENCH_CONFIGS``)."""
+    root = Path(root).resolve()
+    in_use = {d.resolve() for d in search_path()}
+    for folder in (root / "robench" / "configs", root / "configs"):
+        if folder.resolve() in in_use:
+            return folder
+    raise UsageError(
+        f"--root {root} holds no configuration folder in use: pass --config-dir {root / 'configs'} (or add "
+        "it to ROBENCH_CONFIGS) so the card, the threats and the boards come from one place"
+    )
 
 
 def budget_family(dataset: str) -> str:
@@ -88,23 +159,27 @@ def read_yaml(path: Path) -> dict:
     return data
 
 
-def load_named(kind: str, name: str, folder: str) -> dict:
-    """Load ``configs/<folder>/<name>.yaml`` with ``base:`` inheritance and fraction parsing."""
-    directory = config_root() / folder
-    known = names(folder)
-    if name not in known:
-        raise unknown_name(kind, name, known)
-    data = read_yaml(directory / f"{name}.yaml")
+def load_named(kind: str, name: str, folder: str, _chain: tuple[str, ...] = ()) -> dict:
+    """Load ``<folder>/<name>.yaml`` from the search path, with ``base:`` inheritance and fractions.
+
+    ``base:`` is looked up on the whole search path, so a user threat may start from a shipped one.
+    """
+    path = find(folder, name)
+    if path is None:
+        raise unknown_name(kind, name, names(folder))
+    data = read_yaml(path)
     base = data.pop("base", None)
     if base is not None:
-        merged = load_named(kind, base, folder)
-        merged = _deep_merge(merged, data)
-        data = merged
+        if base in _chain + (name,):
+            loop = " -> ".join(_chain + (name, base))
+            raise UsageError(f"{path}: base {base!r} loops back to itself ({loop})")
+        data = _deep_merge(load_named(kind, base, folder, _chain + (name,)), data)
     return _numbers(data)
 
 
 def names(folder: str) -> list[str]:
-    return sorted(p.stem for p in (config_root() / folder).glob("*.yaml"))
+    """Every name defined in ``folder`` on the search path, sorted."""
+    return sorted({p.stem for d in search_path() for p in (d / folder).glob("*.yaml")})
 
 
 def _deep_merge(a: dict, b: dict) -> dict:

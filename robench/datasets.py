@@ -11,8 +11,9 @@ perturbs the same pixel space and an ε of 8/255 means 8 grey levels for every m
   splits (as RobustBench uses them). Local files are used first; only when they are absent or fail
   torchvision's checksum is a download attempted, into ``data_dir``, else ``$ROBENCH_DATA``, else
   ``~/.cache/robench/data`` (torchvision's layout, so an existing torchvision cache can be reused).
-- ``imagenet`` cannot be downloaded: it reads a local ILSVRC2012 validation folder (see
-  :func:`_imagenet`), of which it evaluates a fixed 5-images-per-class subset.
+- ``imagenet`` cannot be downloaded: it reads a local ILSVRC2012 validation folder in any common layout
+  (:mod:`robench.imagenet`), of which it evaluates a fixed 5-images-per-class subset or a given subset
+  file, preprocessed (resize, crop) as the evaluated model's card says.
 
 torchvision (and timm, for ImageNet class indices) are imported inside the loaders: listing datasets or
 reading their :class:`DatasetInfo` must stay cheap for the CLI.
@@ -32,8 +33,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from robench import imagenet
 from robench.errors import DataError, UsageError
+from robench.imagenet import IMAGENET_PER_CLASS, Preprocessing
 from robench.registry import Registry
+
+__all__ = ["IMAGENET_PER_CLASS", "DatasetInfo", "Preprocessing", "create_dataset", "dataset_info",
+           "list_datasets", "load_tensors"]
 
 
 @dataclass(frozen=True)
@@ -79,22 +85,33 @@ def dataset_info(name: str) -> DatasetInfo:
     return _DATASETS.get(name)[0]
 
 
-def create_dataset(name: str, split: str = "test", data_dir: str | os.PathLike | None = None) -> Dataset:
+def create_dataset(
+    name: str, split: str = "test", data_dir: str | os.PathLike | None = None, *,
+    preprocessing: Preprocessing | None = None, subset_file: str | os.PathLike | None = None,
+) -> Dataset:
     """The ``split`` of dataset ``name`` as a map-style Dataset of ``(x: float32 CHW in [0,1], y: int)``.
 
     ``data_dir`` is where downloadable datasets are cached and where the ImageNet folder is found
     (default: ``$ROBENCH_DATA``, then ``~/.cache/robench/data``); the embedded ``mnist5k`` ignores it.
+    ``preprocessing`` (the model's, from its card) and ``subset_file`` (which images form ``test``) apply
+    to ``imagenet``, whose images come in every size; the other datasets have one native size and split.
     Raises :class:`UsageError` for an unknown name or split, :class:`DataError` when the data is missing
     and cannot be downloaded.
     """
     info, build = _DATASETS.get(name)
     if split not in info.splits:
         raise UsageError(f"dataset {name!r} has no split {split!r}; use one of: {', '.join(info.splits)}")
-    return build(split, Path(data_dir).expanduser() if data_dir else None)
+    root = Path(data_dir).expanduser() if data_dir else None
+    if name == "imagenet":
+        return build(split, root, preprocessing, Path(subset_file).expanduser() if subset_file else None)
+    if subset_file is not None:
+        raise UsageError(f"a subset file selects ImageNet images; {name!r} is read in its official order")
+    return build(split, root)
 
 
 def load_tensors(
-    name: str, split: str = "test", n: int | None = None, data_dir: str | os.PathLike | None = None
+    name: str, split: str = "test", n: int | None = None, data_dir: str | os.PathLike | None = None, *,
+    preprocessing: Preprocessing | None = None, subset_file: str | os.PathLike | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``n`` examples (all if ``None``) of a split, decoded once: ``x`` float32 [N,C,H,W] in
     [0,1] and ``y`` int64 [N].
@@ -103,7 +120,7 @@ def load_tensors(
     Asking for more examples than the split has is a :class:`UsageError` rather than a silent
     truncation, so that a record's ``n_examples`` is always what was evaluated.
     """
-    dataset = create_dataset(name, split, data_dir)
+    dataset = create_dataset(name, split, data_dir, preprocessing=preprocessing, subset_file=subset_file)
     total = len(dataset)
     if n is None:
         n = total
@@ -206,86 +223,7 @@ def _svhn(split: str, data_dir: Path | None) -> Dataset:
     return _torchvision("svhn", "SVHN", data_dir, split=split)
 
 
-IMAGENET_PER_CLASS = 5
-"""Images per class in the ImageNet ``test`` subset, and again in the disjoint ``fit`` subset."""
-
-
-class _ImageFiles(Dataset):
-    """Image files decoded on access; ``samples`` lists ``(path, label)`` in evaluation order."""
-
-    def __init__(self, samples: list[tuple[Path, int]], transform: Callable):
-        self.samples, self.transform = samples, transform
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        from PIL import Image
-
-        path, label = self.samples[i]
-        try:
-            with Image.open(path) as image:
-                return self.transform(image.convert("RGB")), label
-        except OSError as e:
-            raise DataError(f"cannot read image {path} ({_one_line(e)}): replace or remove the file") from e
-
-
 @_dataset(DatasetInfo("imagenet", "imagenet", 1000, 3, 224, ("test", "fit"), "fit"))
-def _imagenet(split: str, data_dir: Path | None) -> Dataset:
-    """ILSVRC2012 validation images from a local folder, resized to 256 and centre-cropped to 224.
-
-    The folder (``data_dir``, else ``$ROBENCH_DATA``) is ``DIR/imagenet/val/<wnid>/*``,
-    ``DIR/val/<wnid>/*`` or ``DIR/<wnid>/*``; the first layout lets one ``ROBENCH_DATA`` root hold
-    every dataset. Labels are the position of the wnid among the 1000 sorted ILSVRC2012 wnids (timm's
-    list), not among the folders present, so a folder holding only some classes still yields the
-    labels a 1000-class model predicts.
-
-    Subset rule, computed from the folder itself: within each class folder, image files sorted by
-    name; the first 5 form ``test`` (5,000 images for the full val set, RobustBench's evaluation size)
-    and the next 5 form ``fit`` (disjoint, for fitting universal perturbations). RobustBench's own
-    5,000-image list cannot be fetched offline and a substitute must not be invented, so the rule is
-    derived from the data instead: anyone with the standard val folder gets the same images. Both
-    splits are ordered by (rank within class, label), so the first 1,000 examples cover every class.
-    """
-    from torchvision import transforms
-    from torchvision.datasets.folder import IMG_EXTENSIONS
-
-    root = data_dir or _env_data_dir()
-    if root is None:
-        raise DataError(
-            "dataset 'imagenet' cannot be downloaded: pass --data-dir DIR or set ROBENCH_DATA to a copy of "
-            "the ILSVRC2012 validation set in class folders (DIR/val/<wnid>/*.JPEG)"
-        )
-    if not root.is_dir():
-        raise DataError(
-            f"ImageNet directory {root} does not exist: point --data-dir or ROBENCH_DATA at the ILSVRC2012 "
-            "validation folder"
-        )
-    folder = next((d for d in (root / "imagenet" / "val", root / "val") if d.is_dir()), root)
-    class_dirs = sorted(d for d in folder.iterdir() if d.is_dir())
-    if not class_dirs:
-        raise DataError(f"no class folders in {folder}: expected the ILSVRC2012 val set as {folder}/<wnid>/*")
-
-    wnid_index = _imagenet_wnid_index()
-    first = 0 if split == "test" else IMAGENET_PER_CLASS
-    ranked = []
-    for class_dir in class_dirs:
-        if class_dir.name not in wnid_index:
-            raise DataError(
-                f"folder {class_dir} is not named after an ILSVRC2012 class (a wnid such as n01440764): "
-                "point --data-dir at the folder holding the 1000 class folders"
-            )
-        files = sorted(f.name for f in class_dir.iterdir() if f.name.lower().endswith(IMG_EXTENSIONS))
-        for rank, filename in enumerate(files[first : first + IMAGENET_PER_CLASS]):
-            ranked.append((rank, wnid_index[class_dir.name], class_dir / filename))
-    if not ranked:
-        raise DataError(f"no images for split {split!r} in the class folders of {folder}")
-    resize_crop = [transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor()]
-    return _ImageFiles([(path, label) for _, label, path in sorted(ranked)], transforms.Compose(resize_crop))
-
-
-def _imagenet_wnid_index() -> dict[str, int]:
-    """wnid -> class index of the standard 1000-class ImageNet models (timm ships the sorted list)."""
-    from timm.data import ImageNetInfo
-
-    return {wnid: i for i, wnid in enumerate(ImageNetInfo("imagenet-1k").label_names())}
+def _imagenet(split: str, data_dir: Path | None, preprocessing=None, subset_file=None) -> Dataset:
+    """ILSVRC2012 validation images from a local folder in any common layout (:mod:`robench.imagenet`)."""
+    return imagenet.build(split, data_dir or _env_data_dir(), preprocessing, subset_file)

@@ -3,7 +3,7 @@
 Outside ``torchrun`` (no process group) everything here is a no-op or a plain loop, so single-process
 code paths and sharded ones are the same code.
 
-How an evaluation is shared (performance.md, "Scale-out"):
+How an evaluation is shared (docs/performance.md, "Scale-out"):
 - The unit of work is a chunk of the evaluation subset (the engine's resumable, seeded chunks). Ranks
   take chunks from a shared queue, first come first served: a counter in the rendezvous store that every
   rank increments atomically (:class:`ChunkQueue`). Early exit makes chunks cost very different amounts

@@ -1,8 +1,10 @@
 """Model cards -> ready classifiers taking [0,1] pixels.
 
 A card (``configs/models/<name>.yaml``) names an architecture (timm by default, or torchvision), the
-dataset it was trained for, its input normalisation and its weights. Weights are untrusted input
-(reliability.md): they load from safetensors after their sha256 is checked, a pickle loads only when the
+dataset it was trained for, its input normalisation and preprocessing, and its weights. A model can also be
+named without a card (``timm:<name>``, ``torchvision:<name>``, a card file...): :mod:`robench.specs` turns
+such a spec into a card, so the rest of robench sees cards only. Weights are untrusted input
+(docs/reliability.md): they load from safetensors after their sha256 is checked, a pickle loads only when the
 caller explicitly allows it and then with ``torch.load(weights_only=True)``, and library pretrained tags
 go through the library's own hash-checked download.
 """
@@ -19,11 +21,15 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from robench import archs  # noqa: F401  (registers the zoo architectures into timm)
-from robench import schema
-from robench.config import config_root, names, read_yaml
-from robench.datasets import dataset_info
+from robench import (
+    archs,  # noqa: F401  (registers the zoo architectures into timm)
+    schema,
+    specs,
+)
+from robench.config import find, names, read_yaml
+from robench.datasets import Preprocessing, dataset_info
 from robench.errors import CheckpointError, UsageError
+from robench.imagenet import DEFAULT_PREPROCESSING
 from robench.record import check_name
 from robench.registry import unknown_name
 
@@ -71,6 +77,8 @@ class ModelCard:
 
     ``normalization`` in the YAML is a preset name (:data:`NORMALIZATION_PRESETS`) or ``{mean, std}``;
     :func:`card_from_dict` resolves a preset, so here it is always ``{mean, std}`` or None.
+    ``preprocessing`` (how ImageNet files are resized and cropped) is part of the model: an ImageNet card
+    without one gets :data:`~robench.imagenet.DEFAULT_PREPROCESSING`; other datasets have one native size.
     """
 
     name: str
@@ -78,7 +86,7 @@ class ModelCard:
     dataset: str
     num_classes: int
     weights: WeightsSpec
-    library: Literal["timm", "torchvision"] = "timm"
+    library: Literal["timm", "torchvision", "robustbench"] = "timm"
     arch_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     normalization: str | Normalization | None = None
     display_name: str | None = None
@@ -86,7 +94,9 @@ class ModelCard:
     paper: dict[str, Any] | None = None
     training: dict[str, Any] | None = None
     claimed: dict[str, Any] | None = None  # numbers claimed by the submitter: shown, never trusted
+    preprocessing: Preprocessing | None = None  # ImageNet only; card_from_dict fills in the default
     source: Path | None = None
+    spec: str | None = None  # the --model string, when the card was made from one (robench.specs)
 
     def meta(self) -> dict:
         """What a run record keeps of the card (identity of the weights, provenance)."""
@@ -101,6 +111,10 @@ class ModelCard:
                 out[key if key != "training" else "recipe"] = getattr(self, key)
         if self.arch_kwargs:
             out["arch_kwargs"] = self.arch_kwargs
+        if self.preprocessing is not None:
+            out["preprocessing"] = dataclasses.asdict(self.preprocessing)
+        if self.spec is not None:
+            out["spec"] = self.spec
         return out
 
 
@@ -113,8 +127,13 @@ def card_from_dict(name: str, data: dict, source: Path | None = None) -> ModelCa
     check_name("model", name)
     where = f"model card {name!r}"
     try:
-        card = schema.load(ModelCard, data, where, name=name, source=source)
+        card = schema.load(ModelCard, data, where, name=name, source=source, spec=None)
         dataset_info(card.dataset)  # unknown dataset -> UsageError with a suggestion
+        preprocessing = card.preprocessing
+        if card.dataset == "imagenet":
+            preprocessing = preprocessing or DEFAULT_PREPROCESSING
+        elif preprocessing is not None:
+            raise UsageError(f"preprocessing is for ImageNet cards; {card.dataset!r} images have one size")
         norm = card.normalization
         if isinstance(norm, str):
             if norm not in NORMALIZATION_PRESETS:
@@ -125,14 +144,18 @@ def card_from_dict(name: str, data: dict, source: Path | None = None) -> ModelCa
     except UsageError as e:  # every message names the card, however deep the problem was found
         message = str(e)
         raise UsageError(message if message.startswith(where) else f"{where}: {message}") from None
-    return dataclasses.replace(card, normalization=norm)
+    return dataclasses.replace(card, normalization=norm, preprocessing=preprocessing)
 
 
-def load_card(name: str) -> ModelCard:
+def load_card(name: str, weights: str | os.PathLike | None = None) -> ModelCard:
+    """The card of a ``--model`` value: a card name on the config search path, or any other form of
+    :data:`robench.specs.SPEC_FORMS`; ``weights`` (a local file) goes with a timm/torchvision spec."""
+    if specs.is_spec(name) or weights is not None:
+        return specs.card_for(name, weights)
     known = list_models()
     if name not in known:
         raise unknown_name("model", name, known)
-    path = config_root() / "models" / f"{name}.yaml"
+    path = find("models", name)
     return card_from_dict(name, read_yaml(path), source=path)
 
 
@@ -175,45 +198,22 @@ class Classifier(nn.Module):
         return self.net(x)
 
 
-def build_network(card: ModelCard, pretrained: bool = False) -> nn.Module:
-    """The bare architecture (random weights unless ``pretrained`` uses the library's own weights)."""
+def build_network(card: ModelCard) -> nn.Module:
+    """The bare architecture with random weights; :func:`create_model` then loads the weights file."""
     kwargs = dict(card.arch_kwargs)
     try:
         if card.library == "torchvision":
             import torchvision
 
-            weights = card.weights.pretrained if pretrained else None
-            if weights is None:
-                kwargs["num_classes"] = card.num_classes
-            return torchvision.models.get_model(card.arch, weights=weights, **kwargs)
+            return torchvision.models.get_model(card.arch, weights=None, num_classes=card.num_classes,
+                                                **kwargs)
         import timm
 
-        tag = card.weights.pretrained if pretrained else None
-        arch = f"{card.arch}.{tag}" if tag and tag is not True else card.arch
-        return timm.create_model(arch, pretrained=pretrained, num_classes=card.num_classes, **kwargs)
-    except (urllib.error.URLError, ConnectionError, OSError) as e:
-        raise CheckpointError(
-            f"could not fetch the pretrained weights of {card.name!r} ({card.library} {card.arch}, "
-            f"{card.weights.pretrained}): {getattr(e, 'reason', e)} - without network, fetch "
-            f"{_pretrained_source(card)} on another machine, or use a card with weights.path"
-        ) from None
+        return timm.create_model(card.arch, pretrained=False, num_classes=card.num_classes, **kwargs)
     except (RuntimeError, ValueError, TypeError) as e:
-        if "Unknown model" in str(e) or "Unknown" in str(e):
+        if "Unknown" in str(e):
             raise UsageError(f"model card {card.name!r}: unknown {card.library} architecture {card.arch!r}") from None
         raise UsageError(f"model card {card.name!r}: cannot build {card.arch!r}: {e}") from None
-
-
-def _pretrained_source(card: ModelCard) -> str:
-    """Where a library tag's weights come from, for the offline error message."""
-    if card.library == "torchvision":
-        import torchvision
-
-        try:
-            url = torchvision.models.get_model_weights(card.arch)[card.weights.pretrained].url
-            return f"{url} into $TORCH_HOME/hub/checkpoints/"
-        except (KeyError, ValueError):
-            pass
-    return "the weights into the library's cache ($HF_HOME for timm, $TORCH_HOME for torchvision)"
 
 
 def sha256_file(path: Path) -> str:
@@ -305,10 +305,22 @@ def load_weights(net: nn.Module, state: dict, card: ModelCard) -> None:
 def create_model(
     name: str | ModelCard, device: str | torch.device | None = None, allow_pickle: bool = False
 ) -> Classifier:
-    """Card name (or card) -> :class:`Classifier` in eval mode, parameters frozen, on ``device``."""
+    """Card, card name or spec -> :class:`Classifier` in eval mode, parameters frozen, on ``device``.
+
+    Every weights file is read by robench itself (a library's pretrained file from the library's cache,
+    :func:`robench.specs.pretrained_file`), so the returned model's card pins the sha256 of the file read
+    and the record shows it. A library's own ``.pth``/``.bin`` downloads load with
+    ``torch.load(weights_only=True)``, as the libraries load them; a user's pickle needs ``allow_pickle``.
+    """
     card = name if isinstance(name, ModelCard) else load_card(name)
-    if card.weights.pretrained is not None:
-        net = build_network(card, pretrained=True)
+    if card.library == "robustbench":
+        net, path = specs.robustbench_network(card)
+        card = _pinned(card, path)
+    elif card.weights.pretrained is not None:
+        path = specs.pretrained_file(card)
+        card = _pinned(card, path)
+        net = build_network(card)
+        load_weights(net, read_state_dict(path, weights_format(path), allow_pickle=True), card)
     else:
         path = resolve_weights_file(card)
         net = build_network(card)
@@ -317,3 +329,21 @@ def create_model(
     model = Classifier(net, norm.get("mean"), norm.get("std"), card=card)
     model.eval().requires_grad_(False)
     return model.to(device) if device is not None else model
+
+
+def _pinned(card: ModelCard, path: Path) -> ModelCard:
+    """The card with the sha256 of the library file actually read, for the record. A card that pins one
+    already (``robench submit --list`` writes such cards) must get that very file."""
+    actual = sha256_file(path)
+    pinned = card.weights.sha256
+    if pinned and pinned.lower() != actual:
+        raise CheckpointError(
+            f"sha256 mismatch for the pretrained weights of {card.name!r} ({path}): card pins "
+            f"{pinned[:12]}..., file is {actual[:12]}... - the library's file changed since the card was written"
+        )
+    return dataclasses.replace(card, weights=dataclasses.replace(card.weights, sha256=actual))
+
+
+def weights_format(path: Path) -> str:
+    """A file's format by its name: ``.safetensors``, else a pickle (which loads only when allowed)."""
+    return "safetensors" if path.suffix == ".safetensors" else "pickle"

@@ -24,9 +24,8 @@ import torch.nn.functional as F
 from robench import schema
 from robench.registry import Registry
 from robench.threats.base import require
+from robench.threats.geometry import box_half_widths, check_box, draw_transforms, shift, warp_transforms
 from robench.threats.pgd import PGD
-from robench.threats.spatial_random import box_half_widths, check_box, draw_transforms, warp_transforms
-from robench.threats.translation import shift
 
 PERTURBATIONS: Registry[type] = Registry("training perturbation", name_attr="kind")  # sets cls.kind
 
@@ -52,7 +51,7 @@ class RandomShift:
 
     Integer shifts move pixels exactly (no interpolation blur), which is what the "4-pixel random crop"
     of the augmentation literature does; the shift is the translation sweep's
-    (:func:`robench.threats.translation.shift`).
+    (:func:`robench.threats.geometry.shift`).
     """
 
     max_shift: int

@@ -44,7 +44,7 @@ def bits(flags) -> str:
 
 @dataclasses.dataclass
 class RunRecord:
-    """The result of one (dataset, model, threat) evaluation; see architecture.md for the fields."""
+    """The result of one (dataset, model, threat) evaluation; see docs/architecture.md for the fields."""
 
     model: str
     dataset: str

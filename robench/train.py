@@ -25,7 +25,7 @@ from robench.datasets import dataset_info, load_tensors
 from robench.errors import UsageError
 from robench.models import Classifier, build_network, card_from_dict, sha256_file
 from robench.perturbations import create_perturbation
-from robench.record import check_name
+from robench.record import atomic_write_bytes, check_name
 
 #: Input normalisation the zoo uses, by dataset (mean/std of the MNIST training pixels).
 NORMALIZATION = {"mnist5k": {"mean": [0.1307], "std": [0.3081]}, "mnist": {"mean": [0.1307], "std": [0.3081]}}
@@ -75,15 +75,38 @@ def accuracy(model, x, y, batch_size: int = 1000) -> float:
     return correct / len(x)
 
 
+def fit(model, rec: Recipe, x, y, epochs: int, generator: torch.Generator, desc: str, progress=None) -> None:
+    """``epochs`` of the recipe's training on (x, y): Adam with a one-cycle learning rate, each minibatch
+    perturbed (model in eval mode) before the gradient step; ``generator`` draws the order and the
+    perturbations, so a seed fixes the whole run."""
+    perturb = rec.perturber()
+    opt = torch.optim.Adam(model.parameters(), lr=rec.lr, weight_decay=rec.weight_decay)
+    steps_per_epoch = (len(x) + rec.batch_size - 1) // rec.batch_size
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=rec.lr, total_steps=epochs * steps_per_epoch)
+    for epoch in tqdm(range(epochs), desc=desc, unit="epoch", disable=None if progress is None else not progress):
+        perm = torch.randperm(len(x), generator=generator).to(x.device)
+        for i in range(0, len(x), rec.batch_size):
+            idx = perm[i : i + rec.batch_size]
+            xb, yb = x[idx], y[idx]
+            model.eval()
+            xb = perturb(model, xb, yb, generator, epoch)
+            model.train()
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+
+
 def train(
     recipe: str, arch: str, dataset: str = "mnist5k", *, name: str, out: str | os.PathLike,
     card_dir: str | os.PathLike | None = None, epochs: int | None = None, seed: int = 0,
     device: str | torch.device | None = None, arch_kwargs: dict | None = None, progress: bool | None = None,
 ) -> Path:
     """Train ``arch`` with ``recipe`` and write ``<out>/<name>.safetensors`` and its card; returns the card path."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    from robench.engine import describe_device, resolve_device
+    from robench.devices import describe_device, resolve_device
 
     check_name("model", name)
     rec = Recipe.load(recipe)
@@ -107,34 +130,15 @@ def train(
     xt, yt = load_tensors(dataset, "test")
     xt, yt = xt.to(dev), yt.to(dev)
 
-    perturb = rec.perturber()
-    generator = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=rec.lr, weight_decay=rec.weight_decay)
-    steps_per_epoch = (len(x) + rec.batch_size - 1) // rec.batch_size
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=rec.lr, total_steps=epochs * steps_per_epoch)
     started = time.time()
-    for epoch in tqdm(range(epochs), desc=f"train {name}", unit="epoch", disable=None if progress is None else not progress):
-        perm = torch.randperm(len(x), generator=generator).to(dev)
-        for i in range(0, len(x), rec.batch_size):
-            idx = perm[i : i + rec.batch_size]
-            xb, yb = x[idx], y[idx]
-            model.eval()
-            xb = perturb(model, xb, yb, generator, epoch)
-            model.train()
-            loss = F.cross_entropy(model(xb), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+    fit(model, rec, x, y, epochs, torch.Generator().manual_seed(seed), desc=f"train {name}", progress=progress)
     model.eval()
     clean = accuracy(model, xt, yt)
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     weights = out / f"{name}.safetensors"
-    save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(weights))
+    atomic_write_bytes(weights, save({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}))
     card_dir = Path(card_dir) if card_dir is not None else out
-    card_dir.mkdir(parents=True, exist_ok=True)
     card_data["weights"] = {"path": os.path.relpath(weights, card_dir), "sha256": sha256_file(weights)}
     card_data["display_name"] = f"{arch} / {recipe}"
     card_data["description"] = rec.description
@@ -150,5 +154,5 @@ def train(
     if not card_data["arch_kwargs"]:
         del card_data["arch_kwargs"]
     card_path = card_dir / f"{name}.yaml"
-    card_path.write_text(yaml.safe_dump(card_data, sort_keys=False, width=1000))  # the command on one line
+    atomic_write_bytes(card_path, yaml.safe_dump(card_data, sort_keys=False, width=1000).encode())  # command on one line
     return card_path

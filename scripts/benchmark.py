@@ -27,7 +27,7 @@ import torchattacks
 from robench.datasets import load_tensors
 from robench.models import create_model
 from robench.threats import BatchContext, create_threat
-from robench.threats.spatial import affine_thetas, warp
+from robench.threats.geometry import affine_thetas, warp
 
 
 def timed(fn):

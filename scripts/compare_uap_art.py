@@ -10,7 +10,7 @@ ART is a peer here, not a robench dependency. Install it into the environment fo
 
     .venv/bin/pip install adversarial-robustness-toolbox
 
-Pitfall (protocols.md): ART's ``UniversalPerturbation`` defaults to ``eps=10.0``, which on [0,1] inputs is
+Pitfall (docs/protocols.md): ART's ``UniversalPerturbation`` defaults to ``eps=10.0``, which on [0,1] inputs is
 no constraint at all; this script always passes the threat's ε and prints ‖δ‖∞ of both perturbations.
 ART's default attacker is DeepFool, run one image at a time; ``--art-max-iter`` bounds its passes over the
 fit images (its default is 20) so that the comparison runs in minutes on a CPU.
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from robench.datasets import dataset_info, load_tensors
-from robench.engine import resolve_device
+from robench.devices import resolve_device
 from robench.models import create_model, load_card
 from robench.threats import create_threat
 

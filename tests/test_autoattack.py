@@ -99,3 +99,38 @@ def test_warning_messages_map_to_their_checks():
 def test_bad_parameters_are_usage_errors(override, match):
     with pytest.raises(UsageError, match=match):
         create_threat("autoattack_linf", "mnist5k", **override)
+
+
+def test_l2_runs_within_its_ball():
+    model, x, y, clean = _problem()
+    threat = create_threat("autoattack_l2", "mnist5k", eps=3.0)  # ℓ2 diameter of a 6x6 box is 6
+    assert threat.norm == "l2"
+    out, stats = _run(threat, model, x, y, clean, seed=1)
+    broken = clean.numpy() & ~out["robust"].numpy()
+    assert broken.any() and not (out["robust"] & ~clean).any()
+    assert (stats["adversarial_norm"][broken] <= 3.0 * (1 + 1e-5) + 1e-5).all()  # measured in ℓ2, not ℓ∞
+
+
+def test_points_outside_the_budget_are_not_counted_as_breaks(monkeypatch):
+    """AutoAttack only reports its largest perturbation; robench re-checks every returned point."""
+    import pyautoattack
+
+    model, x, y, clean = _problem()
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+
+    class FarAway:  # returns, for each point, another image the model gives another label: far outside ε
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def run_standard_evaluation(self, xs, ys, batch_size):
+            other = [int(torch.nonzero(pred != label)[0]) for label in ys]
+            return x[other].clone(), ys
+
+    monkeypatch.setattr(pyautoattack, "AutoAttack", FarAway)
+    threat = create_threat("autoattack_linf", "mnist5k", eps=0.05)
+    out, stats = _run(threat, model, x, y, clean)
+    assert torch.equal(out["robust"], clean)  # misclassified, but not within the ball: still robust
+    assert stats["out_of_budget"].sum() == int(clean.sum())
+    assert threat.summarize(stats)["rejected_out_of_budget"] == int(clean.sum())
+    assert any(f.startswith("autoattack_out_of_budget:") for f in threat.flags(stats))

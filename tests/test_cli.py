@@ -10,6 +10,9 @@ import pytest
 import torch
 
 from robench.cli import main
+from robench.engine import evaluate
+from robench.record import load
+from robench.stats import wilson
 
 
 def _snapshot(root: Path) -> dict:
@@ -27,11 +30,48 @@ def test_eval_json_prints_only_records(tmp_path, capsys):
     assert (tmp_path / "mnist5k" / "mnist_cnn_standard" / "spatial_rotation.json").is_file()
 
 
-def test_eval_table(tmp_path, capsys):
-    assert main(["eval", "--model", "mnist_cnn_standard", "--threat", "clean", "--n-examples", "20",
+def test_eval_table_shows_the_records_numbers(tmp_path, capsys):
+    assert main(["eval", "--model", "mnist_cnn_standard", "--threat", "clean,spatial_rotation", "--n-examples", "40",
                  "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "mnist_cnn_standard" in out and "clean" in out and "%" in out
+    lines = capsys.readouterr().out.splitlines()
+    header = ["model", "dataset", "threat", "n", "clean", "robust", "95%", "CI", "(Wilson)", "ex/s", "flags"]
+    assert lines[0].split() == header
+    for line, threat in zip(lines[1:3], ["clean", "spatial_rotation"], strict=True):
+        record = load(tmp_path / "mnist5k" / "mnist_cnn_standard" / f"{threat}.json")
+        model, dataset, name, n, clean, robust, low, high, _, flags = line.split()
+        assert (model, dataset, name, int(n), int(flags)) == ("mnist_cnn_standard", "mnist5k", threat, 40, 0)
+        assert (clean, robust) == (f"{record.clean_acc:.1%}", f"{record.robust_acc:.1%}")
+        interval = wilson(record.per_example.count("1"), 40)
+        assert (low, high) == (f"[{interval[0]:.1%},", f"{interval[1]:.1%}]")
+    assert lines[1].split()[5] != lines[2].split()[5]  # the rows are not one record printed twice
+    assert lines[3] == f"records: {tmp_path}/<dataset>/<model>/<threat>.json"
+
+
+def _json_records(capsys, *args: str) -> list[dict]:
+    assert main(["eval", "--model", "mnist_cnn_standard", "--json", *args]) == 0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_seed_option_reaches_the_random_draws(tmp_path, capsys):
+    weak = ["--threat", "pgd_linf", "--n-examples", "200", "--set", "eps=0.15", "--set", "steps=10"]
+    (a,) = _json_records(capsys, *weak, "--seed", "1", "--out", str(tmp_path / "a"))
+    (b,) = _json_records(capsys, *weak, "--seed", "2", "--out", str(tmp_path / "b"))
+    assert (a["seed"], b["seed"]) == (1, 2)
+    assert a["per_example"] != b["per_example"] and a["clean_per_example"] == b["clean_per_example"]
+    api = evaluate("mnist_cnn_standard", "pgd_linf", n_examples=200, seed=2, progress=False,
+                   overrides={"eps": 0.15, "steps": 10})
+    assert api.per_example == b["per_example"]
+
+
+def test_batch_size_changes_no_verdict(tmp_path, capsys):
+    common = ["--threat", "clean,spatial_rotation", "--n-examples", "60"]
+    small = _json_records(capsys, *common, "--batch-size", "7", "--out", str(tmp_path / "small"))
+    large = _json_records(capsys, *common, "--out", str(tmp_path / "large"))
+    for s, big in zip(small, large, strict=True):
+        assert (s["batch_size"], big["batch_size"]) == (7, 256)
+        assert s["config_hash"] != big["config_hash"]  # the batch size is part of the run's identity
+        for key in ("per_example", "clean_per_example", "details", "flags"):
+            assert s[key] == big[key], (s["threat"], key)
 
 
 BAD = [
@@ -81,14 +121,13 @@ def test_tampered_checkpoint_from_the_shell(tmp_path):
     root = Path(__file__).resolve().parent.parent
     weights = tmp_path / "w.safetensors"
     data = bytearray((root / "robench" / "weights" / "mnist_cnn_standard.safetensors").read_bytes())
-    card = (root / "configs" / "models" / "mnist_cnn_standard.yaml").read_text()
+    card = (root / "robench" / "configs" / "models" / "mnist_cnn_standard.yaml").read_text()
     data[-3] ^= 1
     weights.write_bytes(bytes(data))
     configs = tmp_path / "configs"
     (configs / "models").mkdir(parents=True)
-    (configs / "threats").symlink_to(root / "configs" / "threats")
     (configs / "models" / "tampered.yaml").write_text(
-        card.replace("../../robench/weights/mnist_cnn_standard.safetensors", str(weights)))
+        card.replace("../../weights/mnist_cnn_standard.safetensors", str(weights)))
     proc = subprocess.run([sys.executable, "-m", "robench", "eval", "--model", "tampered", "--threat", "clean",
                            "--out", str(tmp_path / "o")], capture_output=True, text=True,
                           env={"ROBENCH_CONFIGS": str(configs), "PATH": "/usr/bin:/bin"})
@@ -103,3 +142,9 @@ def test_ls(capsys):
     assert {"clean", "pgd_linf", "pgd_l2", "spatial", "spatial_rotation", "spatial_translation"} <= set(names)
     assert main(["ls", "models"]) == 0
     assert "mnist_cnn_standard" in capsys.readouterr().out.split()
+    assert main(["ls", "datasets"]) == 0
+    datasets = [line.split()[0] for line in capsys.readouterr().out.splitlines()]  # one line per entry
+    assert {"mnist5k", "mnist", "cifar10", "imagenet"} <= set(datasets) and datasets == sorted(datasets)
+    assert main(["ls", "boards"]) == 0
+    boards = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert {"mnist5k", "cifar10", "imagenet"} <= set(boards) and boards == sorted(boards)

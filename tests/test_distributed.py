@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from robench import distributed
-from robench.engine import evaluate
+from robench.engine import ShardResult, evaluate
 from robench.errors import UsageError
 
 MODEL = "mnist_cnn_standard"
@@ -164,8 +164,10 @@ def test_job_array_shards_then_one_record(tmp_path, standard_model):
     reference = evaluate(standard_model, "pgd_linf", **common)
     partial = tmp_path / "mnist5k" / MODEL / ".partial"
     for i, chunks in enumerate([{0, 3}, {0, 1, 3}, {0, 1, 2, 3}]):  # 4 chunks: task i takes c % 3 == i
-        assert evaluate(standard_model, "pgd_linf", out_dir=tmp_path, shard=(i, 3), **common) is None
-        assert {p.name for p in partial.glob("*/chunk-*.npz")} == {f"chunk-{c:05d}.npz" for c in chunks}
+        result = evaluate(standard_model, "pgd_linf", out_dir=tmp_path, shard=(i, 3), **common)
+        assert isinstance(result, ShardResult) and result.shard == (i, 3)
+        assert set(result.chunks) == {c for c in range(4) if c % 3 == i} and result.folder.parent == partial
+        assert {p.name for p in result.folder.glob("chunk-*.npz")} == {f"chunk-{c:05d}.npz" for c in chunks}
     final = evaluate(standard_model, "pgd_linf", out_dir=tmp_path, **common)
     assert final.examples_per_s == 0.0  # nothing left to compute: every chunk came from the shards
     single, merged = json.loads(reference.to_json()), json.loads(final.to_json())

@@ -30,13 +30,45 @@ def test_record_has_the_documented_fields(tmp_path):
     assert not (tmp_path / "mnist5k" / "mnist_cnn_standard" / ".partial").exists()  # chunks cleaned up
 
 
-def test_same_seed_same_record_and_seed_matters():
-    kw = dict(n_examples=60, chunk_size=25, progress=False, overrides={"eps": 0.1, "steps": 5, "step_size": 0.02})
+# A PGD weak enough that the random start decides a few of 200 verdicts (as in test_distributed).
+WEAK_PGD = {"eps": 0.15, "steps": 10}
+
+
+def test_same_seed_same_verdicts_and_seed_matters():
+    kw = {"n_examples": 200, "chunk_size": 50, "progress": False, "overrides": WEAK_PGD}
     a = evaluate("mnist_cnn_standard", "pgd_linf", seed=1, **kw)
     b = evaluate("mnist_cnn_standard", "pgd_linf", seed=1, **kw)
     c = evaluate("mnist_cnn_standard", "pgd_linf", seed=2, **kw)
     assert (a.per_example, a.details, a.config_hash) == (b.per_example, b.details, b.config_hash)
-    assert a.config_hash != c.config_hash and a.threat_config["eps"] == 0.1
+    assert a.clean_per_example == c.clean_per_example  # the seed changes the attack, not the model
+    assert a.per_example != c.per_example  # the random starts come from the seed (per chunk), nowhere else
+    assert a.config_hash != c.config_hash and a.threat_config["eps"] == 0.15
+
+
+def test_public_api_as_the_readme_shows_it():
+    """The README's Python example, verbatim apart from the print."""
+    import robench
+
+    model = robench.create_model("mnist_cnn_standard")
+    record = robench.evaluate(model, "spatial_rotation", "mnist5k", n_examples=200, seed=0)
+    curve = record.details["accuracy_by_rotation"]
+    assert record.n_examples == 200 and 0 < record.robust_acc < record.clean_acc
+    assert len(curve["rotation_deg"]) == len(curve["accuracy"]) == 31
+    assert curve["accuracy"][curve["rotation_deg"].index(0.0)] == pytest.approx(record.clean_acc)
+    assert min(curve["accuracy"]) >= record.robust_acc  # the worst case is below every single rotation
+
+
+@pytest.mark.gpu
+def test_cuda_and_cpu_give_the_same_verdicts():
+    """Float results differ between devices; verdicts may not, beyond a near-tie (a warp) or a sign step
+    that the difference flips (PGD) on one or two of 200 examples."""
+    for threat, kw in (("clean", {}), ("spatial_rotation", {}), ("pgd_linf", {"overrides": WEAK_PGD})):
+        cpu = evaluate("mnist_cnn_standard", threat, n_examples=200, device="cpu", progress=False, **kw)
+        gpu = evaluate("mnist_cnn_standard", threat, n_examples=200, device="cuda", progress=False, **kw)
+        assert gpu.device.startswith("cuda") and gpu.config_hash == cpu.config_hash
+        assert gpu.clean_per_example == cpu.clean_per_example, threat
+        differ = sum(g != c for g, c in zip(gpu.per_example, cpu.per_example, strict=True))
+        assert differ <= {"clean": 0, "spatial_rotation": 1, "pgd_linf": 2}[threat], (threat, differ)
 
 
 def test_robust_never_exceeds_clean_and_misbehaving_threats_are_flagged():

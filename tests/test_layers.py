@@ -8,10 +8,6 @@ same table in words, so change them together.
 Module-level and function-level imports are told apart: a function-level import runs only when its
 function is called, which is how the CLI and ``robench submit`` keep torch out of commands that do not
 need it. Rules with ``scope="module"`` allow lazy imports; ``scope="any"`` forbids both.
-
-Written against the target layout of issue #10. A rule whose subject modules do not exist yet (the
-``robench/boards/`` and ``robench/engine/`` packages, ``robench/schema.py``) is skipped with the reason,
-and runs as soon as the module lands.
 """
 
 from __future__ import annotations
@@ -32,31 +28,33 @@ PACKAGE = REPO / "robench"
 #: listed dotted prefix (``robench.threats.pgd`` -> ``robench.threats``).
 LAYERS = {
     "robench.errors": 1, "robench.registry": 1, "robench.schema": 1, "robench.config": 1, "robench.record": 1,
-    "robench.datasets": 2, "robench.archs": 2, "robench.models": 2, "robench.distributed": 2,
+    "robench.stats": 1, "robench.corruption_report": 1,
+    "robench.datasets": 2, "robench.corruption_sets": 2, "robench.archs": 2, "robench.models": 2,
+    "robench.distributed": 2, "robench.devices": 2, "robench.imagenet": 2, "robench.specs": 2,
     "robench.threats": 3,
     "robench.perturbations": 4, "robench.train": 4,
     "robench.engine": 5,
     "robench.boards": 6,
     "robench.cli": 7,
 }
-#: Flat modules that #10 moves into ``robench/boards/``, placed in that room until they move. The entry
-#: must be deleted once its file is gone (test_in_motion_modules_still_exist says so).
-IN_MOTION = {"robench.leaderboard": 6, "robench.pareto": 6, "robench.pagetext": 6, "robench.submit": 6}
+#: Flat modules on their way into a package, placed in their future room until they move. An entry must be
+#: deleted once its file is gone (test_in_motion_modules_still_exist says so).
+IN_MOTION: dict[str, int] = {}
 #: Upward imports found when these tables were written, each with the fix it waits for. Marked as strict
 #: expected failures, so the test fails once the fix lands until the entry is deleted here.
-KNOWN_UPWARD = {
-    "robench.train": "imports robench.engine.resolve_device/describe_device (L5) inside train(); the device "
-                     "helpers belong in L2 so that training (L4) need not reach up to the engine",
-}
+KNOWN_UPWARD: dict[str, str] = {}
 #: The facade re-exports the API lazily (import_module by string) and ``python -m robench`` enters the
 #: CLI: both sit outside the layers by design.
 OUTSIDE = {"robench", "robench.__main__"}
 
 #: torch and the libraries that import it as soon as they are imported.
 TORCH_STACK = ("torch", "torchvision", "timm", "torchattacks", "pyautoattack")
-L1 = ("robench.errors", "robench.registry", "robench.schema", "robench.config", "robench.record")
-EVALUATION_STACK = ("robench.datasets", "robench.archs", "robench.models", "robench.distributed",
-                    "robench.threats", "robench.perturbations", "robench.train", "robench.engine")
+L1 = ("robench.errors", "robench.registry", "robench.schema", "robench.config", "robench.record", "robench.stats",
+      "robench.corruption_report")
+EVALUATION_STACK = ("robench.datasets", "robench.corruption_sets", "robench.imagenet", "robench.archs",
+                    "robench.models", "robench.specs", "robench.distributed", "robench.devices", "robench.threats",
+                    "robench.perturbations",
+                    "robench.train", "robench.engine")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,28 +67,25 @@ class Rule:
     scope: str  # "module": module-level imports only; "any": function-level ones too
     why: str
     except_: tuple[str, ...] = ()
-    requires: str | None = None  # a path (relative to the repo) that must exist for the rule to apply
 
 
 RULES = [
     Rule("L1 is torch-free", L1, TORCH_STACK, "any",
          "config and records are read by the boards and by CI without the evaluation stack"),
     Rule("threats do not drive evaluation", ("robench.threats",),
-         ("robench.engine", "robench.cli", "robench.boards", "robench.leaderboard", "robench.submit"), "any",
+         ("robench.engine", "robench.cli", "robench.boards"), "any",
          "a threat turns (model, batch) into verdicts; the engine decides what runs, where and when"),
     Rule("threats get their data from the engine", ("robench.threats",),
-         ("robench.datasets", "robench.distributed"), "any",
-         "the engine hands fitting threats their fit data and owns ranks, so a threat runs anywhere",
-         requires="robench/engine/__init__.py"),
+         ("robench.datasets", "robench.corruption_sets", "robench.distributed"), "any",
+         "the engine hands fitting threats their fit data and owns ranks, so a threat runs anywhere"),
     Rule("nothing imports the CLI", ("robench",), ("robench.cli",), "any",
          "the CLI only unpacks arguments into typed calls; everything it does is reachable from Python",
          except_=("robench.cli", "robench.__main__")),
     Rule("boards are torch-free at import", ("robench.boards",), TORCH_STACK + EVALUATION_STACK, "module",
          "'robench leaderboard' and '--check' in CI build pages from records without torch",
-         except_=("robench.boards.submit",), requires="robench/boards/__init__.py"),
+         except_=("robench.boards.submit", "robench.boards.submit_list")),
     Rule("submit loads the engine lazily", ("robench.boards.submit",), ("robench.engine",), "module",
-         "importing the boards package must not start the evaluation stack; a submission does, when it runs",
-         requires="robench/boards/submit.py"),
+         "importing the boards package must not start the evaluation stack; a submission does, when it runs"),
 ]
 
 
@@ -169,7 +164,7 @@ def test_the_reader_sees_both_scopes():
     """The checks below mean something only if the reader finds lazy imports as well as eager ones."""
     found = {(target, scope) for target, scope, _ in imports("robench.cli")}
     assert ("robench.errors", "module") in found
-    assert ("robench.engine", "function") in found
+    assert ("robench.engine.request", "function") in found
     assert ("robench.threats.base", "module") in {(t, s) for t, s, _ in imports("robench.threats.pgd")}
 
 
@@ -198,11 +193,8 @@ def test_imports_flow_downward(module):
 
 @pytest.mark.parametrize("rule", RULES, ids=[r.name for r in RULES])
 def test_room_rule(rule):
-    if rule.requires and not (REPO / rule.requires).exists():
-        pytest.skip(f"{rule.requires} is not there yet (issue #10 target layout): enable on merge")
     subjects = [m for m in MODULES if within(m, rule.subjects) and not within(m, rule.except_)]
-    if not subjects:
-        pytest.skip(f"no module of {rule.subjects} exists yet")
+    assert subjects, f"rule {rule.name!r} names no existing module: {rule.subjects}"
     broken = [f"{m} line {line}: {target} ({scope}-level)"
               for m in subjects for target, scope, line in imports(m)
               if within(target, rule.forbidden) and (rule.scope == "any" or scope == "module")]
@@ -211,8 +203,6 @@ def test_room_rule(rule):
 
 def test_building_a_board_loads_no_torch():
     """Transitively too: what the package imports must not pull torch in through a side door."""
-    if not (PACKAGE / "boards" / "__init__.py").exists():
-        pytest.skip("robench/boards/ is not a package yet (issue #10 target layout): enable on merge")
     script = ("import sys, robench.boards\n"
               "robench.boards.build('mnist5k')\n"
               f"print(sorted(m for m in sys.modules if m.split('.')[0] in {TORCH_STACK!r}))")

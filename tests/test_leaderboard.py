@@ -1,10 +1,9 @@
-"""End-to-end board builds from records in a temporary tree with its own ``configs/``.
+"""End-to-end board builds, writes and checks from records in a temporary tree with its own ``configs/``.
 
 The tests never read the repository's configs: ``ROBENCH_CONFIGS`` points at a tmp tree holding a few
 threat files and one board, so they keep passing while the real threat files change.
 """
 
-import argparse
 import hashlib
 import os
 import re
@@ -15,8 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from robench import leaderboard, record
+from robench import boards, record
 from robench.boards import load_board
+from robench.boards import plot as plots
+from robench.boards.text import pipe_table, protocol_text
+from robench.cli import main
 from robench.errors import RobenchError, UsageError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -63,15 +65,8 @@ BOARD = textwrap.dedent(
 
 
 @pytest.fixture
-def tree(tmp_path, monkeypatch):
-    configs = tmp_path / "configs"
-    (configs / "threats").mkdir(parents=True)
-    (configs / "boards").mkdir()
-    for name, text in THREATS.items():
-        (configs / "threats" / f"{name}.yaml").write_text(text)
-    (configs / "boards" / "x.yaml").write_text(BOARD)
-    monkeypatch.setenv("ROBENCH_CONFIGS", str(configs))
-    return tmp_path
+def tree(tmp_path, config_tree):
+    return config_tree(tmp_path, threats=THREATS, boards={"x": BOARD})
 
 
 def current_config(threat):
@@ -93,7 +88,7 @@ def put(root, model, threat, acc, *, meta=None, flags=(), **fields):
         "n_examples": 100,
         "clean_acc": 0.99,
         "robust_acc": acc,
-        "per_example": "",
+        "per_example": "1" * round(acc * 100) + "0" * (100 - round(acc * 100)),
         "clean_per_example": "",
         "indices": {"split": "test", "start": 0, "stop": 100},
         "details": {},
@@ -118,16 +113,7 @@ def put_model(root, model, clean, pgd, spatial, **kw):
     put(root, model, "spatial", spatial, **kw)
 
 
-def table_rows(md):
-    return [line for line in md.splitlines() if line.startswith("|")][2:]
-
-
-def cells(row):
-    """Split a pipe-table row on unescaped pipes, as GitHub does."""
-    return [c.strip() for c in re.split(r"(?<!\\)\|", row)[1:-1]]
-
-
-def test_board_ranks_marks_front_and_lists_what_it_leaves_out(tree):
+def test_board_ranks_marks_front_and_lists_what_it_leaves_out(tree, page_table):
     put_model(tree, "spatial_aug", 0.98, 0.02, 0.80, meta={"recipe": {"recipe": "aug_30", "epochs": 3}})
     put_model(tree, "madry", 0.98, 0.90, 0.10)  # front: best y
     put_model(tree, "plain", 0.99, 0.01, 0.05)  # dominated by spatial_aug
@@ -137,19 +123,22 @@ def test_board_ranks_marks_front_and_lists_what_it_leaves_out(tree):
     put_model(tree, "fewer", 0.9, 0.5, 0.5, n_examples=50)
     put(tree, "madry", "consistency", 0.95)  # evaluated, but not listed by the board
 
-    md, svg = leaderboard.build("x", tree)
+    md, plot = boards.build("x", tree)
 
-    rows = [cells(r) for r in table_rows(md)]
+    header, _, *rows = page_table(md)
     assert [r[1] for r in rows] == ["madry", "spatial\\_aug", "plain"]  # y descending
     assert [r[0] for r in rows] == ["★", "★", ""]
-    assert rows[0][2:5] == ["10.0", "90.0", "PGD"]
-    assert rows[0][5] == "98.0"  # the Clean column
-    assert rows[1][7] == "aug\\_30"  # a card's training mapping shows as its recipe name
-    header = cells(next(line for line in md.splitlines() if line.startswith("|")))
-    assert header[5:] == ["Clean", "consistency", "Recipe", "Paper"]
+    assert rows[0][2:5] == ["10.0 [5.5, 17.4]", "90.0 [82.6, 94.5]", "PGD"]  # with 95% Wilson intervals
+    assert rows[0][5] == "98.0 [93.0, 99.4]"  # the Clean column
+    assert header == ["Front", "Model", "Spatial grid [95% CI]", "Linf robust [95% CI]", "y measured by",
+                      "Clean [95% CI]", "Flags"]
+    models = section_table(md, "### Models")
+    assert models[3][:3] == ["spatial\\_aug", "tiny", "aug\\_30"]  # a card's training mapping: its recipe
     assert "Future threat" not in md  # listed, but its threat has no config yet
     assert "PGD l2" not in md  # listed, but no shown model has a record for it
-    assert [r[6] for r in rows] == ["95.0", "—", "—"]
+    consistency = section_table(md, "### Translation and consistency")
+    assert consistency[0] == ["Model", "consistency [95% CI]"]  # evaluated, so shown, though not listed
+    assert [r[1] for r in consistency[2:]] == ["95.0 [88.8, 97.8]", "—", "—"]
     assert "- half: missing `pgd_linf`, `spatial`" in md
     assert "- old: missing `pgd_linf`" in md
     stale = md.split("## Stale records (not shown)")[1]
@@ -158,65 +147,153 @@ def test_board_ranks_marks_front_and_lists_what_it_leaves_out(tree):
     assert "PGD ℓ∞ ε=0.3, 100 steps, step 0.01, 1 restart" in md  # derived from the resolved config
     assert "unlike Kamath" in md
     assert "![Spatial grid vs Linf robust](x.svg)" in md
-    assert svg.startswith(b"<?xml") and b"spatial_aug" in svg
+    assert (plot.x_label, plot.y_label) == ("Spatial grid", "Linf robust")
+    assert [(p.label, round(p.x, 6), round(p.y, 6), p.front) for p in plot.points] == [
+        ("madry", 10.0, 90.0, True),
+        ("spatial_aug", 80.0, 2.0, True),
+        ("plain", 5.0, 1.0, False),
+    ]
 
 
-def test_autoattack_preferred_where_present_and_named_per_row(tree):
+def test_autoattack_preferred_where_present_and_named_per_row(tree, page_table):
     put_model(tree, "a", 0.9, 0.5, 0.2)
     put_model(tree, "b", 0.9, 0.6, 0.1)
     put(tree, "a", "autoattack_linf", 0.45)
-    rows = {r[1]: r for r in map(cells, table_rows(leaderboard.build("x", tree).markdown))}
-    assert rows["a"][3:5] == ["45.0", "AutoAttack"]
-    assert rows["b"][3:5] == ["60.0", "PGD"]
+    rows = {r[1]: r for r in page_table(boards.build("x", tree).markdown)[2:]}
+    assert rows["a"][3:5] == ["45.0 [35.6, 54.8]", "AutoAttack"]
+    assert rows["b"][3:5] == ["60.0 [50.2, 69.1]", "PGD"]
     assert rows["a"][0] == rows["b"][0] == "★"
 
 
-def test_flagged_record_is_marked_and_its_flags_listed(tree):
+def test_flagged_record_is_marked_and_its_flags_listed(tree, page_table):
     put_model(tree, "m", 0.9, 0.5, 0.2)
     put(tree, "m", "pgd_linf", 0.95, flags=["robust_acc > clean_acc"])
-    md = leaderboard.build("x", tree).markdown
-    (row,) = map(cells, table_rows(md))
-    assert row[1] == "m ⚠" and row[3] == "95.0 ⚠"
+    md = boards.build("x", tree).markdown
+    (row,) = page_table(md)[2:]
+    assert row[1] == "m" and row[3] == "95.0 [88.8, 97.8] ⚠" and row[6] == "⚠ pgd\\_linf"
     assert "## Flags\n\n- ⚠ m / pgd\\_linf: robust\\_acc &gt; clean\\_acc" in md
 
 
-def test_records_on_different_weights_are_not_mixed(tree):
+def test_records_on_different_weights_are_not_mixed(tree, page_table):
     put_model(tree, "m", 0.9, 0.5, 0.2)
     put(tree, "m", "spatial", 0.3, meta={"weights_sha256": "cd" * 32})
-    md = leaderboard.build("x", tree).markdown
-    assert table_rows(md) == []
+    md = boards.build("x", tree).markdown
+    assert page_table(md) == []
     assert md.count("run on different weights") == 3
 
 
 def test_empty_board_says_so_and_writes_no_plot(tree):
-    page = leaderboard.build("x", tree)
-    assert "No complete, current run records" in page.markdown and page.svg is None
+    page = boards.build("x", tree)
+    assert "No complete, current run records" in page.markdown and page.plot is None
     put_model(tree, "a", 0.9, 0.5, 0.2)
-    leaderboard.write(["x"], tree)
+    boards.write(["x"], tree)
     assert (tree / "leaderboards" / "x.svg").exists()
     (tree / "leaderboards" / "runs" / "mnist5k" / "a" / "spatial.json").unlink()
-    assert leaderboard.write(["x"], tree) == [tree / "leaderboards" / "x.md", tree / "leaderboards" / "x.svg"]
+    assert boards.write(["x"], tree) == [tree / "leaderboards" / "x.md", tree / "leaderboards" / "x.svg"]
     assert not (tree / "leaderboards" / "x.svg").exists()  # a plot the page no longer shows is removed
     assert "- a: missing `spatial`" in (tree / "leaderboards" / "x.md").read_text()
 
 
 def test_check_passes_after_write_and_fails_after_a_record_changes(tree, capsys):
     put_model(tree, "a", 0.9, 0.5, 0.2)
-    args = argparse.Namespace(boards=None, check=True, root=tree)
-    assert leaderboard.check(root=tree) == ["leaderboards/x.md", "leaderboards/x.svg"]
-    assert leaderboard.main(argparse.Namespace(boards=["x"], check=False, root=tree)) == 0
-    assert leaderboard.main(args) == 0 and leaderboard.write(root=tree) == []
+    check = ["leaderboard", "--check", "--root", str(tree)]
+    assert boards.check(root=tree) == ["leaderboards/x.md", "leaderboards/x.svg"]
+    assert main(["leaderboard", "--board", "x", "--root", str(tree)]) == 0
+    assert capsys.readouterr().out.splitlines() == ["wrote leaderboards/x.md", "wrote leaderboards/x.svg"]
+    assert main(check) == 0 and boards.write(root=tree) == []
 
     put(tree, "a", "spatial", 0.25)
-    assert leaderboard.main(args) == 1
+    assert main(check) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[-2:] == [
         "leaderboards/x.md: stale; run 'robench leaderboard' and commit the result",
         "leaderboards/x.svg: stale; run 'robench leaderboard' and commit the result",
     ]
     (tree / "leaderboards" / "x.md").write_text("hand edit\n")
-    leaderboard.write(root=tree)
-    assert leaderboard.check(root=tree) == []
+    boards.write(root=tree)
+    assert boards.check(root=tree) == []
+    (tree / "leaderboards" / "x.md").write_text("hand edit\n")
+    assert boards.check(root=tree) == ["leaderboards/x.md"]
+
+
+def other_renderer(monkeypatch):
+    """Draw every plot as another matplotlib might: the same picture in other bytes."""
+    draw = plots.draw
+    monkeypatch.setattr(plots, "draw", lambda plot: draw(plot).replace(b"<g ", b"<g  "))
+
+
+def test_check_compares_the_plot_data_not_the_renderer_bytes(tree, monkeypatch):
+    put_model(tree, "a", 0.9, 0.5, 0.2)
+    put_model(tree, "b", 0.9, 0.1, 0.6)
+    boards.write(root=tree)
+    svg = tree / "leaderboards" / "x.svg"
+    committed = svg.read_bytes()
+    other_renderer(monkeypatch)
+    assert plots.to_svg(boards.build("x", tree).plot) != committed
+    assert boards.check(root=tree) == [] and boards.write(root=tree) == []  # no churn on an upgrade
+    assert svg.read_bytes() == committed
+
+    put(tree, "b", "pgd_linf", 0.15)  # a point moves: the plot is redrawn by this renderer
+    assert boards.write(root=tree) == [tree / "leaderboards" / "x.md", svg]
+    assert b"<g  " in svg.read_bytes() and boards.check(root=tree) == []
+
+
+def test_check_fails_on_edited_missing_or_dataless_plot(tree, monkeypatch):
+    put_model(tree, "a", 0.9, 0.5, 0.2)
+    boards.write(root=tree)
+    svg = tree / "leaderboards" / "x.svg"
+    good = svg.read_bytes()
+    assert b'"y": 50.0' in good
+    for broken in (
+        good.replace(b'"y": 50.0', b'"y": 60.0'),  # a point's data edited
+        good.replace(b'"front": true', b'"front": false'),
+        re.sub(rb'<metadata id="robench-plot">[^<]*</metadata>', b"", good),  # a drawing without data
+        good.replace(b'"y": 50.0', b'"y": 50.0,,'),  # data that is no longer JSON
+    ):
+        svg.write_bytes(broken)
+        assert boards.check(root=tree) == ["leaderboards/x.svg"]
+    svg.unlink()
+    assert boards.check(root=tree) == ["leaderboards/x.svg"]
+    assert boards.write(root=tree) == [svg] and svg.read_bytes() == good
+
+    monkeypatch.setattr(plots, "STYLE", plots.STYLE + 1)  # the drawing code changed: every plot is redrawn
+    assert boards.check(root=tree) == ["leaderboards/x.svg"]
+
+
+# What tabulate 0.10 (pandas' to_markdown, which made the first pages) prints for TRICKY, with
+# disable_numparse=True and colalign=ALIGNS; pipe_table must reproduce it byte for byte.
+TRICKY = (
+    ["Front", "Model", "ℓ∞ robust", "a\\|b", "é"],
+    ["center", "left", "right", "right", "left"],
+    [
+        ["★", "mnist\\_cnn ⚠", "1.0", "", "x"],
+        ["", "ab", "100.0 ⚠", "—", "日本語 text"],
+        ["", "a", "2", "3", "éé"],
+    ],
+)
+TABULATED = """\
+|  Front  | Model        |   ℓ∞ robust |   a\\|b | é        |
+|:-------:|:-------------|------------:|-------:|:---------|
+|    ★    | mnist\\_cnn ⚠ |         1.0 |        | x        |
+|         | ab           |     100.0 ⚠ |      — | 日本語 text |
+|         | a            |           2 |      3 | éé       |"""
+
+
+def test_table_layout_matches_tabulate_pipe_format():
+    assert pipe_table(*TRICKY) == TABULATED
+    tabulate = pytest.importorskip("tabulate").tabulate  # no longer a dependency; compare when present
+    headers, aligns, rows = TRICKY
+    assert tabulate(rows, headers, tablefmt="pipe", disable_numparse=True, colalign=aligns) == TABULATED
+
+
+INTERVAL = r" \[\d+\.\d, \d+\.\d\]"  # the page's own 95% intervals, the only brackets it may leave bare
+
+
+def section_table(md, heading):
+    """The pipe table right under ``heading`` (e.g. ``### Models``), as lists of cells."""
+    after = md.split(f"\n{heading}\n", 1)[1].lstrip("\n")
+    lines = after.split("\n\n", 1)[0].splitlines()
+    return [[c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]] for line in lines]
 
 
 def unescaped(text, chars="*_`$[]|<>"):
@@ -225,7 +302,7 @@ def unescaped(text, chars="*_`$[]|<>"):
     return re.findall(rf"(?<!\\)[{re.escape(chars)}]", text)
 
 
-def test_card_strings_cannot_inject_markdown_or_html(tree):
+def test_card_strings_cannot_inject_markdown_or_html(tree, page_table):
     evil = "<script>alert(1)</script> | [x](javascript:alert(1)) *b* _i_ `c` $m$ & ![i](http://t/p.png)\nrow"
     meta = {
         "display_name": evil,
@@ -240,11 +317,15 @@ def test_card_strings_cannot_inject_markdown_or_html(tree):
     (bad_dir / "clean.json").write_text(bad.read_text().replace('"tmp"', '"x|<script>"'))
     bad.unlink()
 
-    md = leaderboard.build("x", tree).markdown
-    header, _, *rows = [line for line in md.splitlines() if line.startswith("|")]
-    assert len(rows) == 2 and all(len(cells(r)) == len(cells(header)) for r in rows)
-    evil_row = next(cells(r) for r in rows if "evil" in r)
-    assert all(unescaped(c) == [] for c in evil_row)  # display name, values, recipe, paper title
+    md = boards.build("x", tree).markdown
+    header, _, *rows = page_table(md)
+    assert len(rows) == 2 and all(len(r) == len(header) for r in rows)
+    evil_row = next(r for r in rows if any("evil" in c for c in r))
+    assert all(unescaped(re.sub(INTERVAL, "", c)) == [] for c in evil_row)  # display name, values, flags
+    models = section_table(md, "### Models")
+    evil_card = next(r for r in models if r[0] == "evil")
+    assert len(evil_card) == len(models[0])
+    assert all(unescaped(c) == [] for c in evil_card[:4])  # architecture, recipe, paper
     flags = md.split("## Flags")[1].split("## Evaluation")[0]
     assert unescaped(flags) == []
     assert "<script" not in md and "<img" not in md
@@ -257,31 +338,36 @@ def test_card_strings_cannot_inject_markdown_or_html(tree):
 def test_build_is_byte_deterministic_and_imports_no_torch(tree):
     put_model(tree, "a", 0.9, 0.5, 0.2)
     put_model(tree, "b", 0.9, 0.6, 0.1, meta={"display_name": "B", "recipe": "PGD-AT"})
-    first = leaderboard.build("x", tree)
-    assert first == leaderboard.build("x", tree)
-    # A fresh interpreter gives the same bytes (nothing depends on process state such as hash seeds),
-    # and neither importing the module nor building a board pulls torch in.
+    first = boards.build("x", tree)
+    assert first == boards.build("x", tree)
+    # A fresh interpreter gives the same bytes (nothing depends on process state such as hash seeds);
+    # neither importing the package nor building and checking a board pulls torch in, and only drawing
+    # the plot loads matplotlib.
     script = (
-        "import sys, hashlib; import robench.leaderboard as lb; from pathlib import Path\n"
+        "import sys, hashlib; from pathlib import Path; import robench.boards as b\n"
         "imported = 'torch' in sys.modules\n"
-        f"page = lb.build('x', Path({str(tree)!r}))\n"
-        "print(imported, 'torch' in sys.modules, hashlib.sha256(page.markdown.encode() + page.svg).hexdigest())"
+        f"root = Path({str(tree)!r}); import robench.config as c; c.BUILTIN = root / 'configs'\n"
+        "page = b.build('x', root); b.check(root=root)\n"
+        "built = 'torch' in sys.modules, 'matplotlib' in sys.modules\n"
+        "from robench.boards import plot; svg = plot.to_svg(page.plot)\n"
+        "digest = hashlib.sha256(page.markdown.encode() + svg).hexdigest()\n"
+        "print(imported, *built, 'torch' in sys.modules, digest)"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "12345"}
     result = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
-    expected = hashlib.sha256(first.markdown.encode() + first.svg).hexdigest()
-    assert result.stdout.split() == ["False", "False", expected]
+    expected = hashlib.sha256(first.markdown.encode() + plots.to_svg(first.plot)).hexdigest()
+    assert result.stdout.split() == ["False", "False", "False", "False", expected]
 
 
 def test_protocol_numbers_are_written_as_published():
     params = {"norm": "linf", "eps": 8 / 255, "steps": 20, "step_size": 2 / 255, "restarts": 2}
-    text = leaderboard.protocol_text("pgd", params)
+    text = protocol_text("pgd", params)
     assert text == "PGD ℓ∞ ε=8/255, 20 steps, step 2/255, 2 restarts"
-    assert leaderboard.protocol_text("clean", {}) == "Clean accuracy, no perturbation"
-    assert leaderboard.protocol_text("new_family", {"k": [1, 0.5]}) == "new_family: k=[1, 0.5]"
+    assert protocol_text("clean", {}) == "Clean accuracy, no perturbation"
+    assert protocol_text("new_family", {"k": [1, 0.5]}) == "new_family: k=[1, 0.5]"
 
 
 CLEAN_COLUMN = "  - {threat: clean, label: Clean}\n"
@@ -290,12 +376,14 @@ CLEAN_COLUMN = "  - {threat: clean, label: Clean}\n"
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda b: b + "colour: red\n", "unknown keys ['colour']"),
-        (lambda b: b.replace("seed: 0\n", ""), "missing keys ['seed']"),
+        (lambda b: b + "colour: red\n", "unknown key 'colour'"),
+        (lambda b: b + "titel: x\n", "did you mean 'title'"),
+        (lambda b: b.replace("seed: 0\n", ""), "missing key 'seed'"),
+        (lambda b: b.replace("seed: 0\n", "seed: false\n"), "seed must be an integer, got False"),
         (lambda b: b.replace("[clean, pgd_linf, spatial]", "[clean, pgd_lnf]"), "did you mean 'pgd_linf'"),
         (lambda b: b.replace("n_examples: 100", "n_examples: -1"), "n_examples must be a positive integer"),
         (lambda b: b.replace(CLEAN_COLUMN, CLEAN_COLUMN * 2), "more than once"),
-        (lambda b: b.replace(CLEAN_COLUMN, CLEAN_COLUMN.replace("label", "lable")), "unknown keys ['lable']"),
+        (lambda b: b.replace(CLEAN_COLUMN, CLEAN_COLUMN.replace("label", "lable")), "unknown key 'lable'"),
     ],
 )
 def test_bad_board_is_a_one_line_usage_error(tree, edit, message):
@@ -310,4 +398,64 @@ def test_unreadable_record_is_a_one_line_error(tree):
     path = put(tree, "a", "clean", 0.5)
     path.write_text("{not json")
     with pytest.raises(RobenchError, match="cannot read run record"):
-        leaderboard.build("x", tree)
+        boards.build("x", tree)
+
+
+def test_front_neighbours_that_the_paired_test_cannot_separate_are_marked(tree, page_table):
+    # a and b trade off by 3 points on each axis: on 100 examples that is noise; c is far from b on both
+    put_model(tree, "a", 0.9, 0.50, 0.20)
+    put_model(tree, "b", 0.9, 0.47, 0.23)
+    put_model(tree, "c", 0.9, 0.05, 0.90)
+    md = boards.build("x", tree).markdown
+    rows = {r[1]: r[0] for r in page_table(md)[2:]}
+    assert rows == {"a": "★≈", "b": "★≈", "c": "★"}
+    lines = md.split("## Front neighbours")[1].split("##")[0]
+    assert "- a vs b: x -3.0 [" in lines and "McNemar p = 0.25" in lines
+    assert "**not distinguishable** (≈)" in lines
+    assert "- b vs c: x -67.0 [" in lines and lines.rstrip().endswith(": distinguishable")
+
+
+def test_plot_labels_the_front_numbers_the_rest_and_never_overlaps(tree):
+    from robench.boards import layout
+
+    put_model(tree, "front_y", 0.9, 0.75, 0.0)
+    put_model(tree, "front_x", 0.9, 0.0, 0.8)
+    for i in range(7):  # seven models near (0, 0), as on the mnist5k board
+        put_model(tree, f"crowd_{i}", 0.9, 0.0, 0.01 * (i % 3))
+    plot = boards.build("x", tree).plot
+    keys = plot.keys()
+    assert sorted(keys.values()) == list(range(1, 8)) and "front_x" not in keys
+    groups = layout.clusters([p for p in plot.points if not p.front])
+    texts = [(p.label, [(p.x, p.y)]) for p in plot.points if p.front]
+    texts += [(",".join(str(keys[p.label]) for p in g), [(p.x, p.y) for p in g]) for g in groups]
+    labels = layout.place(texts, [(p.x, p.y) for p in plot.points], fontsize=8)
+    assert sum(len(g) for g in groups) == 7 and len(groups) < 7  # touching markers share one label
+    boxes = []
+    for label in labels:
+        x, y = layout.to_points(*label.anchor)
+        w = 0.62 * 8 * len(label.text)
+        left, bottom = x + label.offset[0], y + label.offset[1]
+        boxes.append((left, bottom, left + w, bottom + 10.4))
+    assert not any(layout._overlaps(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+    assert all(b[0] >= 0 and b[1] >= 0 for b in boxes)
+    svg = plots.to_svg(plot).decode()
+    assert "Key: number" in svg and "crowd_0" in svg  # the key names every numbered model
+
+
+def test_compare_prints_paired_differences_and_exact_mcnemar(tree, capsys):
+    put_model(tree, "a", 0.9, 0.50, 0.20)
+    put_model(tree, "b", 0.9, 0.40, 0.20)
+    put(tree, "b", "pgd_linf", 0.4, per_example="0" * 10 + "1" * 40 + "0" * 50)
+    args = ["--board", "x", "--threat", "pgd_linf,spatial", "--root", str(tree)]
+    assert main(["compare", "a", "b", *args]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "A = a, B = b, on mnist5k (100 paired examples); accuracies in %"
+    pgd = out[2].split()
+    # a is right on examples 0-49, b on 10-49: 10 discordant, all for a; exact p = 2 / 2**10
+    assert pgd[:3] == ["pgd_linf", "50.0", "[40.4,"]
+    assert pgd[7:] == ["+10.0", "[+3.8,", "+16.0]", "10", "0", "0.002", "different", "at", "95%"]
+    assert out[3].split()[0] == "spatial"
+    assert out[3].endswith("0       0          1  not distinguishable at 95%")
+    assert "Newcombe" in out[-1] and "McNemar" in out[-1]
+    assert main(["compare", "a", "nobody", "--root", str(tree)]) == 2
+    assert "give --dataset or --board" in capsys.readouterr().err

@@ -1,8 +1,9 @@
-"""The Pareto front on hand-made points, and the plot's byte-determinism (``--check`` compares bytes)."""
+"""The Pareto front on hand-made points, and the plot drawn from them."""
 
 import pytest
 
-from robench.pareto import pareto_front, plot_svg
+from robench.boards.pareto import pareto_front
+from robench.boards.plot import Plot, Point, draw, shows, to_svg
 
 NAN = float("nan")
 
@@ -52,12 +53,25 @@ def test_lengths_must_match():
         pareto_front([0.1, 0.2], [0.1])
 
 
-def test_plot_is_byte_deterministic_and_labels_are_text():
-    labels = ["a$b$", "<script>x</script>", "c"]
-    args = (labels, [10.0, 50.0, 30.0], [90.0, 20.0, 10.0], [True, True, False], "x", "y")
-    first = plot_svg(*args)
-    assert first == plot_svg(*args)
-    text = first.decode()
+def test_plot_is_deterministic_labels_are_text_and_it_carries_its_data():
+    points = [("a$b$", 10.0, 90.0, True), ("<script>x</script>", 50.0, 20.0, True), ("c", 30.0, 10.0, False)]
+    plot = Plot("x", "y", tuple(Point(*p, (p[1] - 1, p[1] + 1), (p[2] - 2, p[2] + 2)) for p in points))
+    first = to_svg(plot)
+    assert first == to_svg(plot)  # on one machine, so a redrawn plot has a small diff
+    text = draw(plot).decode()
     assert "<script>" not in text and "&lt;script&gt;" in text
     assert "a$b$" in text  # shown literally, not parsed as mathtext
     assert "<dc:date>" not in text and "Matplotlib v" not in text
+    assert shows(first, plot) and not shows(draw(plot), plot)
+
+
+def test_plot_data_survives_any_label():
+    labels = ["</metadata>", "a&amp;b", "<!-- -->", "]]>", 'q"uote', "ℓ∞ ★"]
+    points = tuple(
+        Point(label, 10.0 * i, 5.0, i % 2 == 0, (10.0 * i - 1, 10.0 * i + 1), (4.0, 6.0))
+        for i, label in enumerate(labels)
+    )
+    plot = Plot("x <b>", "y & z", points)
+    svg = to_svg(plot)
+    assert shows(svg, plot)
+    assert not shows(svg, Plot("x <b>", "y & z", points[:-1]))

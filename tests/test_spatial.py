@@ -1,10 +1,13 @@
-"""Spatial grid: warp conventions, and verdicts equal to a brute-force loop over all 775 transforms."""
+"""Spatial grid: the grid itself, and verdicts equal to a brute-force loop over all 775 transforms.
+
+The warp's conventions are pinned in tests/test_geometry.py."""
 
 import pytest
 import torch
 
 from robench.threats import BatchContext, create_threat
-from robench.threats.spatial import affine_thetas, grid_transforms, warp
+from robench.threats.geometry import affine_thetas, warp
+from robench.threats.spatial import grid_transforms
 
 
 def _warp_one(x, angle, tx, ty):
@@ -18,24 +21,6 @@ def test_grid_is_engstroms():
     assert torch.equal(torch.unique(t[:, 0]), torch.linspace(-30, 30, 31, dtype=torch.float64))
     assert torch.equal(torch.unique(t[:, 1]), torch.tensor([-3, -1.5, 0, 1.5, 3], dtype=torch.float64))
     assert ((t == 0).all(1)).sum() == 1  # the identity is in the grid exactly once
-
-
-def test_identity_is_exact_and_integer_shift_moves_content():
-    x = torch.rand(2, 1, 8, 10)
-    assert torch.allclose(_warp_one(x, 0, 0, 0), x, atol=1e-6)
-    # out(p) = in(p + t): content moves by -t, zero fill
-    shifted = _warp_one(x, 0, 2, 1)
-    expected = torch.zeros_like(x)
-    expected[..., :-1, :-2] = x[..., 1:, 2:]
-    assert torch.allclose(shifted, expected, atol=1e-5)
-
-
-def test_rotation_by_90_degrees_is_a_pixel_permutation():
-    x = torch.rand(1, 1, 9, 9)
-    out = _warp_one(x, 90, 0, 0)
-    assert any(torch.allclose(out, torch.rot90(x, k, dims=(-2, -1)), atol=1e-5) for k in (1, 3))
-    # and opposite angles are opposite rotations
-    assert torch.allclose(_warp_one(out, -90, 0, 0), x, atol=1e-5)
 
 
 def _brute_force(model, x, y, threat):

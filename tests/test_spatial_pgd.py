@@ -5,20 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from robench.errors import UsageError
-from robench.threats import BatchContext, create_threat
-from robench.threats.spatial_random import draw_transforms, warp_transforms
-
-
-def _ctx(seed=0, batch_size=256):
-    return BatchContext(generator=torch.Generator().manual_seed(seed), batch_size=batch_size)
-
-
-@pytest.fixture(scope="module")
-def batch(standard_model, mnist_test):
-    x, y = mnist_test[0][:64], mnist_test[1][:64]
-    with torch.inference_mode():
-        clean = standard_model(x).argmax(1) == y
-    return x, y, clean
+from robench.threats import create_threat
+from robench.threats.geometry import draw_transforms, warp_transforms
 
 
 def _loss(model, x, y, params):
@@ -26,10 +14,10 @@ def _loss(model, x, y, params):
         return F.cross_entropy(model(warp_transforms(x, params)), y, reduction="none")
 
 
-def test_identity_only_box_gives_clean_accuracy(standard_model, batch):
+def test_identity_only_box_gives_clean_accuracy(standard_model, batch, ctx):
     x, y, clean = batch
     threat = create_threat("spatial_pgd", "mnist5k", max_rotation=0, max_translation=0, steps=3)
-    out = threat.run_batch(standard_model, x, y, clean, _ctx())
+    out = threat.run_batch(standard_model, x, y, clean, ctx())
     assert torch.equal(out["robust"], clean.cpu()) and (out["transform"] == 0).all()
 
 
@@ -38,7 +26,7 @@ def test_gradient_steps_climb_the_loss_inside_the_box(standard_model, batch):
     threat = create_threat("spatial_pgd", "mnist5k", max_rotation=10, max_translation=1, steps=8,
                            step_size=0.1)
     start = draw_transforms((len(x),), threat.half, torch.Generator().manual_seed(0))
-    fooled, first, params = threat.attack(standard_model, x, y, start)
+    fooled, _, params = threat.attack(standard_model, x, y, start)
     assert (params.abs() <= threat.half).all()
     survivors = ~fooled
     assert survivors.sum() > 10
@@ -47,12 +35,12 @@ def test_gradient_steps_climb_the_loss_inside_the_box(standard_model, batch):
     assert float((after > before).float().mean()) > 0.8, (before, after)
 
 
-def test_reported_transforms_fool_and_steps_only_add_breaks(standard_model, batch):
+def test_reported_transforms_fool_and_steps_only_add_breaks(standard_model, batch, ctx):
     x, y, clean = batch
     starts_only = create_threat("spatial_pgd", "mnist5k", steps=0, restarts=1)
     with_steps = create_threat("spatial_pgd", "mnist5k", steps=10, restarts=1)
-    r0 = starts_only.run_batch(standard_model, x, y, clean, _ctx(4))
-    r1 = with_steps.run_batch(standard_model, x, y, clean, _ctx(4))
+    r0 = starts_only.run_batch(standard_model, x, y, clean, ctx(4))
+    r1 = with_steps.run_batch(standard_model, x, y, clean, ctx(4))
     assert not (r1["robust"] & ~r0["robust"]).any()  # same random starts, then only more chances to fool
     assert int(r1["robust"].sum()) < int(r0["robust"].sum())  # and the gradient does find more
     broken = r1["fooled_at"] >= 0
@@ -62,12 +50,12 @@ def test_reported_transforms_fool_and_steps_only_add_breaks(standard_model, batc
     assert not (broken & ~clean).any()  # misclassified examples are not attacked
 
 
-def test_same_seed_same_verdicts(standard_model, batch):
+def test_same_seed_same_verdicts(standard_model, batch, ctx):
     x, y, clean = batch
     x, y, clean = x[:32], y[:32], clean[:32]
     threat = create_threat("spatial_pgd", "mnist5k", steps=3)
-    a = threat.run_batch(standard_model, x, y, clean, _ctx(9))
-    b = threat.run_batch(standard_model, x, y, clean, _ctx(9))
+    a = threat.run_batch(standard_model, x, y, clean, ctx(9))
+    b = threat.run_batch(standard_model, x, y, clean, ctx(9))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 

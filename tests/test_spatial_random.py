@@ -1,51 +1,42 @@
 """spatial_random: the draws it reports are the draws it used, and worst-of-k obeys its orderings."""
 
+import itertools
+
 import pytest
 import torch
 
 from robench.errors import UsageError
-from robench.threats import BatchContext, create_threat
-from robench.threats.spatial_random import box_half_widths, draw_transforms, predict_under, warp_transforms
+from robench.threats import create_threat
+from robench.threats.geometry import box_half_widths, draw_transforms, warp_transforms
+from robench.threats.predict import predict_under
 
 
-def _ctx(seed=0, batch_size=256):
-    return BatchContext(generator=torch.Generator().manual_seed(seed), batch_size=batch_size)
-
-
-@pytest.fixture(scope="module")
-def batch(standard_model, mnist_test):
-    x, y = mnist_test[0][:64], mnist_test[1][:64]
-    with torch.inference_mode():
-        clean = standard_model(x).argmax(1) == y
-    return x, y, clean
-
-
-def test_identity_only_box_gives_clean_accuracy(standard_model, batch):
+def test_identity_only_box_gives_clean_accuracy(standard_model, batch, ctx):
     x, y, clean = batch
     threat = create_threat("spatial_random", "mnist5k", max_rotation=0, max_translation=0, k=3)
-    out = threat.run_batch(standard_model, x, y, clean, _ctx())
+    out = threat.run_batch(standard_model, x, y, clean, ctx())
     assert torch.equal(out["robust"], clean)
     assert torch.equal(out["correct"], clean.view(-1, 1).expand(-1, 3))  # every draw is the identity
 
 
-def test_worst_of_k_never_exceeds_the_first_draw(standard_model, batch):
+def test_worst_of_k_never_exceeds_the_first_draw(standard_model, batch, ctx):
     x, y, clean = batch
     threat = create_threat("spatial_random", "mnist5k")
-    out = threat.run_batch(standard_model, x, y, clean, _ctx(1))
+    out = threat.run_batch(standard_model, x, y, clean, ctx(1))
     assert not (out["robust"] & ~out["correct"][:, 0]).any()
     stats = {k: v.numpy() for k, v in out.items()} | {"clean_correct": clean.numpy()}
     details = threat.summarize(stats)
     curve = details["worst_of_j_accuracy"]
     assert details["random_accuracy"] == pytest.approx(float(out["correct"][:, 0].float().mean()))
-    assert all(a >= b for a, b in zip(curve, curve[1:])) and len(curve) == threat.k
+    assert all(a >= b for a, b in itertools.pairwise(curve)) and len(curve) == threat.k
     assert float(out["robust"].double().mean()) <= curve[-1] < curve[0]  # the box does fool this model
 
 
-def test_uses_exactly_the_reported_seeded_draws(standard_model, batch):
+def test_uses_exactly_the_reported_seeded_draws(standard_model, batch, ctx):
     x, y, clean = batch
     threat = create_threat("spatial_random", "mnist5k", k=4)
-    out = threat.run_batch(standard_model, x, y, clean, _ctx(7))
-    again = threat.run_batch(standard_model, x, y, clean, _ctx(7))
+    out = threat.run_batch(standard_model, x, y, clean, ctx(7))
+    again = threat.run_batch(standard_model, x, y, clean, ctx(7))
     assert torch.equal(out["draws"], again["draws"]) and torch.equal(out["correct"], again["correct"])
     half = box_half_widths(30.0, 3.0)
     expected = draw_transforms((len(x), 4), half, torch.Generator().manual_seed(7))
@@ -58,10 +49,10 @@ def test_uses_exactly_the_reported_seeded_draws(standard_model, batch):
         assert torch.equal(pred == y, out["correct"][:, j])
 
 
-def test_grid_is_no_weaker_than_random_draws_from_the_same_grid(standard_model, batch):
+def test_grid_is_no_weaker_than_random_draws_from_the_same_grid(standard_model, batch, ctx):
     x, y, clean = batch
     grid = create_threat("spatial", "mnist5k", n_rotations=5, n_translations=3)
-    grid_robust = grid.run_batch(standard_model, x, y, clean, _ctx())["robust"]
+    grid_robust = grid.run_batch(standard_model, x, y, clean, ctx())["robust"]
     picks = torch.randint(len(grid.transforms), (len(x), 6), generator=torch.Generator().manual_seed(3))
     correct = predict_under(standard_model, x, grid.transforms[picks], warp_transforms, 128) == y.view(-1, 1)
     assert not (grid_robust & ~correct.all(1)).any()

@@ -14,7 +14,8 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
-from robench import leaderboard, record
+from robench import boards, record
+from robench.boards import files
 from robench.cli import main
 from robench.models import build_network, card_from_dict, create_model, load_card, sha256_file
 
@@ -61,17 +62,10 @@ CARD = {
 
 
 @pytest.fixture
-def root(tmp_path, monkeypatch):
-    root = tmp_path / "repo"
-    configs = root / "configs"
-    for folder in ("threats", "boards", "models", "recipes"):
-        (configs / folder).mkdir(parents=True)
-    for name, text in THREATS.items():
-        (configs / "threats" / f"{name}.yaml").write_text(text)
-    (configs / "boards" / "tiny.yaml").write_text(BOARD)
-    (configs / "recipes" / "quick.yaml").write_text(QUICK)
-    monkeypatch.setenv("ROBENCH_CONFIGS", str(configs))
-    return root
+def root(tmp_path, config_tree):
+    return config_tree(
+        tmp_path / "repo", threats=THREATS, boards={"tiny": BOARD}, models={}, recipes={"quick": QUICK}
+    )
 
 
 def checkpoint(path: Path, seed: int, fill: float | None = None) -> Path:
@@ -116,21 +110,12 @@ def page(root: Path) -> str:
     return (root / "leaderboards" / "tiny.md").read_text()
 
 
-def cells(row: str) -> list[str]:
-    """Split a pipe-table row on unescaped pipes, as GitHub does."""
-    return [c.strip() for c in re.split(r"(?<!\\)\|", row)[1:-1]]
-
-
-def table(md: str) -> list[list[str]]:
-    return [cells(line) for line in md.splitlines() if line.startswith("|")]
-
-
 def records(root: Path, model: str) -> dict[str, record.RunRecord]:
     folder = root / "leaderboards" / "runs" / "mnist5k" / model
     return {p.stem: record.load(p) for p in sorted(folder.glob("*.json"))}
 
 
-def test_freshly_trained_checkpoint_joins_the_board_in_one_command(root, tmp_path, capsys):
+def test_freshly_trained_checkpoint_joins_the_board_in_one_command(root, tmp_path, capsys, page_table):
     from robench.train import train
 
     assert (
@@ -177,14 +162,15 @@ def test_freshly_trained_checkpoint_joins_the_board_in_one_command(root, tmp_pat
     clean, x, y = got["clean"].robust_acc, got["spatial_rotation"].robust_acc, got["pgd_linf"].robust_acc
     assert clean > 0.5 and y <= clean and x <= clean  # one epoch learns the digits; PGD and rotations cost
 
-    rows = {r[1]: r for r in table(page(root))}
+    rows = {r[1]: r for r in page_table(page(root))}
     assert set(rows) >= {"random\\_init", "mnist\\_cnn / quick (trained)"}  # the card's display name
     mine = rows["mnist\\_cnn / quick (trained)"]
-    assert mine[2:6] == [f"{100 * x:.1f}", f"{100 * y:.1f}", "PGD", f"{100 * clean:.1f}"]
+    cells = [mine[2], mine[3], mine[4], mine[5]]  # values with their 95% intervals after them
+    assert [c.split(" [")[0] for c in cells] == [f"{100 * x:.1f}", f"{100 * y:.1f}", "PGD", f"{100 * clean:.1f}"]
     on_front = mine[0] == "★"
     assert f"clean {100 * clean:.1f}%" in out and f"Rotations: {100 * x:.1f}%" in out
     assert ("trained" in out) and (("not on the Pareto front" in out) != on_front)
-    assert leaderboard.check(["tiny"], root) == []  # the committed page is what the records produce
+    assert boards.check(["tiny"], root) == []  # the committed page is what the records produce
     assert not (root / "leaderboards" / ".submit").exists()
 
 
@@ -205,7 +191,7 @@ def test_claimed_numbers_are_ignored(root, tmp_path, capsys):
     assert not any(f"{100 * v:.1f}" in md for v in claimed.values())
 
 
-def test_card_fields_cannot_break_or_inject_into_the_page(root, tmp_path):
+def test_card_fields_cannot_break_or_inject_into_the_page(root, tmp_path, page_table):
     weights = checkpoint(tmp_path / "w.safetensors", 2)
     card = write_card(
         tmp_path / "a__b__.yaml",
@@ -221,11 +207,32 @@ def test_card_fields_cannot_break_or_inject_into_the_page(root, tmp_path):
     md = page(root)
     assert "<script" not in md and "<img" not in md and "<iframe" not in md
     assert not re.search(r"(?<!\\)\]\(javascript:", md)  # brackets escaped: no link, whatever its target
-    header, _, *rows = table(md)
+    header, _, *rows = page_table(md)
     assert len(rows) == 1 and len(rows[0]) == len(header)  # no extra cell, no extra row
     assert rows[0][1].startswith("pwn \\| x &lt;script&gt;") and "a\\_\\_b\\_\\_" in rows[0][1]
     svg = (root / "leaderboards" / "tiny.svg").read_text()
     assert "<script" not in svg
+
+
+@pytest.mark.parametrize(
+    "url, linked",
+    [("https://example.org/p?a=1&b=2", True), ("javascript:alert(1)", False), ("ex.org/p", False)],
+)
+def test_paper_options_reach_the_card_and_the_page_escaped(root, tmp_path, page_table, url, linked):
+    weights = checkpoint(tmp_path / "w.safetensors", 22)
+    title, display = "Robust *and* [spatial] | nets", "My_Net <b>"
+    options = ["--display-name", display, "--paper-title", title, "--paper-url", url]
+    tiny = ["--arch-kwarg", "width=4", "--arch-kwarg", "hidden=32", "--normalization", "0.1307,0.3081"]
+    args = ["--checkpoint", weights, "--arch", "mnist_cnn", "--dataset", "mnist5k", "--name", "p", *tiny]
+    assert submit(root, *args, *options) == 0
+
+    card = yaml.safe_load((root / "configs" / "models" / "p.yaml").read_text())
+    assert (card["display_name"], card["paper"]) == (display, {"title": title, "url": url})
+    (row,) = page_table(page(root))[2:]
+    assert row[1] == "My\\_Net &lt;b&gt; (p)"
+    shown = "Robust \\*and\\* \\[spatial\\] \\| nets"
+    paper = page(root).split("### Models")[1].strip().split("\n\n")[0].splitlines()[-1]  # its only row
+    assert (f"| [{shown}]({url}) |" if linked else f"| {shown} |") in paper
 
 
 @pytest.mark.parametrize("name", ["../evil", "..", ".hidden", "a/b", "..evil"])
@@ -318,7 +325,7 @@ def test_a_different_card_under_a_taken_name_needs_force(root, tmp_path, capsys)
     assert submit(root, card, "--force") == 0
     assert {r.model_meta["weights_sha256"] for r in records(root, "m").values()} == {sha256_file(second)}
     assert load_card("m").weights.sha256 == sha256_file(second)
-    assert leaderboard.check(["tiny"], root) == []
+    assert boards.check(["tiny"], root) == []
 
 
 def test_orphan_records_of_the_name_need_force(root, tmp_path, capsys):
@@ -386,7 +393,7 @@ def test_an_interrupted_submission_changes_nothing_and_resumes(root, tmp_path, c
     assert calls == ["pgd_linf", "spatial_rotation"]  # clean was kept from the interrupted run
     assert sorted(records(root, "m")) == ["clean", "pgd_linf", "spatial_rotation"]
     assert not staging.exists()
-    assert leaderboard.check(["tiny"], root) == []
+    assert boards.check(["tiny"], root) == []
 
 
 def test_a_rerun_with_other_weights_reuses_nothing_staged(root, tmp_path, monkeypatch):
@@ -408,13 +415,13 @@ def test_failing_board_regeneration_puts_everything_back(root, tmp_path, capsys,
     ok = checkpoint(tmp_path / "ok.safetensors", 12)
     assert submit(root, write_card(tmp_path / "ok.yaml", ok)) == 0
     before = snapshot(root)
-    write = leaderboard.write
+    write = files.write
 
     def write_then_fail(boards, where):
         write(boards, where)  # the page and the plot are rewritten, then the disk fills up
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(leaderboard, "write", write_then_fail)
+    monkeypatch.setattr(files, "write", write_then_fail)
     capsys.readouterr()
     other = checkpoint(tmp_path / "other" / "ok.safetensors", 13)
     assert submit(root, write_card(tmp_path / "other" / "ok.yaml", other), "--force") == 1
@@ -460,5 +467,5 @@ def test_bad_usage_is_one_line_and_changes_nothing(root, tmp_path, capsys, args,
 def test_root_must_hold_the_configs_in_use(root, tmp_path, capsys):
     card = write_card(tmp_path / "m.yaml", checkpoint(tmp_path / "w.safetensors", 15))
     assert submit(tmp_path / "elsewhere", card) == 2
-    assert "ROBENCH_CONFIGS" in one_line_error(capsys)
+    assert f"--config-dir {tmp_path / 'elsewhere' / 'configs'}" in one_line_error(capsys)
     assert not (tmp_path / "elsewhere").exists()

@@ -13,15 +13,15 @@ import yaml
 
 from robench import config
 from robench.cli import build_parser, main
+from robench.datasets import load_tensors
 from robench.errors import UsageError
 from robench.models import create_model, load_card, load_card_file, sha256_file
 from robench.perturbations import RandomAffine, create_perturbation, ramp
-from robench.threats.spatial import affine_thetas, warp
+from robench.threats.geometry import affine_thetas, warp
 from robench.train import Recipe, accuracy, train
-from robench.datasets import load_tensors
 
 ROOT = Path(__file__).resolve().parent.parent
-ZOO = sorted(p.stem for p in (ROOT / "configs" / "models").glob("mnist_*.yaml"))
+ZOO = sorted(p.stem for p in (ROOT / "robench" / "configs" / "models").glob("mnist_*.yaml"))
 
 
 def _digits(n=16):
@@ -36,10 +36,8 @@ def model(standard_model):
 
 @pytest.fixture
 def recipe_dir(tmp_path, monkeypatch):
-    """A private configs folder holding the real recipes, to which a test may add broken ones."""
+    """A user configs folder, searched after the shipped recipes, to which a test may add broken ones."""
     (tmp_path / "recipes").mkdir()
-    for path in (ROOT / "configs" / "recipes").glob("*.yaml"):
-        (tmp_path / "recipes" / path.name).write_text(path.read_text())
     monkeypatch.setenv("ROBENCH_CONFIGS", str(tmp_path))
     return tmp_path / "recipes"
 

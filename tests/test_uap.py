@@ -11,9 +11,11 @@ from PIL import Image
 
 from robench import cli, engine
 from robench.datasets import dataset_info, load_tensors
+from robench.engine import fitting, plan
 from robench.errors import UsageError
-from robench.threats import BatchContext, PrepareContext, create_threat
+from robench.threats import BatchContext, create_threat
 from robench.threats import uap as uap_module
+from robench.threats.base import Ranks
 
 #: A short fit (one epoch, 32 minibatches of the 4000 fit images): seconds on a CPU, yet strong enough.
 QUICK = {"epochs": 1}
@@ -35,7 +37,7 @@ def fitted(standard_model, tmp_path_factory):
 
 def _prepare(model, name="uap_linf", seed=0, **overrides):
     threat = create_threat(name, "mnist5k", **{**QUICK, **overrides})
-    threat.prepare(model, PrepareContext("mnist5k", None, torch.device("cpu"), seed, 256))
+    fitting.prepare(threat, model, "mnist5k", "test", None, torch.device("cpu"), seed)
     return threat
 
 
@@ -64,25 +66,39 @@ def test_delta_respects_its_norm_bound(standard_model, norm, eps, step):
 
 
 def test_fitting_never_sees_the_evaluation_split(standard_model, tmp_path, monkeypatch):
-    seen: dict[str, list] = {"uap": [], "engine": []}
+    seen: dict[str, list] = {"fit": [], "evaluate": []}
 
     def spy(where):
-        def load(name, split="test", n=None, data_dir=None):
+        def load(name, split="test", n=None, data_dir=None, **options):
             seen[where].append((name, split))
-            return load_tensors(name, split, n, data_dir)
+            return load_tensors(name, split, n, data_dir, **options)
         return load
 
-    monkeypatch.setattr(uap_module, "load_tensors", spy("uap"))
-    monkeypatch.setattr(engine, "load_tensors", spy("engine"))
+    monkeypatch.setattr(fitting, "load_tensors", spy("fit"))
+    monkeypatch.setattr(plan, "load_tensors", spy("evaluate"))
     record = engine.evaluate(standard_model, "uap_linf", "mnist5k", n_examples=50, device="cpu",
                              overrides=QUICK, model_name="mnist_cnn_standard", progress=False)
     fit_split = dataset_info("mnist5k").fit_split
     assert fit_split != "test"
-    assert seen == {"uap": [("mnist5k", fit_split)], "engine": [("mnist5k", "test")]}
+    assert seen == {"fit": [("mnist5k", fit_split)], "evaluate": [("mnist5k", "test")]}
     assert record.details["fit"]["split"] == fit_split and record.details["fit"]["n_examples"] == 4000
     with pytest.raises(UsageError, match="fitted on it"):  # evaluating on the fit split is refused
         engine.evaluate(standard_model, "uap_linf", "mnist5k", n_examples=50, device="cpu", split=fit_split,
                         overrides=QUICK, model_name="mnist_cnn_standard", progress=False)
+
+
+def test_threats_get_data_and_ranks_only_from_the_engine():
+    """Layering (docs/architecture.md): no threat loads data, joins a process group or calls the engine."""
+    import ast
+    from pathlib import Path
+
+    forbidden = {"robench.datasets", "robench.distributed", "robench.engine", "torch.distributed"}
+    for path in Path(uap_module.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) else [])
+            bad = [n for n in names if n and any(n == f or n.startswith(f + ".") for f in forbidden)]
+            assert not bad, f"{path.name} imports {bad}"
 
 
 def test_same_seed_same_delta_other_seed_other_delta(standard_model, fitted):
@@ -109,7 +125,7 @@ def test_cache_hits_and_a_changed_parameter_refits(standard_model, monkeypatch):
     changed = _prepare(standard_model, step_size=0.1)
     assert len(fits) == 2 and changed.fit_info["cached"] is False
     # a damaged cache file is refitted, not trusted
-    path = uap_module.cache_dir() / f"{first.fit_info['cache_key']}.npy"
+    path = fitting.cache_dir("uap") / f"{first.fit_info['cache_key']}.npy"
     path.write_bytes(b"not an array")
     refit = _prepare(standard_model)
     assert len(fits) == 3 and refit.fit_info["cached"] is False and torch.equal(refit.delta, first.delta)
@@ -121,8 +137,18 @@ def test_fooling_rate_far_above_random_control(standard_model, mnist_test, fitte
     control = details["control"]
     assert details["fooling_rate"] > 0.3 and details["fooling_rate"] > 3 * control["fooling_rate"]
     assert abs(float(threat.control.abs().max()) - details["delta_norm"]["linf"]) < 1e-6  # equal norm
-    # the shift curve starts at the unshifted fooling rate and fooling is counted against the clean prediction
-    assert details["fooling_rate_by_shift"]["fooling_rate"][0] == details["fooling_rate"]
+    # each point of the shift curve is δ moved s px right and down (zero fill), counted against the clean
+    # prediction; recomputed here by slicing, and falling with the shift (Park et al. 2021)
+    curve = details["fooling_rate_by_shift"]
+    with torch.inference_mode():
+        clean_pred = standard_model(mnist_test[0]).argmax(1)
+        for s, rate in zip(curve["shift_px"], curve["fooling_rate"], strict=True):
+            moved = torch.zeros_like(threat.delta)
+            moved[..., s:, s:] = threat.delta[..., : moved.shape[-2] - s, : moved.shape[-1] - s]
+            pred = standard_model((mnist_test[0] + moved).clamp(0, 1)).argmax(1)
+            assert rate == pytest.approx(float((pred != clean_pred).float().mean())), s
+    assert curve["shift_px"][0] == 0 and curve["fooling_rate"][0] == details["fooling_rate"]
+    assert curve["fooling_rate"][-1] < curve["fooling_rate"][0] / 2
     assert np.mean(stats["robust"]) < np.mean(stats["clean_correct"]) - 0.2
     assert not (stats["robust"] & ~stats["clean_correct"]).any()
 
@@ -138,12 +164,20 @@ def test_targeted_variant_raises_targeted_success(standard_model, mnist_test, fi
     assert hit["targeted_success_rate"] > 5 * hit["control"]["targeted_success_rate"]
 
 
-def test_shift_moves_right_and_down_with_zero_fill():
-    delta = torch.arange(1, 17, dtype=torch.float32).view(1, 1, 4, 4)
-    moved = uap_module.shift(delta, 1)
-    assert torch.equal(moved[0, 0, 1:, 1:], delta[0, 0, :3, :3])
-    assert not moved[0, 0, 0].any() and not moved[0, 0, :, 0].any()
-    assert torch.equal(uap_module.shift(delta, 0), delta) and not uap_module.shift(delta, 4).any()
+def test_shift_probe_moves_delta_right_and_down():
+    """SHIFT_CONVENTION (recorded in details) says δ moves s px right and down; the probe must do that."""
+
+    class ReadsOnePixel(torch.nn.Module):  # class 1 iff pixel (row 12, col 12) is bright, else class 0
+        def forward(self, x):
+            return torch.stack([torch.full((len(x),), 0.5), x[:, 0, 12, 12]], 1)
+
+    threat = create_threat("uap_linf", "mnist5k", shifts=[0, 1, 2, 3])
+    threat.delta = torch.zeros(1, 1, 28, 28)
+    threat.delta[0, 0, 10, 10] = 1.0  # reaches (12, 12) only when moved 2 px right and 2 px down
+    threat.control = torch.zeros_like(threat.delta)
+    x, y = torch.zeros(2, 1, 28, 28), torch.zeros(2, dtype=torch.long)
+    out = threat.run_batch(ReadsOnePixel(), x, y, torch.ones(2, dtype=torch.bool), BatchContext(None, 2))
+    assert out["fooled_shifted"].tolist() == [[False, False, True, False]] * 2
 
 
 def test_artifacts_are_the_delta_and_an_amplified_png(fitted):
@@ -184,6 +218,7 @@ def _fit_on_rank(rank: int, world_size: int, port: int, out: str) -> None:
     """One torchrun-like rank: a gloo process group, the same fit, δ written by rank 0."""
     import torch.distributed as dist
 
+    from robench.distributed import all_reduce_sum
     from robench.models import create_model
 
     torch.set_num_threads(1)
@@ -192,7 +227,7 @@ def _fit_on_rank(rank: int, world_size: int, port: int, out: str) -> None:
         threat = create_threat("uap_linf", "mnist5k", epochs=1, fit_batch_size=64)
         x, y = load_tensors("mnist5k", "train", 256)
         delta, info = threat.fit(create_model("mnist_cnn_standard"), x, y, torch.device("cpu"),
-                                 torch.Generator().manual_seed(0))
+                                 torch.Generator().manual_seed(0), Ranks(rank, world_size, all_reduce_sum))
         if rank == 0:
             np.save(out, delta.numpy())
             assert info["ranks"] == world_size

@@ -1,7 +1,7 @@
 """Threat families (Python) and named threats (``configs/threats/*.yaml``).
 
 Importing this package registers every family; :func:`create_threat` turns a name and a dataset into a
-configured instance with the dataset's published budgets (protocols.md) and any overrides.
+configured instance with the dataset's published budgets (docs/protocols.md) and any overrides.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from robench import config, schema
 from robench.threats import clean, pgd, spatial  # noqa: F401  (register the families)
 from robench.threats import autoattack, consistency, spatial_pgd, spatial_random, translation  # noqa: F401
-from robench.threats import uap  # noqa: F401
+from robench.threats import corruptions, mnist_c, uap  # noqa: F401
 from robench.threats.base import FAMILIES, BatchContext, PrepareContext, Threat
 
 

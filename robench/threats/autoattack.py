@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from robench.errors import RobenchError
-from robench.threats.base import FAMILIES, Threat, require
+from robench.threats.base import FAMILIES, Threat, require_budget
 
 #: AutoAttack's checks, by a phrase of their message -> (flag name, what it means). Order fixes the bits.
 CHECKS = [
@@ -92,9 +92,7 @@ class AutoAttackThreat(Threat):
     version: Literal["standard", "plus"]  # the versions for deterministic models
 
     def __post_init__(self):
-        require(self.eps > 0, f"autoattack: eps must be > 0, got {self.eps!r}")
-        if self.norm == "linf":
-            require(self.eps <= 1, f"autoattack: an l-inf eps of {self.eps} exceeds the [0,1] pixel range")
+        require_budget(self.family, self.norm, self.eps)
 
     def perturbation_norms(self, delta: torch.Tensor) -> torch.Tensor:
         flat = delta.flatten(1)

@@ -8,14 +8,17 @@ the parameters a named threat's YAML must give. The engine feeds it batches and 
   :meth:`Threat.summarize`, which turns it into the record's ``details``. Keeping per-example arrays is
   what lets the engine checkpoint chunks, resume, and shard over processes without the threat knowing.
 - :meth:`Threat.prepare` runs once before the batches, for threats that fit something global (a
-  universal perturbation) on data disjoint from the evaluation split.
+  universal perturbation) on data disjoint from the evaluation split. The engine hands that data in,
+  with the process group's operations and its cache of fitted results (:class:`PrepareContext`), so
+  threats never load datasets, touch torch.distributed or own files.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -28,25 +31,84 @@ FAMILIES: Registry[type["Threat"]] = Registry("threat family", name_attr="family
 
 @dataclasses.dataclass
 class BatchContext:
-    """What a threat may use besides the batch: a seeded CPU generator and the forward batch size."""
+    """What a threat may use besides the batch: a seeded CPU generator, the forward batch size, and
+    ``start``, the position of the batch's first example in the evaluated split (a threat that reads
+    per-example data handed in by the engine, such as an official corrupted set, finds its rows by it)."""
 
     generator: torch.Generator
     batch_size: int
+    start: int = 0
 
 
-@dataclasses.dataclass
+def _alone(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor
+
+
+@dataclasses.dataclass(frozen=True)
+class Ranks:
+    """The processes that fit together (``torchrun`` ranks) and how they sum a tensor across themselves.
+
+    Handed in by the engine, so that a threat shards its fitting without importing torch.distributed;
+    the default is one process, for which the sum is the tensor itself.
+    """
+
+    rank: int = 0
+    size: int = 1
+    all_reduce_sum: Callable[[torch.Tensor], torch.Tensor] = _alone
+
+
+@dataclasses.dataclass(frozen=True)
+class FitData:
+    """The examples a threat fits on: the dataset's ``fit_split``, disjoint from the evaluated split.
+
+    ``x`` float32 [N,C,H,W] in [0,1] and ``y`` int64 [N] stay on the CPU; ``fingerprint`` (sha256 of
+    both) names them in the key of a cached fit.
+    """
+
+    split: str
+    x: torch.Tensor
+    y: torch.Tensor
+    fingerprint: str
+
+
+class FitCache(Protocol):
+    """The engine's store of fitted results (``robench.engine.fitting``), as a threat sees it."""
+
+    def fetch_or_fit(
+        self, key: str, shape: tuple, fit: Callable[[], tuple[torch.Tensor, dict]], accept: Callable[[torch.Tensor], bool]
+    ) -> tuple[torch.Tensor, dict]:
+        """The cached tensor of ``shape`` under ``key`` if every rank has one that ``accept`` passes,
+        else ``fit()``'s, stored; the info says which (``cached``)."""
+
+
+class CorruptedSet(Protocol):
+    """An official corrupted test set (CIFAR-10-C, ImageNet-C, ...) aligned with the evaluated examples,
+    opened by the engine (``robench.corruption_sets``) for a threat with ``reads_corrupted_set``."""
+
+    name: str
+
+    def images(self, corruption: str, severity: int, start: int, stop: int) -> torch.Tensor:
+        """Evaluated examples ``start..stop-1`` under ``corruption`` at ``severity``: float32 [N,C,H,W]
+        in [0,1], on the CPU."""
+
+
+@dataclasses.dataclass(frozen=True)
 class PrepareContext:
-    """What :meth:`Threat.prepare` may use: which data to fit on, where, and the run's seed.
+    """What :meth:`Threat.prepare` may use, all handed in by the engine.
 
-    ``split`` is the split being evaluated, so that a threat fitting on data can refuse to fit on it.
+    A threat with ``fits_on_data`` gets the fit split (``fit``), a fingerprint of the model it fits
+    against, and the cache of fitted results; the others get ``fit=None`` and ``cache=None``.
     """
 
     dataset: str
-    data_dir: str | None
+    num_classes: int
     device: torch.device
     seed: int
-    batch_size: int
-    split: str = "test"
+    ranks: Ranks = dataclasses.field(default_factory=Ranks)
+    fit: FitData | None = None
+    model_fingerprint: str = ""
+    cache: FitCache | None = None
+    corrupted: CorruptedSet | None = None
 
 
 class Threat(ABC):
@@ -55,6 +117,13 @@ class Threat(ABC):
     family: ClassVar[str]  # the registered family name (set by FAMILIES.register)
     #: name of the configured threat (``pgd_linf``), set by :func:`robench.threats.create_threat`.
     name: str = ""
+    #: True for families that fit something on the dataset's fit split in :meth:`prepare`; the engine
+    #: then loads that split, refuses to evaluate on it, and hands it in.
+    fits_on_data: ClassVar[bool] = False
+    #: True for families that classify an official corrupted set's copies of the evaluated examples; the
+    #: engine then opens the set of the family's ``suite`` for its ``pairs()`` and hands it in
+    #: (``PrepareContext.corrupted``).
+    reads_corrupted_set: ClassVar[bool] = False
 
     def config(self) -> dict:
         """The fully resolved parameters, as recorded in every run record."""
@@ -90,3 +159,10 @@ def require(condition: bool, message: str) -> None:
     """Parameter validation in ``__post_init__``: a one-line usage error naming the bad value."""
     if not condition:
         raise UsageError(message)
+
+
+def require_budget(family: str, norm: str, eps: float) -> None:
+    """An ℓp budget must be positive, and an ℓ∞ one cannot exceed the [0,1] pixel range (every ℓp family)."""
+    require(eps > 0, f"{family}: eps must be > 0, got {eps!r}")
+    if norm == "linf":
+        require(eps <= 1, f"{family}: an l-inf eps of {eps} exceeds the [0,1] pixel range")

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from robench.threats.base import FAMILIES, Threat, require
+from robench.threats.base import FAMILIES, Threat, require, require_budget
 
 _TINY = 1e-12
 
@@ -38,9 +38,7 @@ class PGD(Threat):
     restarts: int
 
     def __post_init__(self):
-        require(self.eps > 0, f"pgd: eps must be > 0, got {self.eps!r}")
-        if self.norm == "linf":
-            require(self.eps <= 1, f"pgd: an l-inf eps of {self.eps} exceeds the [0,1] pixel range")
+        require_budget(self.family, self.norm, self.eps)
         require(self.steps >= 1, f"pgd: steps must be >= 1, got {self.steps!r}")
         require(self.step_size > 0, f"pgd: step_size must be > 0, got {self.step_size!r}")
         require(self.restarts >= 1, f"pgd: restarts must be >= 1, got {self.restarts!r}")

@@ -2,10 +2,11 @@
 
 Each transform is one affine warp, out(p) = in(R p + t), with p in pixel coordinates centred on the
 image centre, R the rotation by the angle (x right, y down), t the translation in pixels, bilinear
-interpolation and zero fill (``affine_grid`` + ``grid_sample``, ``align_corners`` recorded). An example is
-robust only if it is classified correctly under every transform of the grid.
+interpolation and zero fill (``affine_grid`` + ``grid_sample``, ``align_corners`` recorded; the warp lives
+in :mod:`robench.threats.geometry`, shared with the other spatial threats and with training). An example
+is robust only if it is classified correctly under every transform of the grid.
 
-Why the search is shaped the way it is (performance.md):
+Why the search is shaped the way it is (docs/performance.md):
 - everything runs under ``inference_mode`` and images x transforms are warped and classified together,
   about ``batch_size`` warped images per forward;
 - an example leaves the search at its first failure, and the transforms are tried most-damaging-first:
@@ -21,13 +22,12 @@ Why the search is shaped the way it is (performance.md):
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from robench.threats.base import FAMILIES, Threat, require
+from robench.threats.geometry import affine_thetas, check_box, warp
 
 
 def grid_transforms(max_rotation, n_rotations, max_translation, n_translations) -> torch.Tensor:
@@ -36,31 +36,6 @@ def grid_transforms(max_rotation, n_rotations, max_translation, n_translations) 
     shifts = torch.linspace(-max_translation, max_translation, n_translations, dtype=torch.float64)
     a, tx, ty = torch.meshgrid(angles, shifts, shifts, indexing="ij")
     return torch.stack([a.flatten(), tx.flatten(), ty.flatten()], dim=1) + 0.0  # -0.0 -> 0.0
-
-
-def affine_thetas(transforms: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """``affine_grid`` matrices [T, 2, 3] for out(p) = in(R p + t) in centred pixel coordinates.
-
-    ``affine_grid`` works in normalised coordinates n = S p with S = diag(2/W, 2/H) (align_corners=False),
-    so the matrix is S R S^-1 with translation S t; for square images S R S^-1 = R.
-    """
-    rad = transforms[:, 0] * (math.pi / 180.0)
-    cos, sin = torch.cos(rad), torch.sin(rad)
-    sx, sy = 2.0 / width, 2.0 / height
-    theta = torch.zeros(len(transforms), 2, 3, dtype=torch.float64)
-    theta[:, 0, 0] = cos
-    theta[:, 0, 1] = -sin * sx / sy
-    theta[:, 1, 0] = sin * sy / sx
-    theta[:, 1, 1] = cos
-    theta[:, 0, 2] = transforms[:, 1] * sx
-    theta[:, 1, 2] = transforms[:, 2] * sy
-    return theta.float()
-
-
-def warp(x: torch.Tensor, theta: torch.Tensor, align_corners: bool = False) -> torch.Tensor:
-    """Apply one affine matrix per image: x [N, C, H, W], theta [N, 2, 3]."""
-    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=align_corners)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=align_corners)
 
 
 @FAMILIES.register("spatial_grid")
@@ -75,19 +50,11 @@ class SpatialGrid(Threat):
     align_corners: bool
     axis_curves: bool  # also classify every example under every one-factor transform (accuracy curves)
 
-
     def __post_init__(self):
-        for key in ("max_rotation", "max_translation"):
-            value = getattr(self, key)
-            require(isinstance(value, (int, float)) and 0 <= value, f"spatial_grid: {key} must be >= 0, got {value!r}")
-        require(self.max_rotation <= 180, f"spatial_grid: max_rotation {self.max_rotation} exceeds 180 degrees")
+        self.max_rotation, self.max_translation = check_box(self.family, self.max_rotation,
+                                                            self.max_translation)
         for key in ("n_rotations", "n_translations"):
-            value = getattr(self, key)
-            require(isinstance(value, int) and value >= 1, f"spatial_grid: {key} must be an integer >= 1, got {value!r}")
-        require(isinstance(self.align_corners, bool), "spatial_grid: align_corners must be true or false")
-        require(isinstance(self.axis_curves, bool), "spatial_grid: axis_curves must be true or false")
-        self.max_rotation = float(self.max_rotation)
-        self.max_translation = float(self.max_translation)
+            require(getattr(self, key) >= 1, f"spatial_grid: {key} must be >= 1, got {getattr(self, key)!r}")
         self.transforms = grid_transforms(self.max_rotation, self.n_rotations, self.max_translation, self.n_translations)
         a, tx, ty = self.transforms.T
         self.on_axis = ((tx == 0) & (ty == 0)) | (a == 0)
@@ -190,6 +157,6 @@ class SpatialGrid(Threat):
 
     def flags(self, stats):
         if self.identity is None:
-            return ["grid_misses_identity: the grid does not contain the identity transform, so spatial "
-                    "accuracy is not bounded by clean accuracy"]
+            return [("grid_misses_identity: the grid does not contain the identity transform, so spatial "
+                     "accuracy is not bounded by clean accuracy")]
         return []

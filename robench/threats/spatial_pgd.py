@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from robench.threats.base import FAMILIES, Threat, require
-from robench.threats.spatial_random import box_half_widths, check_box, draw_transforms, warp_transforms
+from robench.threats.geometry import box_half_widths, check_box, draw_transforms, warp_transforms
 
 
 @FAMILIES.register("spatial_pgd")
@@ -36,19 +36,13 @@ class SpatialPGD(Threat):
     restarts: int
     align_corners: bool
 
-
     def __post_init__(self):
         self.max_rotation, self.max_translation = check_box(self.family, self.max_rotation,
                                                             self.max_translation)
-        for key in ("steps", "restarts"):
-            value, least = getattr(self, key), 0 if key == "steps" else 1
-            require(isinstance(value, int) and not isinstance(value, bool) and value >= least,
-                    f"spatial_pgd: {key} must be an integer >= {least}, got {value!r}")
-        require(isinstance(self.step_size, (int, float)) and 0 < self.step_size <= 2,
-                "spatial_pgd: step_size must be in (0, 2] (a fraction of the box half-width), "
-                f"got {self.step_size!r}")
-        require(isinstance(self.align_corners, bool), "spatial_pgd: align_corners must be true or false")
-        self.step_size = float(self.step_size)
+        require(self.steps >= 0, f"spatial_pgd: steps must be >= 0, got {self.steps!r}")
+        require(self.restarts >= 1, f"spatial_pgd: restarts must be >= 1, got {self.restarts!r}")
+        require(0 < self.step_size <= 2,
+                f"spatial_pgd: step_size must be in (0, 2] (a fraction of the box half-width), got {self.step_size!r}")
         self.half = box_half_widths(self.max_rotation, self.max_translation)
 
     def project(self, params: torch.Tensor) -> torch.Tensor:

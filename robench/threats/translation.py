@@ -1,9 +1,9 @@
 """Accuracy as a function of translation magnitude: the curve of the augmentation studies.
 
 Shifts are integer and exact (no interpolation): out(p) = in(p + t), zero fill, the same convention as
-the grid's translation t, so :func:`shift` by an integer t equals the grid's warp at that t. For each
-magnitude m the per-example worst case is taken over the 8 shifts (±m, 0), (0, ±m), (±m, ±m); m = 0 is
-the clean image.
+the grid's translation t, so :func:`robench.threats.geometry.shift` by an integer t equals the grid's warp
+at that t. For each magnitude m the per-example worst case is taken over the 8 shifts (±m, 0), (0, ±m),
+(±m, ±m); m = 0 is the clean image.
 
 Headline (``robust_acc``): an example counts only if it is correct under every listed shift of magnitude
 up to ``headline_magnitude`` (a worst case over that box of shifts). Not the whole sweep: the largest
@@ -21,27 +21,10 @@ import dataclasses
 import io
 
 import torch
-import torch.nn.functional as F
 
 from robench.threats.base import FAMILIES, Threat, require
-from robench.threats.spatial_random import predict_under
-
-
-def shift(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Integer shift per image, zero fill: out[n, :, i, j] = x[n, :, i + ty, j + tx] (0 outside).
-
-    ``t`` is [N, 2] integer (tx, ty), one row per image. Exact: it only moves pixels.
-    """
-    n, _, h, w = x.shape
-    t = t.to(device=x.device, dtype=torch.long)
-    pad = int(t.abs().max()) if t.numel() else 0
-    if pad == 0:
-        return x.clone()
-    padded = F.pad(x, (pad, pad, pad, pad)).permute(0, 2, 3, 1)  # [N, H+2p, W+2p, C]
-    rows = torch.arange(h, device=x.device).view(1, h) + pad + t[:, 1:2]
-    cols = torch.arange(w, device=x.device).view(1, w) + pad + t[:, 0:1]
-    images = torch.arange(n, device=x.device).view(n, 1, 1)
-    return padded[images, rows.view(n, h, 1), cols.view(n, 1, w)].permute(0, 3, 1, 2).contiguous()
+from robench.threats.geometry import shift
+from robench.threats.predict import predict_under
 
 
 def sweep_shifts(magnitudes: list[int]) -> tuple[torch.Tensor, torch.Tensor]:

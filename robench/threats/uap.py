@@ -2,7 +2,7 @@
 
 Why it is fitted the way it is:
 - δ is fitted in :meth:`UAP.prepare`, once per run, on the dataset's ``fit_split`` (disjoint from the
-  evaluated split), so the record measures how a perturbation *transfers to unseen images*, not how well
+  evaluated split; the engine loads it and hands it in), so the record measures how a perturbation *transfers to unseen images*, not how well
   it memorises the evaluated ones.
 - The objective is the β-clipped cross-entropy mean(min(CE(f(x+δ), label), β)), ascended (label = the
   true class) or descended (targeted: label = the target class) by stochastic minibatch steps: sign steps
@@ -12,10 +12,10 @@ Why it is fitted the way it is:
 - Scale-out: each rank takes ``xb[rank::world]`` of every minibatch and the gradients of the *summed*
   per-example losses are all-reduced, so sharded fitting sees the same gradient as a single process and
   gives the same δ (up to float summation order).
-- A fitted δ is cached under ``$ROBENCH_CACHE/uap/<hash>.npy`` (default ``~/.cache/robench``), keyed by
-  the model's weights and buffers, the fit data, every fit parameter and the seed (not the device, which
-  the record names instead): evaluating three models under three UAP threats twice fits nine
-  perturbations, not eighteen.
+- A fitted δ is kept in the engine's cache (:mod:`robench.engine.fitting`, ``$ROBENCH_CACHE/uap/``),
+  keyed by the model's weights and buffers, the fit data, every fit parameter and the seed (not the
+  device, which the record names instead): evaluating three models under three UAP threats twice fits
+  nine perturbations, not eighteen.
 
 Evaluation (per example, all bool): correct under x+δ (robust), prediction changed vs. the clean
 prediction (fooled), predicted as the target, the same three under a random-sign control of equal norm,
@@ -25,13 +25,9 @@ and fooled when δ is shifted by each of ``shifts`` pixels diagonally (Park et a
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
-import json
 import math
-import os
 import time
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -40,49 +36,15 @@ import torch.nn.functional as F
 from PIL import Image
 
 from robench import record
-from robench.datasets import dataset_info, load_tensors
-from robench.distributed import all_reduce_sum, world
 from robench.errors import UsageError
-from robench.threats import translation
-from robench.threats.base import FAMILIES, Threat, require
+from robench.threats import geometry
+from robench.threats.base import FAMILIES, Ranks, Threat, require, require_budget
 
 #: Bump when the fitting algorithm changes, so that cached perturbations from the old one are not reused.
 FIT_VERSION = 1
 SHIFT_CONVENTION = ("δ translated by (s, s) px, i.e. s px right and s px down, vacated pixels zero "
                     "(no wrap-around), then added to x and clipped to [0,1]")
 _PNG_MIN_SIDE = 112  # small images are upscaled (nearest) so the pattern is visible
-
-
-def cache_dir() -> Path:
-    """Where fitted perturbations are kept: ``$ROBENCH_CACHE/uap``, default ``~/.cache/robench/uap``."""
-    return Path(os.environ.get("ROBENCH_CACHE", Path.home() / ".cache" / "robench")) / "uap"
-
-
-def model_fingerprint(model: torch.nn.Module) -> str:
-    """sha256 of the class, card identity and every parameter and buffer (normalisation included).
-
-    The card's weights sha256 alone would miss a changed normalisation or an uncarded module; hashing
-    the tensors themselves names exactly the function δ was fitted against.
-    """
-    digest = hashlib.sha256(type(model).__qualname__.encode())
-    card = getattr(model, "card", None)
-    if card is not None:
-        digest.update(json.dumps(card.meta(), sort_keys=True, default=str).encode())
-    for key, tensor in model.state_dict().items():
-        digest.update(key.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def data_fingerprint(x: torch.Tensor, y: torch.Tensor) -> str:
-    digest = hashlib.sha256(x.contiguous().numpy().tobytes())
-    digest.update(y.contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def shift(delta: torch.Tensor, s: int) -> torch.Tensor:
-    """``delta`` [1, C, H, W] moved s px right and down with zero fill (see :data:`SHIFT_CONVENTION`)."""
-    return delta if s == 0 else translation.shift(delta, torch.tensor([[-s, -s]]))
 
 
 def delta_png(delta: np.ndarray) -> bytes:
@@ -112,11 +74,10 @@ class UAP(Threat):
     targeted: bool
     target: int  # the target class when targeted (also reported, as a rate, when not)
     shifts: list[int]  # pixel shifts of δ for the invariance curve
+    fits_on_data = True
 
     def __post_init__(self):
-        require(self.eps > 0, f"uap: eps must be > 0, got {self.eps!r}")
-        if self.norm == "linf":
-            require(self.eps <= 1, f"uap: an l-inf eps of {self.eps} exceeds the [0,1] pixel range")
+        require_budget(self.family, self.norm, self.eps)
         require(self.epochs >= 1, f"uap: epochs must be >= 1, got {self.epochs!r}")
         require(self.step_size > 0, f"uap: step_size must be > 0, got {self.step_size!r}")
         require(self.fit_batch_size >= 1, f"uap: fit_batch_size must be >= 1, got {self.fit_batch_size!r}")
@@ -147,23 +108,30 @@ class UAP(Threat):
             return delta
         return self.project(delta + self.step_size * grad / norm)
 
+    def shifted_delta(self, s: int) -> torch.Tensor:
+        """δ moved s px right and down, zero fill (:data:`SHIFT_CONVENTION`); geometry.shift's t moves
+        content by -t, hence t = (-s, -s)."""
+        return geometry.shift(self.delta, torch.tensor([[-s, -s]]))
+
     def random_control(self, like: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
         """The random-sign universal perturbation ``signs`` (±1) scaled to the norm of ``like``."""
         amplitude = self.size(like) if self.norm == "linf" else self.size(like) / math.sqrt(like.numel())
         return (signs * amplitude).to(like.device)
 
     # -- fitting ------------------------------------------------------------------------------------
-    def fit_key(self, model, dataset: str, split: str, x: torch.Tensor, y: torch.Tensor, seed: int) -> str:
+    def fit_key(self, model_fingerprint: str, dataset: str, split: str, data_fingerprint: str, seed: int) -> str:
         """The cache key: model function, fit data, every fit parameter and the seed."""
         fit_params = {k: v for k, v in self.config().items() if k != "shifts"}  # shifts only affect evaluation
         return record.config_hash({
-            "version": FIT_VERSION, "model": model_fingerprint(model), "dataset": dataset, "split": split,
-            "data": data_fingerprint(x, y), "params": fit_params, "seed": seed,
+            "version": FIT_VERSION, "model": model_fingerprint, "dataset": dataset, "split": split,
+            "data": data_fingerprint, "params": fit_params, "seed": seed,
         })
 
-    def fit(self, model, x: torch.Tensor, y: torch.Tensor, device: torch.device, generator: torch.Generator):
-        """Fit δ on (x, y) (CPU tensors; minibatches go to ``device``). Returns (δ [1,C,H,W], info)."""
-        rank, n_ranks = world()
+    def fit(self, model, x: torch.Tensor, y: torch.Tensor, device: torch.device, generator: torch.Generator,
+            ranks: Ranks | None = None):
+        """Fit δ on (x, y) (CPU tensors; minibatches go to ``device``), sharing every minibatch among
+        ``ranks`` (default: this process alone). Returns (δ [1,C,H,W], info)."""
+        ranks = ranks or Ranks()
         delta = torch.zeros((1, *x.shape[1:]), device=device)
         loss_by_epoch, zero_steps, steps = [], 0, 0
         started = time.perf_counter()
@@ -171,7 +139,7 @@ class UAP(Threat):
             order = torch.randperm(len(x), generator=generator)
             loss_sum = torch.zeros((), device=device)
             for i in range(0, len(x), self.fit_batch_size):
-                idx = order[i : i + self.fit_batch_size][rank::n_ranks]
+                idx = order[i : i + self.fit_batch_size][ranks.rank :: ranks.size]
                 grad = torch.zeros_like(delta)
                 if idx.numel():
                     xb, yb = x[idx].to(device), y[idx].to(device)
@@ -182,14 +150,14 @@ class UAP(Threat):
                         loss = ce.clamp(max=self.beta).sum()
                         (grad,) = torch.autograd.grad(-loss if self.targeted else loss, d)
                     loss_sum += loss.detach()
-                all_reduce_sum(grad)
+                ranks.all_reduce_sum(grad)
                 zero_steps += int(not grad.any())
                 steps += 1
                 delta = self.step(delta, grad)
-            loss_by_epoch.append(float(all_reduce_sum(loss_sum)) / len(x))
+            loss_by_epoch.append(float(ranks.all_reduce_sum(loss_sum)) / len(x))
         info = {
             "fit_time_s": round(time.perf_counter() - started, 3), "steps": steps, "zero_gradient_steps": zero_steps,
-            "clipped_ce_by_epoch": [round(v, 4) for v in loss_by_epoch], "ranks": n_ranks,
+            "clipped_ce_by_epoch": [round(v, 4) for v in loss_by_epoch], "ranks": ranks.size,
             # not part of the cache key (a δ fitted on a GPU serves a CPU run), but it changes the float
             # summation order, which sign steps amplify: the record says where δ was fitted
             "device": device.type,
@@ -197,61 +165,25 @@ class UAP(Threat):
         return delta.detach(), info
 
     def prepare(self, model, ctx):
-        info = dataset_info(ctx.dataset)
-        split = info.fit_split
-        if ctx.split == split:
-            raise UsageError(f"uap: cannot evaluate on split {split!r} of {ctx.dataset}: δ is fitted on it; "
-                             "evaluate on a disjoint split (e.g. --split test)")
-        dims = info.channels * info.image_size**2
+        data = ctx.fit  # the fit split, handed in by the engine (fits_on_data)
+        dims = data.x[0].numel()
         if self.norm == "l2" and self.eps > math.sqrt(dims):
             raise UsageError(f"uap: an l2 eps of {self.eps} exceeds the diameter {math.sqrt(dims):.1f} of the "
                              f"[0,1] box of {ctx.dataset} images")
-        if self.target >= info.num_classes:
-            raise UsageError(f"uap: target {self.target} is not a class of {ctx.dataset} (0..{info.num_classes - 1})")
-        x, y = load_tensors(ctx.dataset, split, None, ctx.data_dir)
+        if self.target >= ctx.num_classes:
+            raise UsageError(f"uap: target {self.target} is not a class of {ctx.dataset} (0..{ctx.num_classes - 1})")
         generator = torch.Generator().manual_seed(ctx.seed)
         # drawn before fitting, so the control is the same whether δ is fitted or read from the cache
-        signs = (torch.randint(0, 2, (1, *x.shape[1:]), generator=generator) * 2 - 1).float()
-        key = self.fit_key(model, ctx.dataset, split, x, y, ctx.seed)
-        path = cache_dir() / f"{key}.npy"
-        cached = self.load_cached(path, tuple(x.shape[1:]))
-        hits = all_reduce_sum(torch.tensor(float(cached is not None), device=ctx.device))
-        rank, n_ranks = world()
-        if int(hits) == n_ranks:  # every rank must agree, or some would wait in an all-reduce forever
-            delta, fit = cached
-            delta = delta.to(ctx.device)
-        else:
-            delta, fit = self.fit(model, x, y, ctx.device, generator)
-            if rank == 0:
-                self.store_cached(path, delta, fit)
-            fit = {**fit, "cached": False}
+        signs = (torch.randint(0, 2, (1, *data.x.shape[1:]), generator=generator) * 2 - 1).float()
+        key = self.fit_key(ctx.model_fingerprint, ctx.dataset, data.split, data.fingerprint, ctx.seed)
+        delta, fit = ctx.cache.fetch_or_fit(
+            key, tuple(data.x.shape[1:]),
+            fit=lambda: self.fit(model, data.x, data.y, ctx.device, generator, ctx.ranks),
+            accept=lambda cached: self.size(cached) <= self.eps * (1 + 1e-6),  # a cached δ must lie in the ball
+        )
         self.delta = delta
         self.control = self.random_control(delta, signs)
-        self.fit_info = {"split": split, "n_examples": len(x), "seed": ctx.seed, "cache_key": key, **fit}
-
-    @staticmethod
-    def store_cached(path: Path, delta: torch.Tensor, fit: dict) -> None:
-        buffer = io.BytesIO()
-        np.save(buffer, delta[0].cpu().numpy())
-        try:
-            record.atomic_write_bytes(path, buffer.getvalue())
-            record.atomic_write_bytes(path.with_suffix(".json"), json.dumps(fit, sort_keys=True).encode())
-        except OSError:
-            pass  # a read-only cache costs a refit next time, never the run
-
-    def load_cached(self, path: Path, shape: tuple) -> tuple[torch.Tensor, dict] | None:
-        """A cached δ that still has the right shape, is finite and lies in the ball; else None (refit)."""
-        try:
-            delta = np.load(path, allow_pickle=False)
-            fit = json.loads(path.with_suffix(".json").read_text())
-        except (OSError, ValueError):
-            return None
-        if delta.shape != shape or delta.dtype != np.float32 or not np.isfinite(delta).all():
-            return None
-        delta = torch.from_numpy(delta)[None]
-        if self.size(delta) > self.eps * (1 + 1e-6):
-            return None
-        return delta, {**fit, "cached": True}
+        self.fit_info = {"split": data.split, "n_examples": len(data.x), "seed": ctx.seed, "cache_key": key, **fit}
 
     # -- evaluation ---------------------------------------------------------------------------------
     def run_batch(self, model, x, y, clean_correct, ctx):
@@ -261,7 +193,7 @@ class UAP(Threat):
             clean_pred = model(x).argmax(1)
             adv_pred = model((x + self.delta).clamp(0, 1)).argmax(1)
             control_pred = model((x + self.control).clamp(0, 1)).argmax(1)
-            shifted = [adv_pred if s == 0 else model((x + shift(self.delta, s)).clamp(0, 1)).argmax(1)
+            shifted = [adv_pred if s == 0 else model((x + self.shifted_delta(s)).clamp(0, 1)).argmax(1)
                        for s in self.shifts]
         return {
             "robust": clean_correct & (adv_pred == y),

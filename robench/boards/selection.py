@@ -1,0 +1,165 @@
+"""Which committed records a board shows, and why each other record is left out.
+
+Only comparable numbers are mixed on a page. A record is shown only if its resolved ``threat_config``
+equals the current ``config.threat_config(threat, dataset)`` and its split, example count, seed and
+model weights match the board; every other record is returned as :class:`Rejected`, with the reason, so
+the page can list it below the table instead of dropping it silently.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import NamedTuple
+
+import pandas as pd
+
+from robench import config, record, stats
+from robench.boards.schema import Board
+from robench.boards.text import format_value
+from robench.errors import RobenchError, UsageError
+from robench.record import check_name
+
+#: Where committed run records live, relative to the repository root: ``<dataset>/<model>/<threat>.json``.
+RUNS_DIR = Path("leaderboards") / "runs"
+
+
+def default_root() -> Path:
+    """The repository root: the checkout holding ``leaderboards/``, from the working directory upward."""
+    return config.repo_root()
+
+
+class Rejected(NamedTuple):
+    """A record left off the page, and why (shown below the table, never silently dropped)."""
+
+    model: str
+    threat: str
+    reason: str
+
+
+def read_record(path: Path) -> record.RunRecord:
+    try:
+        return record.load(path)
+    except (OSError, ValueError, TypeError, AttributeError) as e:  # unreadable, not JSON, not a record
+        raise RobenchError(f"cannot read run record {path}: {e}") from None
+
+
+def _malformed(rec: record.RunRecord, path: Path, dataset: str) -> str | None:
+    """Why a record cannot be trusted to describe what its path says, or None."""
+    try:
+        check_name("model", rec.model)
+        check_name("threat", rec.threat)
+    except UsageError:
+        return "invalid model or threat name"
+    if (rec.dataset, rec.model, rec.threat) != (dataset, path.parent.name, path.stem):
+        return "file path does not match the record's dataset/model/threat"
+    acc = rec.robust_acc
+    if isinstance(acc, bool) or not isinstance(acc, (int, float)) or not 0 <= acc <= 1:
+        return "robust_acc is not a number in [0, 1]"
+    if not isinstance(rec.per_example, str) or set(rec.per_example) - {"0", "1"}:
+        return "per_example is not a string of 0s and 1s"
+    shapes = [(rec.flags, list), (rec.model_meta, dict), (rec.indices, dict), (rec.threat_config, dict)]
+    if not all(isinstance(value, kind) for value, kind in shapes):
+        return "flags, model_meta, indices or threat_config malformed"
+    return None
+
+
+def _config_diff(old: dict, new: dict) -> str:
+    changed = [k for k in sorted(set(old) | set(new), key=str) if old.get(k) != new.get(k)]
+    return ", ".join(
+        f"{k}: {format_value(old.get(k, 'absent'))} → {format_value(new.get(k, 'absent'))}" for k in changed
+    )
+
+
+def _stale(rec: record.RunRecord, board: Board, current) -> str | None:
+    """Why a well-formed record is not comparable with the board now, or None.
+
+    ``current(threat)`` is the threat's (family, resolved parameters) now, or None without a config.
+    """
+    now = current(rec.threat)
+    if now is None:
+        return "no threat config in configs/threats"
+    family, params = now
+    reasons = []
+    if rec.family != family:
+        reasons.append(f"family {rec.family} ≠ {family}")
+    if rec.threat_config != params:
+        reasons.append(f"threat config changed ({_config_diff(rec.threat_config, params)})")
+    if rec.n_examples != board.n_examples:
+        reasons.append(f"n_examples {rec.n_examples} ≠ {board.n_examples}")
+    if rec.seed != board.seed:
+        reasons.append(f"seed {rec.seed} ≠ {board.seed}")
+    if rec.indices.get("split") != board.split or rec.indices.get("start", 0) != 0:
+        reasons.append(f"examples {format_value(rec.indices)} are not split {board.split} from index 0")
+    elif "subset" in rec.indices:  # #11: images listed by a file, not the board's split rule
+        subset = rec.indices["subset"]
+        name = subset.get("file") if isinstance(subset, dict) else format_value(subset)
+        reasons.append(f"images from subset file {name}, not the board's split rule")
+    return "; ".join(reasons) or None
+
+
+#: The frame :func:`collect` returns: ``hits`` is how many of the ``n`` examples count as correct (from the
+#: verdicts, see :func:`robench.stats.successes`), ``verdicts`` the record's per-example string.
+COLUMNS = [
+    "model",
+    "threat",
+    "acc",
+    "flags",
+    "meta",
+    "weights",
+    "n",
+    "hits",
+    "verdicts",
+    "details",
+    "artifacts",
+]
+
+
+def collect(board: Board, root: Path) -> tuple[pd.DataFrame, list[Rejected], list[Rejected]]:
+    """The board's current records as a frame (one row per record), plus the stale and invalid ones.
+
+    Reads ``<root>/leaderboards/runs/<dataset>/*/*.json``. An unreadable file is an error rather than a
+    listed record: it is not a record at all, and CI should stop on it. When a model's current records
+    disagree on the weights' sha256, some were run on other weights; none of them can be trusted to
+    describe one model, so all of them move to the stale list.
+    """
+    known = set(config.names("threats"))
+
+    @functools.cache
+    def current(threat: str) -> tuple[str, dict] | None:
+        if threat not in known:
+            return None
+        return config.threat_spec(threat).family, config.threat_config(threat, board.dataset)
+
+    rows, stale, invalid = [], [], []
+    for path in sorted((root / RUNS_DIR / board.dataset).glob("*/*.json")):
+        rec = read_record(path)
+        problem = _malformed(rec, path, board.dataset)
+        reason = None if problem else _stale(rec, board, current)
+        if problem:
+            invalid.append(Rejected(path.parent.name, path.stem, problem))
+        elif reason:
+            stale.append(Rejected(rec.model, rec.threat, reason))
+        else:
+            rows.append(
+                {
+                    "model": rec.model,
+                    "threat": rec.threat,
+                    "acc": float(rec.robust_acc),
+                    "flags": [str(f) for f in rec.flags],
+                    "meta": rec.model_meta,
+                    "weights": json.dumps(rec.model_meta.get("weights_sha256"), sort_keys=True),
+                    "n": rec.n_examples,
+                    "hits": stats.successes(rec.per_example, rec.n_examples, rec.robust_acc),
+                    "verdicts": rec.per_example,
+                    "details": rec.details if isinstance(rec.details, dict) else {},
+                    "artifacts": rec.artifacts if isinstance(rec.artifacts, dict) else {},
+                }
+            )
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    n_weights = frame.groupby("model")["weights"].nunique()
+    mixed = frame["model"].isin(n_weights[n_weights > 1].index)
+    for row in frame[mixed].itertuples():
+        stale.append(Rejected(row.model, row.threat, "this model's records were run on different weights"))
+    return frame[~mixed].reset_index(drop=True), stale, invalid

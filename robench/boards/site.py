@@ -1,0 +1,414 @@
+"""The offline leaderboard site: ``robench leaderboard --site DIR``.
+
+Built on demand into DIR, never committed: the markdown pages under ``leaderboards/`` are the reviewed,
+``--check``-ed record, and the site is a view of the same numbers (the same selection, ranking, intervals
+and front tests, from :func:`robench.boards.render.ranked`). ``--check --site DIR`` compares a built
+site with what the records build now, for whoever publishes one.
+
+Layout: ``index.html`` (the boards), ``<board>/index.html`` (table + scatter, driven by
+``assets/site.js`` from data embedded as JSON), ``<board>/<model>.html`` (a static page per model: card,
+every threat with its interval, charts, UAP images, flags, the command that reproduces each record) and
+``<board>/img/<model>/<threat>.png`` (copied record artifacts). No CDN, no fetch: every page works from
+``file://`` and from ``python -m http.server``.
+
+Deterministic: sorted inputs, fixed number formats, no dates, so two builds are byte-identical. Card text
+is escaped with :func:`html.escape` in HTML and, in the embedded JSON, has ``<``, ``>`` and ``&`` written
+as ``\\u003c`` etc. so that no string can close the ``<script>`` element; links are made only from http(s)
+urls.
+"""
+
+from __future__ import annotations
+
+import json
+from html import escape
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+from robench import config, record, stats
+from robench.boards import charts
+from robench.boards.details import recipe_name
+from robench.boards.render import Ranked, pair_text, ranked, tied
+from robench.boards.schema import board_names
+from robench.boards.selection import RUNS_DIR, default_root
+from robench.boards.text import protocol_text, safe_url
+from robench.errors import UsageError
+
+#: A file at the site's root that marks DIR as a robench site, so that a rebuild may remove files the
+#: records no longer produce there and never touches a folder that is something else.
+MARKER = "robench-site.txt"
+_MARKER_TEXT = (
+    b"Built by `robench leaderboard --site`; every file here is regenerated from the run records.\n"
+)
+X_FAMILIES = ("spatial_grid", "spatial_random", "spatial_pgd", "translation_sweep")
+Y_FAMILIES = ("autoattack", "pgd", "uap", "corruptions", "corruptions_read", "mnist_c", "mnist_c_read")
+
+
+def _json(data) -> str:
+    """JSON to embed in ``<script type="application/json">``: nothing in it can end the element."""
+    text = json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def _html(title: str, body: list[str], depth: int, script: str | None = None) -> bytes:
+    up = "../" * depth
+    tail = [script, f'<script src="{up}assets/site.js"></script>'] if script else []
+    page = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{escape(title)}</title>",
+        f'<link rel="stylesheet" href="{up}assets/site.css">',
+        '<link rel="icon" href="data:,">',  # no favicon request: a server would answer 404
+        "</head>",
+        "<body>",
+        *body,
+        *tail,
+        "</body>",
+        "</html>",
+    ]
+    return ("\n".join(page) + "\n").encode()
+
+
+def _link(text: str, url) -> str:
+    url = safe_url(url)
+    return f'<a href="{escape(url)}">{escape(text)}</a>' if url else escape(text)
+
+
+def _labels(r: Ranked) -> dict[str, str]:
+    """Each shown threat's label as the board names it (columns first: they name the norm)."""
+    b, labels = r.board, {}
+    for c in [*b.columns, b.x, *b.y_prefer]:
+        labels.setdefault(c.threat, c.label)
+    return {t: labels.get(t, t) for t in sorted(set(r.records["threat"]))}
+
+
+def _acc(row) -> list[float]:
+    low, high = stats.wilson(row["hits"], row["n"])
+    return [float(row["acc"]), low, high]
+
+
+def _board_data(r: Ranked, labels: dict[str, str]) -> dict:
+    b, records = r.board, r.records.set_index(["model", "threat"])
+    family = {t: config.threat_spec(t).family for t in labels}
+    ties = tied(r.pairs)
+    flagged: dict[str, list[str]] = {}
+    for t in r.records.itertuples():
+        if t.flags:
+            flagged.setdefault(t.model, []).append(t.threat)
+    y_by = {c.threat: c.label for c in b.y_prefer}
+    models = []
+    for rank, m in enumerate(r.ranking.itertuples(index=False), start=1):
+        mine = r.records[r.records["model"] == m.model]
+        models.append(
+            {
+                "rank": rank,
+                "model": m.model,
+                "name": str(m.meta.get("display_name") or m.model),
+                "href": f"{m.model}.html",
+                "arch": str(m.meta.get("arch") or "—"),
+                "recipe": str(recipe_name(m.meta) or "—"),
+                "front": bool(m.front),
+                "tie": m.model in ties,
+                "flags": list(flagged.get(m.model, [])),
+                "y_threat": m.y_threat,
+                "y_by": y_by.get(m.y_threat, "—"),
+                "acc": {t: _acc(records.loc[(m.model, t)]) for t in mine["threat"]},
+            }
+        )
+    xs = [b.x.threat] + [t for t in labels if family[t] in X_FAMILIES and t != b.x.threat]  # x always first
+    y_name = f"{b.y_label} (board: " + ", else ".join(c.label for c in b.y_prefer) + ")"
+    return {
+        "x": {"threat": b.x.threat, "label": b.x.label},
+        "y_label": b.y_label,
+        "x_default": b.x.threat,
+        "xs": [{"id": t, "label": labels.get(t, b.x.label)} for t in xs],
+        "ys": [{"id": "board_y", "label": y_name}]
+        + [{"id": t, "label": labels[t]} for t in labels if family[t] in Y_FAMILIES],
+        "models": models,
+    }
+
+
+def _board_page(r: Ranked, labels: dict[str, str]) -> bytes:
+    b = r.board
+    data = _board_data(r, labels)
+    body = [
+        '<nav><a href="../index.html">All boards</a></nav>',
+        f"<h1>{escape(b.title)}</h1>",
+        f'<p class="muted">Dataset <code>{escape(b.dataset)}</code>, '
+        f"split <code>{escape(b.split)}</code>, the "
+        f"first {b.n_examples:,} examples, seed {b.seed}. Accuracies in %, with 95% Wilson score intervals. "
+        "★ on the Pareto front; ≈ not distinguishable at 95% from a neighbour on the front (paired exact "
+        "McNemar test on both axes); ⚠ flagged record.</p>",
+        '<div class="controls">',
+        '<label>x axis <select id="ax-x"></select></label>',
+        '<label>y axis <select id="ax-y"></select></label>',
+        "</div>",
+        '<div id="plot-wrap"><svg id="scatter" width="560" height="420" role="img" '
+        'aria-label="Pareto scatter"></svg><div id="tip" hidden></div></div>',
+        '<p class="muted">Red: the Pareto front of the shown models on the chosen axes. '
+        "Hover a point for its "
+        "numbers, click it for the model's page. Search and filters below apply to the plot too.</p>",
+        '<div class="controls">',
+        '<label>Search <input id="search" type="search" placeholder="model name"></label>',
+        '<label>Architecture <select id="f-arch"><option value="">all</option></select></label>',
+        '<label>Recipe <select id="f-recipe"><option value="">all</option></select></label>',
+        '<label>Flags <select id="f-flags"><option value="">all</option><option value="flagged">flagged'
+        '</option><option value="clean">not flagged</option></select></label>',
+        '<span id="count" class="muted"></span>',
+        "</div>",
+        '<div class="wide"><table id="models"></table></div>',
+        "<noscript><p>The table and the scatter need JavaScript; every model's page below does not.</p>"
+        "</noscript>",
+        "<h2>Models</h2>",
+        "<ul>",
+        *(
+            f'<li><a href="{m["href"]}">{escape(m["name"])}</a> '
+            f'<span class="muted">({escape(m["model"])})</span></li>'
+            for m in data["models"]
+        ),
+        "</ul>",
+    ]
+    script = f'<script type="application/json" id="board-data">{_json(data)}</script>'
+    return _html(b.title, body, 1, script)
+
+
+def reproduce(r: Ranked, model: str, threat: str) -> str:
+    """The command that re-creates a shown record. Shown records have the threat's current config (else
+    the board would list them as stale), so no ``--set`` is needed; the board fixes examples and seed."""
+    b = r.board
+    command = (
+        f"robench eval --model {model} --threat {threat} --out {RUNS_DIR.as_posix()} --dataset {b.dataset}"
+    )
+    command += f" --n-examples {b.n_examples}"
+    command += f" --split {b.split}" if b.split != "test" else ""
+    return command + (f" --seed {b.seed}" if b.seed else "")
+
+
+def _card(model: str, meta: dict) -> list[str]:
+    recipe, paper = meta.get("recipe"), meta.get("paper")
+    rows = [
+        ("Model", f"<code>{escape(model)}</code>"),
+        ("Display name", escape(str(meta.get("display_name") or model))),
+        ("Architecture", escape(str(meta.get("arch") or "—"))),
+        ("Weights sha256", f"<code>{escape(str(meta.get('weights_sha256') or '—'))}</code>"),
+        ("Recipe", escape(str(recipe_name(meta) or "—"))),
+    ]
+    if isinstance(recipe, dict) and recipe.get("command"):
+        rows.append(("Trained with", f"<pre>{escape(str(recipe['command']))}</pre>"))
+    if isinstance(paper, dict) and paper.get("title"):
+        year = f" ({escape(str(paper['year']))})" if paper.get("year") else ""
+        rows.append(("Paper", _link(str(paper["title"]), paper.get("url")) + year))
+    if meta.get("description"):
+        rows.append(("Description", escape(str(meta["description"]))))
+    return ['<dl class="card">', *(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows), "</dl>"]
+
+
+def _series(*lists) -> bool:
+    """Whether ``lists`` are equally long lists of at least two numbers (what a chart can draw)."""
+    ok = all(isinstance(v, list) and len(v) > 1 for v in lists) and len({len(v) for v in lists}) == 1
+    return ok and all(isinstance(x, (int, float)) and not isinstance(x, bool) for v in lists for x in v)
+
+
+def _charts(mine: pd.DataFrame, model: str) -> tuple[list[str], list[str]]:
+    """The model's curves and heatmap (from its records' details) as HTML figures, and the threats whose
+    UAP δ image is shown (to be copied into the site). Details that are not plain number lists are skipped."""
+    figures, images = [], []
+
+    def figure(svg: str, caption: str) -> str:
+        return f"<figure>{svg}<figcaption>{escape(caption)}</figcaption></figure>"
+
+    for r in mine.sort_values("threat").itertuples():
+        threat, d, family = r.threat, r.details, config.threat_spec(r.threat).family
+        angle, shift, curve = (
+            d.get(k) or {} for k in ("accuracy_by_rotation", "accuracy_by_translation", "curve")
+        )
+        if _series(angle.get("rotation_deg"), angle.get("accuracy")):
+            svg = charts.line_chart(
+                f"{threat}: accuracy by angle",
+                "rotation (°)",
+                angle["rotation_deg"],
+                [("accuracy", angle["accuracy"])],
+            )
+            figures.append(figure(svg, f"Accuracy by rotation angle ({threat})"))
+        if _series(shift.get("tx"), shift.get("ty"), shift.get("accuracy")):
+            svg = charts.heatmap(
+                f"{threat}: accuracy by translation", shift["tx"], shift["ty"], shift["accuracy"]
+            )
+            figures.append(figure(svg, f"Accuracy by translation, % ({threat}; shading spans min to max)"))
+        sweep = [curve.get(k) for k in ("magnitude_px", "worst_case_accuracy", "mean_accuracy")]
+        if family == "translation_sweep" and _series(*sweep):
+            svg = charts.line_chart(
+                f"{threat}: sweep",
+                "shift magnitude (px)",
+                sweep[0],
+                [("worst case", sweep[1]), ("mean", sweep[2])],
+            )
+            figures.append(figure(svg, f"Translation sweep: accuracy by shift magnitude ({threat})"))
+        if family != "uap":
+            continue
+        pair = []
+        fool = d.get("fooling_rate_by_shift") or {}
+        if _series(fool.get("shift_px"), fool.get("fooling_rate")):
+            svg = charts.line_chart(
+                f"{threat}: fooling by shift",
+                "δ shifted by (s, s) px",
+                fool["shift_px"],
+                [("fooling rate", fool["fooling_rate"])],
+            )
+            pair.append(figure(svg, f"Fooling rate when the UAP δ is shifted ({threat})"))
+        if r.artifacts.get("png") == f"{threat}.png":
+            images.append(threat)
+            pair.append(
+                f'<figure><img class="delta" src="img/{model}/{threat}.png" alt="UAP δ for {threat}">'
+                f"<figcaption>δ of {threat}<br>grey 0, black/white ∓max|δ|</figcaption></figure>"
+            )
+        if pair:
+            figures.append('<div class="pair">' + "".join(pair) + "</div>")
+    return figures, images
+
+
+def _neighbours(r: Ranked, model: str) -> list[str]:
+    """The paired tests against the model's neighbours on the front (none off the front)."""
+    verdict = {True: "distinguishable at 95%", False: "not distinguishable at 95% (≈)", None: "not tested"}
+    lines = [
+        f"<li>{escape(p.left)} vs {escape(p.right)}: {escape(pair_text(p))}: "
+        f"{verdict[p.distinguishable]}</li>"
+        for p in r.pairs
+        if model in (p.left, p.right)
+    ]
+    return (
+        [
+            "<p>Neighbours on the front (left minus right, in points; Newcombe's paired 95% interval, exact "
+            "McNemar test):</p>",
+            "<ul>",
+            *lines,
+            "</ul>",
+        ]
+        if lines
+        else []
+    )
+
+
+def _model_page(r: Ranked, labels: dict[str, str], row) -> tuple[bytes, list[str]]:
+    b, model = r.board, row.model
+    mine = r.records[r.records["model"] == model].sort_values("threat")
+    name = str(row.meta.get("display_name") or model)
+    threats = [
+        "<table>",
+        '<tr><th>Threat</th><th>Protocol</th><th class="num">Accuracy (%)</th><th class="num">95% CI</th>'
+        "<th>Flags</th></tr>",
+    ]
+    for t in mine.itertuples():
+        value, low, high = _acc(r.records.loc[t.Index])
+        text = protocol_text(config.threat_spec(t.threat).family, config.threat_config(t.threat, b.dataset))
+        threats.append(
+            f"<tr><td>{escape(labels[t.threat])}<br><code>{escape(t.threat)}</code></td><td>{escape(text)}</td>"
+            f'<td class="num">{100 * value:.1f}</td><td class="num">[{100 * low:.1f}, {100 * high:.1f}]</td>'
+            f"<td>{'⚠' if t.flags else ''}</td></tr>"
+        )
+    threats.append("</table>")
+    flags = [
+        f"<li><code>{escape(t.threat)}</code>: {escape(f)}</li>" for t in mine.itertuples() for f in t.flags
+    ]
+    figures, images = _charts(mine, model)
+    commands = [f"<pre>{escape(reproduce(r, model, t))}</pre>" for t in mine["threat"]]
+    body = [
+        f'<nav><a href="../index.html">All boards</a> › <a href="index.html">{escape(b.title)}</a></nav>',
+        f"<h1>{escape(name)}</h1>",
+        f'<p class="muted">On board {escape(b.title)}: rank {int(row.Index) + 1} of {len(r.ranking)} by y; '
+        + ("on the Pareto front." if row.front else "not on the Pareto front.")
+        + "</p>",
+        *_neighbours(r, model),
+        "<h2>Card</h2>",
+        *_card(model, row.meta),
+        "<h2>Every threat</h2>",
+        '<p class="muted">Accuracy on the board\'s examples with its 95% Wilson score interval.</p>',
+        *threats,
+        "<h2>Curves</h2>",
+        *(
+            ['<div class="charts">', *figures, "</div>"]
+            if figures
+            else ["<p>None in this model's records.</p>"]
+        ),
+        "<h2>Flags</h2>",
+        '<p class="muted">A flag is a warning the evaluation raised about its own result (for example, '
+        "that a weaker attack found what a stronger one missed): the number stands, but read it with care."
+        "</p>",
+        *(["<ul>", *flags, "</ul>"] if flags else ["<p>None.</p>"]),
+        "<h2>Reproduce</h2>",
+        '<p class="muted">Each record is re-created by (from the repository root):</p>',
+        *commands,
+    ]
+    return _html(f"{name}: {b.title}", body, 1), images
+
+
+def build_site(boards: list[str] | None = None, root: Path | None = None) -> dict[str, bytes]:
+    """Every file of the site, by path relative to DIR (default: every board)."""
+    root = Path(root) if root is not None else default_root()
+    names = board_names() if boards is None else list(boards)
+    assets = resources.files("robench.boards") / "assets"
+    files = {f"assets/{n}": (assets / n).read_bytes() for n in ("site.css", "site.js")}
+    files[MARKER] = _MARKER_TEXT
+    items = []
+    for name in names:
+        r = ranked(record.check_name("board", name), root)
+        items.append(
+            f'<li><a href="{name}/index.html">{escape(r.board.title)}</a> '
+            f'<span class="muted">— {len(r.ranking)} ranked models, {r.board.n_examples:,} '
+            f"{escape(r.board.dataset)} examples</span></li>"
+        )
+        labels = _labels(r)
+        files[f"{name}/index.html"] = _board_page(r, labels)
+        for row in r.ranking.itertuples():
+            page, images = _model_page(r, labels, row)
+            files[f"{name}/{row.model}.html"] = page
+            for threat in images:
+                source = root / RUNS_DIR / r.board.dataset / row.model / f"{threat}.png"
+                files[f"{name}/img/{row.model}/{threat}.png"] = source.read_bytes()
+    body = [
+        "<h1>robench leaderboards</h1>",
+        "<ul>",
+        *items,
+        "</ul>",
+        '<p class="muted">Generated from the committed run records by '
+        "<code>robench leaderboard --site</code>."
+        "</p>",
+    ]
+    files["index.html"] = _html("robench leaderboards", body, 0)
+    return dict(sorted(files.items()))
+
+
+def _existing(site: Path) -> dict[str, Path]:
+    return {p.relative_to(site).as_posix(): p for p in sorted(site.rglob("*")) if p.is_file()}
+
+
+def write_site(site: Path, boards: list[str] | None = None, root: Path | None = None) -> list[str]:
+    """Build the site into ``site``; returns the paths written or removed. Refuses a non-empty folder
+    that is not a robench site (no MARKER), since files the build does not produce are removed."""
+    site = Path(site)
+    files = build_site(boards, root)
+    have = _existing(site) if site.is_dir() else {}
+    if have and MARKER not in have:
+        raise UsageError(
+            f"{site} is not empty and not a robench site ({MARKER} missing): choose an empty folder"
+        )
+    changed = []
+    for rel, data in files.items():
+        if rel not in have or have[rel].read_bytes() != data:
+            record.atomic_write_bytes(site / rel, data)
+            changed.append(rel)
+    for rel in sorted(set(have) - set(files)):
+        have[rel].unlink()
+        changed.append(rel)
+    return changed
+
+
+def check_site(site: Path, boards: list[str] | None = None, root: Path | None = None) -> list[str]:
+    """Paths under ``site`` that differ from, are missing from or are extra to what the records build."""
+    files, have = build_site(boards, root), _existing(Path(site))
+    differ = [rel for rel, data in files.items() if rel not in have or have[rel].read_bytes() != data]
+    return sorted(differ + [rel for rel in have if rel not in files])

@@ -1,0 +1,140 @@
+"""What a threat that fits on data gets from the engine: its fit data, the process group, and the cache.
+
+Why the engine owns these rather than the threat:
+- Data: a fitted threat must never see the evaluated images, so the engine loads the dataset's
+  ``fit_split`` and refuses to evaluate on it; the threat only receives tensors (docs/protocols.md).
+- Ranks: under ``torchrun`` the threat's fitting all-reduces; the engine hands it the operation, so
+  threats stay free of torch.distributed.
+- Cache: a fitted result is kept under ``$ROBENCH_CACHE/<family>/<key>.npy`` with its fit info in
+  ``<key>.json`` (default ``~/.cache/robench``), so that evaluating three models under three UAP threats
+  twice fits nine perturbations, not eighteen. The threat names the key (it knows which of its
+  parameters change the fit); the cache validates what it reads and refits anything damaged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from robench import record
+from robench.corruption_sets import open_corrupted_set
+from robench.datasets import dataset_info, load_tensors
+from robench.distributed import all_reduce_sum, world
+from robench.errors import UsageError
+from robench.threats.base import FitData, PrepareContext, Ranks, Threat
+
+
+def cache_dir(family: str) -> Path:
+    """Where fitted results of ``family`` are kept: ``$ROBENCH_CACHE/<family>``, default ``~/.cache/robench``."""
+    return Path(os.environ.get("ROBENCH_CACHE", Path.home() / ".cache" / "robench")) / family
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """sha256 of the class, card identity and every parameter and buffer (normalisation included).
+
+    The card's weights sha256 alone would miss a changed normalisation or an uncarded module; hashing
+    the tensors themselves names exactly the function a result was fitted against.
+    """
+    digest = hashlib.sha256(type(model).__qualname__.encode())
+    card = getattr(model, "card", None)
+    if card is not None:
+        digest.update(json.dumps(card.meta(), sort_keys=True, default=str).encode())
+    for key, tensor in model.state_dict().items():
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def data_fingerprint(x: torch.Tensor, y: torch.Tensor) -> str:
+    digest = hashlib.sha256(x.contiguous().numpy().tobytes())
+    digest.update(y.contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+class FitCache:
+    """Fitted tensors of one threat family, shared by every run on this machine (see the module doc)."""
+
+    def __init__(self, family: str, device: torch.device, ranks: Ranks):
+        self.root = cache_dir(family)
+        self.device = device
+        self.ranks = ranks
+
+    def fetch_or_fit(
+        self, key: str, shape: tuple, fit: Callable[[], tuple[torch.Tensor, dict]], accept: Callable[[torch.Tensor], bool]
+    ) -> tuple[torch.Tensor, dict]:
+        """The cached tensor ([1, *shape], on the device) if every rank read a valid one, else ``fit()``'s.
+
+        Every rank must agree, or some would fit (and wait in its all-reduces) while others did not.
+        The returned info is the fit's, plus ``cached``: whether this run read it or fitted it.
+        """
+        path = self.root / f"{key}.npy"
+        cached = self._load(path, shape, accept)
+        hits = self.ranks.all_reduce_sum(torch.tensor(float(cached is not None), device=self.device))
+        if int(hits) == self.ranks.size:
+            tensor, info = cached
+            return tensor.to(self.device), {**info, "cached": True}
+        tensor, info = fit()
+        if self.ranks.rank == 0:
+            self._store(path, tensor, info)
+        return tensor, {**info, "cached": False}
+
+    @staticmethod
+    def _store(path: Path, tensor: torch.Tensor, info: dict) -> None:
+        buffer = io.BytesIO()
+        np.save(buffer, tensor[0].cpu().numpy())
+        try:
+            record.atomic_write_bytes(path, buffer.getvalue())
+            record.atomic_write_bytes(path.with_suffix(".json"), json.dumps(info, sort_keys=True).encode())
+        except OSError:
+            pass  # a read-only cache costs a refit next time, never the run
+
+    @staticmethod
+    def _load(path: Path, shape: tuple, accept: Callable[[torch.Tensor], bool]) -> tuple[torch.Tensor, dict] | None:
+        """A cached tensor that still has the right shape, is finite float32 and passes ``accept``; else None."""
+        try:
+            array = np.load(path, allow_pickle=False)
+            info = json.loads(path.with_suffix(".json").read_text())
+        except (OSError, ValueError):
+            return None
+        if array.shape != shape or array.dtype != np.float32 or not np.isfinite(array).all():
+            return None
+        tensor = torch.from_numpy(array)[None]
+        return (tensor, info) if accept(tensor) else None
+
+
+def prepare(threat: Threat, model: torch.nn.Module, dataset: str, split: str, data_dir: str | None,
+            device: torch.device, seed: int, labels: torch.Tensor | None = None,
+            subset_file: Path | None = None) -> None:
+    """Call ``threat.prepare`` with everything it may use; a threat that fits on data gets the fit split
+    (never the evaluated one), a fingerprint of ``model`` and the cache; a threat that reads an official
+    corrupted set gets it, aligned with the evaluated examples (whose ``labels`` it checks)."""
+    info = dataset_info(dataset)
+    ranks = Ranks(*world(), all_reduce_sum)
+    ctx = PrepareContext(dataset=dataset, num_classes=info.num_classes, device=device, seed=seed, ranks=ranks)
+    if threat.fits_on_data:
+        if split == info.fit_split:
+            raise UsageError(f"{threat.family}: cannot evaluate on split {split!r} of {dataset}: the threat is "
+                             "fitted on it; evaluate on a disjoint split (e.g. --split test)")
+        # preprocessed as the evaluated images, and never one of a subset file's images (#11)
+        card = getattr(model, "card", None)
+        x, y = load_tensors(dataset, info.fit_split, None, data_dir, subset_file=subset_file,
+                            preprocessing=card.preprocessing if card is not None else None)
+        ctx = dataclasses.replace(
+            ctx, fit=FitData(info.fit_split, x, y, data_fingerprint(x, y)), model_fingerprint=model_fingerprint(model),
+            cache=FitCache(threat.family, device, ranks),
+        )
+    if threat.reads_corrupted_set:
+        if subset_file is not None:  # the set's copies are matched to the split rule's images, not a list's
+            raise UsageError(f"{threat.family}: an official corrupted set is read for the test split's own "
+                             "images; evaluate it without --subset-file")
+        ctx = dataclasses.replace(ctx, corrupted=open_corrupted_set(
+            dataset, threat.suite, split, labels, threat.pairs(), data_dir))
+    threat.prepare(model, ctx)

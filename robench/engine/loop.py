@@ -1,0 +1,200 @@
+"""The chunk loop: a resolved :class:`~robench.engine.plan.Plan` -> per-example results -> one record.
+
+Work is split into fixed-size chunks of the evaluation subset. Each chunk is seeded by (seed, chunk id),
+so its result does not depend on which process computes it or on what ran before; each finished chunk's
+per-example results are written to disk, so an interrupted run resumes where it stopped and ends with the
+same record as an uninterrupted one (docs/reliability.md). The chunk files live in the plan's
+``partial_dir`` and are removed once the record is written.
+
+Because chunks are independent, the same loop shards over processes: under ``torchrun`` the ranks take
+chunks from a shared queue and rank 0 writes the record from everyone's results (:mod:`robench.distributed`);
+a cluster job-array task computes only its ``shard`` of the chunks (a :class:`ShardResult`), and the same
+call without ``shard`` then finds them all on disk and writes the record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from robench import record as rec
+from robench.distributed import ChunkQueue
+from robench.devices import describe_device, versions
+from robench.engine.plan import Plan
+from robench.errors import EvaluationError, UsageError
+from robench.threats import BatchContext
+
+Chunks = dict[int, dict[str, np.ndarray]]
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardResult:
+    """What a job-array task leaves behind: its chunks of one run, on disk, waiting for the record."""
+
+    threat: str
+    shard: tuple[int, int]  # (task i, of n tasks)
+    chunks: tuple[int, ...]  # chunk ids in ``folder``, computed now or found there
+    folder: Path
+
+
+def check_shard(shard: tuple[int, int] | None, out_dir) -> None:
+    if shard is None:
+        return
+    if not (len(shard) == 2 and 0 <= shard[0] < shard[1]):
+        raise UsageError(f"shard must be (i, n) with 0 <= i < n, got {shard!r}")
+    if out_dir is None:
+        raise UsageError("a shard's chunks are only useful on disk: give an output directory")
+
+
+def chunk_seed(seed: int, chunk: int) -> int:
+    """A generator seed per chunk: independent of process count and of the order chunks run in."""
+    return int(np.random.SeedSequence([seed, chunk]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def _save_chunk(path: Path, stats: dict[str, np.ndarray]) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, **stats)
+    rec.atomic_write_bytes(path, buffer.getvalue())
+
+
+def _load_chunk(path: Path, n: int) -> dict[str, np.ndarray] | None:
+    """A finished chunk's results, or None if the file is absent or unreadable (then it is recomputed)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            stats = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError):
+        return None
+    return stats if all(len(v) == n for v in stats.values()) and "robust" in stats else None
+
+
+def check_logits(logits: torch.Tensor, batch: int, num_classes: int, model_name: str) -> None:
+    if logits.dim() != 2 or logits.shape != (batch, num_classes):
+        raise EvaluationError(
+            f"model {model_name!r} returned logits of shape {tuple(logits.shape)}; expected ({batch}, {num_classes})"
+        )
+    bad = ~torch.isfinite(logits).all(1)
+    if bad.any():
+        raise EvaluationError(f"model {model_name!r} returned non-finite logits for {int(bad.sum())} of {batch} examples")
+
+
+def run_chunk(
+    model, threat, x, y, batch_size, seed, num_classes, model_name, start=0
+) -> dict[str, np.ndarray]:
+    """Per-example results of one chunk (tensors already on the device; ``start`` is the position of its
+    first example in the split), with its generator seeded by ``seed``; needs no plan, so
+    scripts/gpu_check.py runs the same batch loop on synthetic data."""
+    generator = torch.Generator().manual_seed(seed)
+    parts: list[dict[str, np.ndarray]] = []
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i : i + batch_size], y[i : i + batch_size]
+        ctx = BatchContext(generator=generator, batch_size=batch_size, start=start + i)
+        with torch.inference_mode():
+            logits = model(xb)
+        check_logits(logits, len(xb), num_classes, model_name)
+        clean_correct = logits.argmax(1) == yb
+        out = threat.run_batch(model, xb, yb, clean_correct, ctx)
+        out = {k: v.detach().cpu().numpy() for k, v in out.items()}
+        out["clean_correct"] = clean_correct.cpu().numpy()
+        out["robust_claimed"] = out["robust"].astype(bool)
+        out["robust"] = out["robust_claimed"] & out["clean_correct"]
+        parts.append(out)
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _bounds(plan: Plan) -> list[tuple[int, int]]:
+    n_chunks = (plan.n + plan.chunk_size - 1) // plan.chunk_size
+    return [(c * plan.chunk_size, min(plan.n, (c + 1) * plan.chunk_size)) for c in range(n_chunks)]
+
+
+def _compute(plan: Plan, queue: ChunkQueue, partial: Path | None, progress: bool | None) -> tuple[Chunks, int]:
+    """This process's chunks (read back from ``partial`` when already there) and how many examples it
+    computed rather than read."""
+    bounds = _bounds(plan)
+    mine: Chunks = {}
+    computed = 0
+    todo = sum(bounds[c][1] - bounds[c][0] for c in queue.chunks)
+    with tqdm(total=todo, desc=f"{plan.model_name} | {plan.threat_name}", unit="ex", file=sys.stderr, leave=False,
+              disable=True if queue.rank else (None if progress is None else not progress)) as bar:
+        for c in queue:
+            lo, hi = bounds[c]
+            path = partial / f"chunk-{c:05d}.npz" if partial else None
+            stats = _load_chunk(path, hi - lo) if path and path.exists() else None
+            if stats is None:
+                stats = run_chunk(plan.model, plan.threat, plan.x[lo:hi], plan.y[lo:hi], plan.batch_size,
+                                  chunk_seed(plan.seed, c), plan.num_classes, plan.model_name, start=lo)
+                computed += hi - lo
+                if path:
+                    _save_chunk(path, stats)
+            mine[c] = stats
+            bar.update(queue.finished(hi - lo) - bar.n)
+    return mine, computed
+
+
+def _record(plan: Plan, stats: dict[str, np.ndarray], world_size: int, timing: dict) -> rec.RunRecord:
+    threat = plan.threat
+    flags = list(threat.flags(stats))
+    if (stats["robust_claimed"] & ~stats["clean_correct"]).any():
+        flags.append("robust_above_clean: the threat reported misclassified examples as robust (counted as not robust)")
+    return rec.RunRecord(
+        model=plan.model_name, dataset=plan.dataset, threat=plan.threat_name, family=threat.family,
+        threat_config=plan.identity["config"], config_hash=plan.config_hash, n_examples=plan.n,
+        clean_acc=float(stats["clean_correct"].mean()), robust_acc=float(stats["robust"].mean()),
+        per_example=rec.bits(stats["robust"]), clean_per_example=rec.bits(stats["clean_correct"]),
+        indices={"split": plan.split, "start": 0, "stop": plan.n,
+                 **({"subset": plan.identity["subset"]} if "subset" in plan.identity else {})},
+        details=threat.summarize(stats), flags=flags,
+        seed=plan.seed, device=describe_device(plan.device) + (f" x {world_size} ranks" if world_size > 1 else ""),
+        batch_size=plan.batch_size, chunk_size=plan.chunk_size,
+        model_meta=plan.card.meta() if plan.card else {}, versions=versions(), **timing,
+    )
+
+
+def _write(plan: Plan, record: rec.RunRecord, out_dir, partial: Path) -> None:
+    """The record and the threat's artifacts next to it; then the chunks are no longer needed."""
+    record_path = plan.record_path(out_dir)
+    for suffix, blob in plan.threat.artifacts().items():
+        artifact = record_path.with_name(f"{plan.threat_name}.{suffix}")
+        rec.atomic_write_bytes(artifact, blob)
+        record.artifacts[suffix] = artifact.name
+    rec.save(record, out_dir)
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        partial.parent.rmdir()  # the .partial folder, once no other run uses it
+    except OSError:
+        pass
+
+
+def run(plan: Plan, *, out_dir, shard: tuple[int, int] | None, progress: bool | None, started: float,
+        started_at: str) -> rec.RunRecord | ShardResult:
+    """Compute (or resume) every chunk of a prepared plan and return its record, written to ``out_dir``
+    when given; with ``shard``, only that task's chunks, kept on disk."""
+    partial = plan.partial_dir(out_dir) if out_dir is not None else None
+    bounds = _bounds(plan)
+    queue = ChunkQueue(c for c in range(len(bounds)) if shard is None or c % shard[1] == shard[0])
+    loop_start = time.time()
+    mine, computed = _compute(plan, queue, partial, progress)
+    if shard is not None:
+        return ShardResult(plan.threat_name, shard, tuple(sorted(mine)), partial)
+    gathered = queue.gather((mine, computed))  # every rank's chunks, once all are done
+    results = {c: chunk for chunks, _ in gathered for c, chunk in chunks.items()}
+    computed = sum(count for _, count in gathered)
+    if computed < plan.n and queue.rank == 0 and progress is not False:
+        print(f"robench: {plan.model_name} | {plan.threat_name}: resumed {plan.n - computed} of {plan.n} examples "
+              f"from {partial}", file=sys.stderr)
+    loop_time = time.time() - loop_start
+    stats = {k: np.concatenate([results[c][k] for c in range(len(bounds))]) for k in results[0]}
+    record = _record(plan, stats, queue.world_size, {
+        "started_at": started_at, "duration_s": round(time.time() - started, 3),
+        "examples_per_s": round(computed / loop_time, 3) if computed and loop_time > 0 else 0.0,
+    })
+    if out_dir is not None and queue.rank == 0:
+        _write(plan, record, out_dir, partial)
+    return record

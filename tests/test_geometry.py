@@ -1,0 +1,115 @@
+"""The shared geometry's conventions: warp and shift agree, content moves by -t, draws stay in the box.
+
+The warp goes through ``affine_grid``'s normalised coordinates, so at the identity and at integer
+translations it reproduces pixels up to float rounding (~2e-6 on 28 x 28), not bit for bit; ``ATOL`` is
+far below one 8-bit grey level. The integer shift only moves pixels and is compared exactly.
+"""
+
+import pytest
+import torch
+
+from robench.errors import UsageError
+from robench.threats.geometry import box_half_widths, check_box, draw_transforms, shift, warp, warp_transforms
+
+ATOL = 1e-5
+
+
+def _warp_one(x, angle, tx, ty):
+    """Every image of ``x`` under the one transform (angle, tx, ty)."""
+    return warp_transforms(x, torch.tensor([[angle, tx, ty]], dtype=torch.float64).expand(len(x), 3))
+
+
+def _rolled(img, tx, ty):
+    """out(p) = in(p + t) with zero fill, by torch.roll and blanking what wrapped around."""
+    h, w = img.shape[-2:]
+    out = torch.roll(img, shifts=(-ty, -tx), dims=(-2, -1))
+    if ty > 0:
+        out[..., h - ty :, :] = 0
+    elif ty < 0:
+        out[..., : -ty, :] = 0
+    if tx > 0:
+        out[..., :, w - tx :] = 0
+    elif tx < 0:
+        out[..., :, : -tx] = 0
+    return out
+
+
+def _dot(h=9, w=7, row=4, col=3):
+    """One image [1, 1, h, w] that is zero but for a single 1 at (row, col)."""
+    x = torch.zeros(1, 1, h, w)
+    x[0, 0, row, col] = 1.0
+    return x
+
+
+def test_shift_equals_roll_with_zero_fill():
+    x = torch.rand(6, 2, 9, 7)
+    t = torch.tensor([[0, 0], [1, 0], [0, -2], [3, 4], [-5, 2], [-1, -6]])
+    out = shift(x, t)
+    for n, (tx, ty) in enumerate(t.tolist()):
+        assert torch.equal(out[n], _rolled(x[n], tx, ty)), (tx, ty)
+    assert torch.equal(shift(x, torch.tensor([[9, 0]] * 6)), torch.zeros_like(x))  # shifted out entirely
+
+
+def test_content_moves_by_minus_t_under_shift_and_warp():
+    """The documented sign: t = (tx, ty) moves the content tx px left and ty px up (x right, y down)."""
+    x = _dot(row=4, col=3)
+    for tx, ty in [(1, 0), (0, 2), (-2, 1), (2, -3)]:
+        expected = _dot(row=4 - ty, col=3 - tx)
+        assert torch.equal(shift(x, torch.tensor([[tx, ty]])), expected), (tx, ty)
+        assert torch.allclose(_warp_one(x, 0, tx, ty), expected, atol=ATOL), (tx, ty)
+    # a caller that wants the content moved by d passes t = -d (UAP's "s px right and down")
+    assert torch.equal(shift(x, torch.tensor([[-1, -1]])), _dot(row=5, col=4))
+
+
+def test_shift_equals_the_warp_at_integer_translations(mnist_test):
+    x = mnist_test[0][:6]
+    t = torch.tensor([[2, -1], [-3, 3], [1, 0], [0, -2], [4, 4], [-1, -4]])
+    transforms = torch.cat([torch.zeros(len(t), 1, dtype=torch.float64), t.double()], dim=1)
+    assert torch.allclose(shift(x, t), warp_transforms(x, transforms, align_corners=False), atol=ATOL)
+
+
+def test_identity_leaves_images_unchanged():
+    x = torch.rand(3, 2, 9, 7)
+    same = shift(x, torch.zeros(3, 2, dtype=torch.long))
+    assert torch.equal(same, x) and same.data_ptr() != x.data_ptr()  # a copy: callers may write to it
+    assert torch.allclose(warp_transforms(x, torch.zeros(3, 3, dtype=torch.float64)), x, atol=ATOL)
+    assert torch.allclose(warp(x, torch.eye(2, 3).expand(3, 2, 3)), x, atol=ATOL)
+
+
+def test_rotation_by_90_degrees_is_a_pixel_permutation():
+    x = torch.rand(1, 1, 9, 9)
+    out = _warp_one(x, 90, 0, 0)
+    # x right, y down: a positive angle samples in(R p), which turns the content counter-clockwise on screen
+    assert torch.allclose(out, torch.rot90(x, 1, dims=(-2, -1)), atol=ATOL)
+    assert torch.allclose(_warp_one(out, -90, 0, 0), x, atol=ATOL)  # opposite angles are opposite rotations
+
+
+def test_draws_are_uniform_in_the_box_and_seeded():
+    half = box_half_widths(30.0, 3.0)
+    assert half.tolist() == [30.0, 3.0, 3.0] and half.dtype == torch.float64
+    draws = draw_transforms((500, 4), half, torch.Generator().manual_seed(1))
+    assert draws.shape == (500, 4, 3) and draws.dtype == torch.float64
+    assert (draws.abs() <= half).all()
+    spread = draws.reshape(-1, 3)
+    assert ((spread.amax(0) > 0.95 * half) & (spread.amin(0) < -0.95 * half)).all()  # fills the box
+    assert spread.mean(0).abs().le(0.05 * half).all()  # centred
+    assert torch.equal(draws, draw_transforms((500, 4), half, torch.Generator().manual_seed(1)))
+    assert not draw_transforms((10,), box_half_widths(0.0, 0.0), torch.Generator()).any()
+
+
+def test_check_box_returns_floats():
+    assert check_box("fam", 30, 3) == (30.0, 3.0)
+    assert check_box("fam", 180, 0.5) == (180.0, 0.5)
+    assert all(type(v) is float for v in check_box("fam", 0, 0))
+
+
+@pytest.mark.parametrize("rotation, translation, match", [
+    (True, 3, "fam: max_rotation must be a number >= 0"),
+    (30, False, "fam: max_translation must be a number >= 0"),
+    (-1, 3, "max_rotation must be"), (30, -0.5, "max_translation must be"),
+    ("30", 3, "max_rotation must be"), (None, 3, "max_rotation must be"),
+    (180.5, 3, "fam: max_rotation 180.5 exceeds 180 degrees"),
+])
+def test_check_box_rejects_bad_boxes(rotation, translation, match):
+    with pytest.raises(UsageError, match=match):
+        check_box("fam", rotation, translation)

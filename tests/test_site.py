@@ -1,0 +1,305 @@
+"""The offline site: what it contains, that card text stays inert, that --check covers a built site, and
+(in a real headless Chromium driven by Selenium) that the table sorts and filters, the scatter's tooltip
+names a model, links lead to model pages, and no page logs a console error, from file:// and over HTTP.
+
+The browser tests skip, with the reason, where selenium, chromium or chromedriver is missing; .ci/run
+installs Debian's chromium and chromium-driver. Selenium is pointed at the system chromedriver and never
+downloads one. Screenshots of each step are saved under pytest's tmp folder (the path is printed).
+"""
+
+import functools
+import http.server
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from robench.boards import site
+from robench.cli import main
+from robench.errors import UsageError
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver") or (
+    "/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None
+)
+EVIL = (
+    "</script><script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\"> "
+    "| *b* [x](javascript:alert(1))"
+)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """The site of the repository's committed records (the mnist5k board has eleven models)."""
+    out = tmp_path_factory.mktemp("site")
+    assert site.write_site(out, ["mnist5k"], REPO)
+    return out
+
+
+def board_data(html: str) -> dict:
+    found = re.search(r'<script type="application/json" id="board-data">(.*?)</script>', html, re.S)
+    return json.loads(found.group(1))
+
+
+def test_site_has_a_board_page_and_a_page_per_ranked_model(built):
+    data = board_data((built / "mnist5k" / "index.html").read_text())
+    models = [m["model"] for m in data["models"]]
+    assert len(models) == 11 and models[0] == "mnist_cnn_pgd_linf"  # ranked as on the markdown page
+    cusp = next(m for m in data["models"] if m["model"] == "mnist_cnn_cusp")
+    assert cusp["front"] and not cusp["tie"] and cusp["acc"]["spatial"][0] == 0.526
+    assert [round(100 * v, 1) for v in cusp["acc"]["spatial"][1:]] == [49.5, 55.7]  # Wilson, as on the page
+    assert {a["id"] for a in data["xs"]} >= {"spatial", "spatial_rotation", "translation_sweep"}
+    assert {a["id"] for a in data["ys"]} >= {"board_y", "autoattack_linf", "pgd_l2", "uap_linf", "corruptions", "mnist_c"}
+    page = (built / "mnist5k" / "mnist_cnn_cusp.html").read_text()
+    assert "02bad1532077dbce48c6b5d74396f6aff3e8a8910f2dc5f367c9d3f18e601d5e" in page  # weights sha256
+    assert "robench eval --model mnist_cnn_cusp --threat spatial --out leaderboards/runs" in page
+    assert page.count("<figure>") >= 8 and 'src="img/mnist_cnn_cusp/uap_linf.png"' in page
+    copied = built / "mnist5k" / "img" / "mnist_cnn_cusp" / "uap_linf.png"
+    assert (
+        copied.read_bytes() == (REPO / "leaderboards/runs/mnist5k/mnist_cnn_cusp/uap_linf.png").read_bytes()
+    )
+    assert "cdn" not in (built / "mnist5k" / "index.html").read_text().lower()
+    assert not re.search(r'(src|href)="(https?:)?//', (built / "mnist5k" / "index.html").read_text())
+
+
+def test_site_is_byte_deterministic_and_imports_no_torch(built, tmp_path):
+    script = (
+        "import sys; from pathlib import Path; from robench.boards import site\n"
+        f"site.write_site(Path({str(tmp_path)!r}), ['mnist5k'], Path({str(REPO)!r}))\n"
+        "print('torch' in sys.modules, 'matplotlib' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "99"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "False"]
+    assert site.check_site(tmp_path, ["mnist5k"], REPO) == []
+    assert {p.relative_to(tmp_path) for p in tmp_path.rglob("*")} == {
+        p.relative_to(built) for p in built.rglob("*")
+    }
+
+
+def test_check_site_fails_on_an_edited_missing_or_extra_file(built, tmp_path, capsys):
+    shutil.copytree(built, tmp_path / "s")
+    s = tmp_path / "s"
+    args = ["leaderboard", "--board", "mnist5k", "--check", "--root", str(REPO), "--site", str(s)]
+    assert main(args) == 0
+    (s / "mnist5k" / "mnist_cnn_cusp.html").write_text("hand edit")
+    (s / "mnist5k" / "index.html").unlink()
+    (s / "extra.html").write_text("x")
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert all(f"{name}: differs" in out for name in ("mnist_cnn_cusp.html", "index.html", "extra.html"))
+    assert sorted(site.write_site(s, ["mnist5k"], REPO)) == [
+        "extra.html",
+        "mnist5k/index.html",
+        "mnist5k/mnist_cnn_cusp.html",
+    ]
+    assert site.check_site(s, ["mnist5k"], REPO) == [] and not (s / "extra.html").exists()
+
+
+def test_site_refuses_to_write_into_a_folder_that_is_not_a_site(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match="not a robench site"):
+        site.write_site(tmp_path, ["mnist5k"], REPO)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+@pytest.fixture
+def evil_site(tmp_path, config_tree):
+    """A site whose one model's card carries markup, a javascript: url and markdown in every field."""
+    from test_leaderboard import BOARD, THREATS, put_model
+
+    root = config_tree(tmp_path, threats=THREATS, boards={"x": BOARD})
+    meta = {
+        "display_name": EVIL,
+        "arch": EVIL,
+        "recipe": EVIL,
+        "description": EVIL,
+        "paper": {"title": EVIL, "url": "javascript:alert(1)", "year": EVIL},
+    }
+    put_model(root, "evil", 0.9, 0.5, 0.2, meta=meta, flags=[EVIL])
+    put_model(root, "good", 0.9, 0.4, 0.3)
+    out = tmp_path / "site"
+    site.write_site(out, ["x"], root)
+    return out
+
+
+def test_card_text_cannot_inject_markup_into_the_site(evil_site):
+    for page in [evil_site / "x" / "index.html", evil_site / "x" / "evil.html", evil_site / "index.html"]:
+        html = page.read_text()
+        # only the site's own scripts: the embedded data and site.js
+        assert re.findall(r"<script[^>]*>", html) in (
+            [],
+            ['<script type="application/json" id="board-data">', '<script src="../assets/site.js">'],
+        )
+        assert "<img src=x" not in html and "<img" not in html.replace('<img class="delta"', "")
+        assert 'href="javascript' not in html  # the javascript: url stays text, never a link
+    data = board_data((evil_site / "x" / "index.html").read_text())
+    assert next(m for m in data["models"] if m["model"] == "evil")["name"] == EVIL  # intact, as data
+    assert "&lt;/script&gt;" in (evil_site / "x" / "evil.html").read_text()
+
+
+# --- in a real browser -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def driver():
+    webdriver = pytest.importorskip(
+        "selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')"
+    )
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip(
+            "headless Chromium tests need chromium and chromedriver "
+            "(apt-get install chromium chromium-driver)"
+        )
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for arg in [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1100",
+    ]:
+        options.add_argument(arg)
+    options.binary_location = CHROMIUM
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    browser = webdriver.Chrome(
+        service=Service(CHROMEDRIVER), options=options
+    )  # the system driver, no download
+    yield browser
+    browser.quit()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("screenshots")
+    print(f"\nscreenshots: {folder}")
+    return folder
+
+
+def errors(browser) -> list:
+    """Console messages at SEVERE level since the last call (reading the log clears it)."""
+    return [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def rows(browser) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    return [
+        tr.get_attribute("data-model") for tr in browser.find_elements(By.CSS_SELECTOR, "#models tbody tr")
+    ]
+
+
+def test_board_sorts_filters_hovers_and_links_in_chromium(driver, built, shots):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    driver.get((built / "index.html").as_uri())
+    driver.save_screenshot(str(shots / "1-index.png"))
+    driver.find_element(By.LINK_TEXT, "mnist5k: spatial vs. ℓ∞ robustness").click()
+    assert len(rows(driver)) == 11 and rows(driver)[0] == "mnist_cnn_pgd_linf"
+    driver.save_screenshot(str(shots / "2-board.png"))
+
+    header = driver.find_element(By.CSS_SELECTOR, 'th[data-key="x"]')
+    header.click()  # numbers sort best first
+    assert rows(driver)[:2] == ["mnist_cnn_worst_of_10", "mnist_cnn_aug30"]
+    assert header.get_attribute("aria-sort") == "descending"
+    header.click()
+    assert rows(driver)[-1] == "mnist_cnn_worst_of_10" and header.get_attribute("aria-sort") == "ascending"
+
+    driver.find_element(By.ID, "search").send_keys("vit")
+    assert sorted(rows(driver)) == ["mnist_vit_crop4", "mnist_vit_standard"]
+    assert driver.find_element(By.ID, "count").text == "2 of 11 models shown"
+    assert (
+        len(driver.find_elements(By.CSS_SELECTOR, "#scatter circle")) == 2
+    )  # the scatter follows the filter
+    driver.find_element(By.ID, "search").send_keys(Keys.BACKSPACE * 3)  # as a reader would: fires input
+    Select(driver.find_element(By.ID, "f-flags")).select_by_value("flagged")
+    assert sorted(rows(driver)) == ["mnist_cnn_cusp", "mnist_cnn_pgd_linf"]
+    Select(driver.find_element(By.ID, "f-flags")).select_by_value("")
+    Select(driver.find_element(By.ID, "f-arch")).select_by_value("mnist_mlp")
+    assert sorted(rows(driver)) == ["mnist_mlp_crop4", "mnist_mlp_standard"]
+    Select(driver.find_element(By.ID, "f-arch")).select_by_value("")
+
+    dot = driver.find_element(By.CSS_SELECTOR, 'circle[data-model="mnist_cnn_cusp"]')
+    ActionChains(driver).move_to_element(dot).perform()
+    tip = driver.find_element(By.ID, "tip")
+    assert tip.is_displayed()
+    assert tip.text.splitlines() == [
+        "mnist_cnn / cusp (mnist_cnn_cusp)",
+        "Spatial grid accuracy (worst case): 52.6 [49.5, 55.7]",
+        "ℓ∞ robust accuracy (board: AutoAttack, else PGD): 7.8 [6.3, 9.6]",
+    ]
+    driver.save_screenshot(str(shots / "3-hover.png"))
+
+    Select(driver.find_element(By.ID, "ax-y")).select_by_value(
+        "uap_linf"
+    )  # another y: the front is recomputed
+    red = driver.find_elements(By.CSS_SELECTOR, '#scatter circle[fill="#c0392b"]')
+    front = {c.get_attribute("data-model") for c in red}  # aug30: 9.9% beats worst_of_10's 9.8% on UAP
+    assert front == {"mnist_cnn_pgd_linf", "mnist_cnn_cusp", "mnist_cnn_aug30", "mnist_cnn_worst_of_10"}
+    driver.save_screenshot(str(shots / "4-uap-axis.png"))
+
+    driver.find_element(By.CSS_SELECTOR, '#models tr[data-model="mnist_cnn_cusp"] a').click()
+    assert driver.find_element(By.TAG_NAME, "h1").text == "mnist_cnn / cusp"
+    images = driver.find_elements(By.CSS_SELECTOR, "img.delta")
+    assert len(images) == 3 and all(
+        driver.execute_script("return arguments[0].naturalWidth", i) > 0 for i in images
+    )
+    driver.save_screenshot(str(shots / "5-model.png"))
+    assert errors(driver) == []
+
+
+def test_site_served_over_http_works_too(driver, built, shots):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(built))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        driver.get(f"{base}/mnist5k/index.html")
+        assert len(rows(driver)) == 11
+        driver.get(f"{base}/mnist5k/mnist_cnn_worst_of_10.html")
+        assert driver.title.startswith("mnist_cnn / worst_of_10")
+        assert errors(driver) == []
+    finally:
+        server.shutdown()
+
+
+def test_card_text_stays_text_in_the_browser(driver, evil_site, shots):
+    from selenium.webdriver.common.by import By
+
+    driver.get((evil_site / "x" / "index.html").as_uri())
+    link = driver.find_element(By.CSS_SELECTOR, '#models tr[data-model="evil"] a')
+    assert link.text == EVIL and link.get_attribute("href").endswith("/x/evil.html")
+    assert driver.title == "Test board" and not driver.find_elements(By.CSS_SELECTOR, "#models img")
+    driver.get((evil_site / "x" / "evil.html").as_uri())
+    assert driver.find_element(By.TAG_NAME, "h1").text == EVIL
+    assert driver.title == f"{EVIL}: Test board"  # the text, not a script's doing
+    assert not driver.find_elements(By.CSS_SELECTOR, 'a[href^="javascript"]')
+    driver.save_screenshot(str(shots / "6-evil-model.png"))
+    assert [e for e in errors(driver) if "pwned" in e["message"] or "alert" in e["message"]] == []
+
+
+def test_a_board_without_records_loads_without_errors(driver, tmp_path, config_tree):
+    from selenium.webdriver.common.by import By
+    from test_leaderboard import BOARD, THREATS
+
+    root = config_tree(tmp_path, threats=THREATS, boards={"x": BOARD})
+    site.write_site(tmp_path / "site", ["x"], root)
+    driver.get((tmp_path / "site" / "x" / "index.html").as_uri())
+    assert rows(driver) == [] and driver.find_element(By.ID, "count").text == "0 of 0 models shown"
+    assert errors(driver) == []
