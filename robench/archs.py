@@ -19,7 +19,8 @@ class MnistMLP(nn.Module):
     """Fully connected baseline: no weight sharing across positions, so nothing in the architecture
     makes it tolerate a shifted digit (the contrast the translation seeds draw against the CNN)."""
 
-    def __init__(self, num_classes: int = 10, in_chans: int = 1, img_size: int = 28, hidden: int = 256, depth: int = 2):
+    def __init__(self, num_classes: int = 10, in_chans: int = 1, img_size: int = 28, hidden: int = 256,
+                 depth: int = 2):
         super().__init__()
         self.num_classes = num_classes
         layers: list[nn.Module] = [nn.Flatten()]
@@ -49,7 +50,8 @@ class MaxBlurPool(nn.Module):
         super().__init__()
         taps = torch.tensor([1.0, 3.0, 3.0, 1.0])
         kernel = taps[:, None] * taps[None, :]
-        self.register_buffer("kernel", (kernel / kernel.sum()).expand(channels, 1, 4, 4).clone(), persistent=False)
+        kernel = (kernel / kernel.sum()).expand(channels, 1, 4, 4).clone()
+        self.register_buffer("kernel", kernel, persistent=False)
 
     def forward(self, x):
         x = F.max_pool2d(x, 2, stride=1)

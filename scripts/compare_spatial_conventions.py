@@ -32,8 +32,9 @@ It costs 775 forwards of N images per convention: about 0.1 s of one CPU thread 
 
 Foolbox is a peer, not a robench dependency: ``.venv/bin/pip install foolbox==3.3.4`` for this script.
 
-Usage: .venv/bin/python scripts/compare_spatial_conventions.py [--models mnist_cnn_aug30,mnist_cnn_worst_of_10]
-       [--n-examples 200] [--foolbox-attack] [--json out.json]
+Usage: .venv/bin/python scripts/compare_spatial_conventions.py
+       [--models mnist_cnn_aug30,mnist_cnn_worst_of_10] [--n-examples 200] [--foolbox-attack]
+       [--json out.json]
 """
 
 from __future__ import annotations
@@ -209,8 +210,9 @@ def compare(model_name: str, n: int, run_attack: bool) -> dict:
     model = create_model(load_card(model_name))
     x, y = load_tensors("mnist5k", "test", n)
     transforms = grid_transforms(**GRID).float()
+    gap = foolbox_pixel_gap(x[:64], transforms)
     result: dict = {"model": model_name, "n_examples": n,
-                    "foolbox_transform_pt_vs_robench_aligned_max_pixel_gap": foolbox_pixel_gap(x[:64], transforms)}
+                    "foolbox_transform_pt_vs_robench_aligned_max_pixel_gap": gap}
     correct = {}
     for name, fn in CONVENTIONS.items():
         started = time.time()
@@ -225,7 +227,8 @@ def compare(model_name: str, n: int, run_attack: bool) -> dict:
     if run_attack:
         attack = foolbox_attack_robust(model, x, y)
         result["robust_pct"]["foolbox_spatial_attack"] = _pct(attack)
-        result["foolbox_spatial_attack_equals_robench_aligned"] = bool((attack == robust["robench_aligned"]).all())
+        same = bool((attack == robust["robench_aligned"]).all())
+        result["foolbox_spatial_attack_equals_robench_aligned"] = same
     result["agreement_pct"] = {k: _pct(robust[k] == robust["robench"]) for k in CONVENTIONS if k != "robench"}
     differ = robust["madrylab"] != robust["robench"]  # which of the two steps from robench flips each verdict
     result["madrylab_disagreements_decided_by"] = {
@@ -236,7 +239,8 @@ def compare(model_name: str, n: int, run_attack: bool) -> dict:
     }
     result["disagreements"] = {
         f"{strict}_only_fails_vs_{lax}": deciding(transforms, correct[strict], correct[lax], transform_keys)
-        for other in ("robench_aligned", "madrylab") for strict, lax in (("robench", other), (other, "robench"))
+        for other in ("robench_aligned", "madrylab")
+        for strict, lax in (("robench", other), (other, "robench"))
     }
     return result
 
@@ -245,7 +249,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="mnist_cnn_aug30,mnist_cnn_worst_of_10")
     parser.add_argument("--n-examples", type=int, default=200)
-    parser.add_argument("--foolbox-attack", action="store_true", help="also run Foolbox's SpatialAttack itself")
+    parser.add_argument("--foolbox-attack", action="store_true",
+                        help="also run Foolbox's SpatialAttack itself")
     parser.add_argument("--json", help="write the results here too")
     args = parser.parse_args()
     try:

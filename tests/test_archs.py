@@ -28,7 +28,8 @@ def test_no_pretrained_tag(arch):
 
 
 def test_antialiased_cnn_has_the_plain_cnns_parameters_and_blurs_before_subsampling():
-    plain, aa = timm.create_model("mnist_cnn", num_classes=10), timm.create_model("mnist_cnn_aa", num_classes=10)
+    plain = timm.create_model("mnist_cnn", num_classes=10)
+    aa = timm.create_model("mnist_cnn_aa", num_classes=10)
     aa.load_state_dict(plain.state_dict())  # same learned tensors; the blur kernel is not saved
     assert [type(m).__name__ for m in aa.features] == [
         "Conv2d", "ReLU", "MaxBlurPool", "Conv2d", "ReLU", "MaxBlurPool"]
