@@ -6,11 +6,11 @@ import pytest
 import timm
 import torch
 
-from robench import archs  # noqa: F401  (registers the architectures)
+from robench import archs  # registers the architectures
 from robench.errors import UsageError
 from robench.models import build_network, card_from_dict
 
-ZOO_ARCHS = ["mnist_cnn", "mnist_mlp", "mnist_vit"]
+ZOO_ARCHS = ["mnist_cnn", "mnist_cnn_aa", "mnist_mlp", "mnist_vit"]
 
 
 @pytest.mark.parametrize("arch", ZOO_ARCHS)
@@ -25,6 +25,22 @@ def test_registered_in_timm_and_maps_digits_to_logits(arch):
 def test_no_pretrained_tag(arch):
     with pytest.raises(ValueError, match="model card"):
         timm.create_model(arch, pretrained=True)
+
+
+def test_antialiased_cnn_has_the_plain_cnns_parameters_and_blurs_before_subsampling():
+    plain = timm.create_model("mnist_cnn", num_classes=10)
+    aa = timm.create_model("mnist_cnn_aa", num_classes=10)
+    aa.load_state_dict(plain.state_dict())  # same learned tensors; the blur kernel is not saved
+    assert [type(m).__name__ for m in aa.features] == [
+        "Conv2d", "ReLU", "MaxBlurPool", "Conv2d", "ReLU", "MaxBlurPool"]
+    pool = archs.MaxBlurPool(1)
+    assert torch.allclose(pool(torch.full((1, 1, 28, 28), 0.7)), torch.full((1, 1, 14, 14), 0.7))
+    # a one-pixel shift of the input: the blurred pooling changes less than a stride-2 max-pool does
+    x = torch.rand(64, 1, 28, 29, generator=torch.Generator().manual_seed(0))
+    a, b = x[..., :28], x[..., 1:]
+    change = {name: (f(a) - f(b)).norm() / f(a).norm()
+              for name, f in {"max": torch.nn.MaxPool2d(2), "blur": pool}.items()}
+    assert change["blur"] < 0.5 * change["max"]
 
 
 def test_vit_kwargs_override_the_defaults():
