@@ -405,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         from robench import config
 
         config.set_user_dirs(args.config_dir)
+        config.search_path()  # a configuration folder that does not exist fails here, for every command
         if args.command not in ("eval", "submit"):
             return args.func(args)
         from robench.engine.stop import graceful

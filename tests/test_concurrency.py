@@ -125,7 +125,7 @@ def test_a_second_eval_of_the_same_record_is_refused_and_the_first_completes(tmp
 def board_root(tmp_path, monkeypatch):
     """A copy of the checkout's configs and leaderboards, used as --root."""
     root = tmp_path / "root"
-    shutil.copytree(REPO / "configs", root / "configs")
+    shutil.copytree(REPO / "robench" / "configs", root / "configs")
     shutil.copytree(REPO / "leaderboards", root / "leaderboards")
     monkeypatch.setenv("ROBENCH_CONFIGS", str(root / "configs"))
     return root

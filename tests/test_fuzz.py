@@ -127,7 +127,7 @@ def configs(folder: str, files: dict[str, str | bytes]):
         root = Path(tmp) / "configs"
         import shutil
 
-        shutil.copytree(REPO / "configs", root)
+        shutil.copytree(REPO / "robench" / "configs", root)
         for name, text in files.items():
             path = root / folder / f"{name}.yaml"
             path.write_bytes(text if isinstance(text, bytes) else text.encode())
@@ -222,7 +222,7 @@ def test_any_model_card_builds_or_is_refused(name, data):
 
     card = data.draw(mapping_over(CARD_KEYS))
     if data.draw(st.booleans()):  # a nearly valid card, with some fields fuzzed
-        base = yaml.safe_load((REPO / "configs" / "models" / "mnist_cnn_standard.yaml").read_text())
+        base = yaml.safe_load((REPO / "robench" / "configs" / "models" / "mnist_cnn_standard.yaml").read_text())
         card = {**base, **card}
     outcome(lambda: card_from_dict(name, card))
 
@@ -240,7 +240,7 @@ BOARD_KEYS = ["title", "dataset", "split", "n_examples", "seed", "require", "x",
 def test_any_board_config_builds_or_is_refused(name, data):
     from robench.boards import load_board
 
-    base = yaml.safe_load((REPO / "configs" / "boards" / "mnist5k.yaml").read_text())
+    base = yaml.safe_load((REPO / "robench" / "configs" / "boards" / "mnist5k.yaml").read_text())
     board = data.draw(mapping_over(BOARD_KEYS))
     if data.draw(st.booleans()):
         board = {**base, **board}
