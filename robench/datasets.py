@@ -38,8 +38,15 @@ from robench.errors import DataError, UsageError
 from robench.imagenet import IMAGENET_PER_CLASS, Preprocessing
 from robench.registry import Registry
 
-__all__ = ["IMAGENET_PER_CLASS", "DatasetInfo", "Preprocessing", "create_dataset", "dataset_info",
-           "list_datasets", "load_tensors"]
+__all__ = [
+    "IMAGENET_PER_CLASS",
+    "DatasetInfo",
+    "Preprocessing",
+    "create_dataset",
+    "dataset_info",
+    "list_datasets",
+    "load_tensors",
+]
 
 
 @dataclass(frozen=True)
@@ -86,8 +93,12 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def create_dataset(
-    name: str, split: str = "test", data_dir: str | os.PathLike | None = None, *,
-    preprocessing: Preprocessing | None = None, subset_file: str | os.PathLike | None = None,
+    name: str,
+    split: str = "test",
+    data_dir: str | os.PathLike | None = None,
+    *,
+    preprocessing: Preprocessing | None = None,
+    subset_file: str | os.PathLike | None = None,
 ) -> Dataset:
     """The ``split`` of dataset ``name`` as a map-style Dataset of ``(x: float32 CHW in [0,1], y: int)``.
 
@@ -110,8 +121,13 @@ def create_dataset(
 
 
 def load_tensors(
-    name: str, split: str = "test", n: int | None = None, data_dir: str | os.PathLike | None = None, *,
-    preprocessing: Preprocessing | None = None, subset_file: str | os.PathLike | None = None,
+    name: str,
+    split: str = "test",
+    n: int | None = None,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    preprocessing: Preprocessing | None = None,
+    subset_file: str | os.PathLike | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``n`` examples (all if ``None``) of a split, decoded once: ``x`` float32 [N,C,H,W] in
     [0,1] and ``y`` int64 [N].

@@ -39,13 +39,16 @@ def timed(fn):
 def raw_throughput(model, x, batch_size, backward=False, repeats=3):
     xb = x[:batch_size]
     if backward:
+
         def step():
             xg = xb.clone().requires_grad_(True)
             torch.autograd.grad(model(xg).sum(), xg)
     else:
+
         def step():
             with torch.inference_mode():
                 model(xb)
+
     step()
     _, seconds = timed(lambda: [step() for _ in range(repeats)])
     return repeats * len(xb) / seconds
@@ -119,33 +122,59 @@ def bench_model(name, n, batch_size, device, rows):
     (ex, img_ex), t_ex = timed(lambda: exhaustive(model, x_c, y_c, thetas, batch_size))
     assert torch.equal(ours["robust"], fb) and torch.equal(fb, ml) and torch.equal(ml, ex), "verdicts differ"
     acc = float(ours["robust"].float().mean())
-    for method, seconds, images in (("robench spatial", t_ours, images_ours), ("foolbox-style", t_fb, img_fb),
-                                    ("madrylab-style", t_ml, img_ml), ("exhaustive", t_ex, img_ex)):
+    for method, seconds, images in (
+        ("robench spatial", t_ours, images_ours),
+        ("foolbox-style", t_fb, img_fb),
+        ("madrylab-style", t_ml, img_ml),
+        ("exhaustive", t_ex, img_ex),
+    ):
         rows.append((name, method, len(x_c) / seconds, images / seconds / fwd, t_fb / seconds, acc))
 
     pgd = create_threat("pgd_linf", "mnist5k")
-    robust, t_pgd = timed(lambda: pgd.run_batch(model, x_c, y_c, torch.ones_like(y_c, dtype=torch.bool),
-                                                BatchContext(torch.Generator().manual_seed(0), batch_size)))
+    robust, t_pgd = timed(
+        lambda: pgd.run_batch(
+            model,
+            x_c,
+            y_c,
+            torch.ones_like(y_c, dtype=torch.bool),
+            BatchContext(torch.Generator().manual_seed(0), batch_size),
+        )
+    )
     fooled_at = robust["fooled_at"]
     passes = int(torch.where(fooled_at >= 0, fooled_at + 1, torch.full_like(fooled_at, pgd.steps + 1)).sum())
     attack = torchattacks.PGD(model, eps=pgd.eps, alpha=pgd.step_size, steps=pgd.steps, random_start=True)
     torch.manual_seed(0)
 
     def run_ta():
-        return torch.cat([attack(x_c[i : i + batch_size], y_c[i : i + batch_size]) for i in range(0, len(x_c), batch_size)])
+        return torch.cat(
+            [attack(x_c[i : i + batch_size], y_c[i : i + batch_size]) for i in range(0, len(x_c), batch_size)]
+        )
 
     x_adv, t_ta = timed(run_ta)
     with torch.inference_mode():
         ta_acc = float((model(x_adv).argmax(1) == y_c).float().mean())
-    rows.append((name, "robench pgd_linf", len(x_c) / t_pgd, passes / t_pgd / fwd_bwd, t_ta / t_pgd,
-                 float(robust["robust"].float().mean())))
-    rows.append((name, "torchattacks PGD", len(x_c) / t_ta, len(x_c) * (pgd.steps + 1) / t_ta / fwd_bwd, 1.0, ta_acc))
+    rows.append(
+        (
+            name,
+            "robench pgd_linf",
+            len(x_c) / t_pgd,
+            passes / t_pgd / fwd_bwd,
+            t_ta / t_pgd,
+            float(robust["robust"].float().mean()),
+        )
+    )
+    rows.append(
+        (name, "torchattacks PGD", len(x_c) / t_ta, len(x_c) * (pgd.steps + 1) / t_ta / fwd_bwd, 1.0, ta_acc)
+    )
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default="mnist_cnn_standard,mnist_cnn_worst_of_10",
-                        help="comma-separated model cards (a collapsing and a robust one show both regimes)")
+    parser.add_argument(
+        "--models",
+        default="mnist_cnn_standard,mnist_cnn_worst_of_10",
+        help="comma-separated model cards (a collapsing and a robust one show both regimes)",
+    )
     parser.add_argument("--n", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default="cpu")
@@ -153,11 +182,15 @@ def main():
     rows: list[tuple] = []
     for name in args.models.split(","):
         bench_model(name, args.n, args.batch_size, torch.device(args.device), rows)
-    print("\n| model | method | examples/s | achieved/raw | speed-up vs peer | robust acc (of clean-correct) |")
+    print(
+        "\n| model | method | examples/s | achieved/raw | speed-up vs peer | robust acc (of clean-correct) |"
+    )
     print("|---|---|---:|---:|---:|---:|")
     for name, method, eps, ratio, speedup, acc in rows:
         print(f"| {name} | {method} | {eps:,.1f} | {ratio:.2f} | {speedup:.2f}x | {acc:.1%} |")
-    print("\nspeed-up: the grid rows against foolbox-style, the PGD rows against torchattacks (same examples).")
+    print(
+        "\nspeed-up: the grid rows against foolbox-style, the PGD rows against torchattacks (same examples)."
+    )
 
 
 if __name__ == "__main__":

@@ -10,12 +10,15 @@ ART is a peer here, not a robench dependency. Install it into the environment fo
 
     .venv/bin/pip install adversarial-robustness-toolbox
 
-Pitfall (docs/protocols.md): ART's ``UniversalPerturbation`` defaults to ``eps=10.0``, which on [0,1] inputs is
-no constraint at all; this script always passes the threat's ε and prints ‖δ‖∞ of both perturbations.
+Pitfall (docs/protocols.md): ART's ``UniversalPerturbation`` defaults to ``eps=10.0``, which on [0,1]
+inputs is no constraint at all; this script always passes the threat's ε and prints ‖δ‖∞ of both
+perturbations.
 ART's default attacker is DeepFool, run one image at a time; ``--art-max-iter`` bounds its passes over the
 fit images (its default is 20) so that the comparison runs in minutes on a CPU.
 
-Usage: .venv/bin/python scripts/compare_uap_art.py [--model mnist_cnn_standard] [--fit-examples 500] [--art-max-iter 1]
+Usage:
+    .venv/bin/python scripts/compare_uap_art.py [--model mnist_cnn_standard] [--fit-examples 500] \
+        [--art-max-iter 1]
 """
 
 from __future__ import annotations
@@ -54,12 +57,22 @@ def fit_art(model, x, eps, max_iter, seed, info, device) -> np.ndarray:
     except ImportError:
         sys.exit("ART is not installed: .venv/bin/pip install adversarial-robustness-toolbox")
     classifier = PyTorchClassifier(
-        model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]),
-        nb_classes=info.num_classes, clip_values=(0.0, 1.0),
+        model=model,
+        loss=torch.nn.CrossEntropyLoss(),
+        input_shape=tuple(x.shape[1:]),
+        nb_classes=info.num_classes,
+        clip_values=(0.0, 1.0),
         device_type="gpu" if device.type == "cuda" else "cpu",
     )
-    attack = UniversalPerturbation(classifier, attacker="deepfool", attacker_params={"verbose": False}, eps=eps,
-                                   norm=np.inf, max_iter=max_iter, verbose=False)
+    attack = UniversalPerturbation(
+        classifier,
+        attacker="deepfool",
+        attacker_params={"verbose": False},
+        eps=eps,
+        norm=np.inf,
+        max_iter=max_iter,
+        verbose=False,
+    )
     random.seed(seed)  # ART shuffles the fit images with Python's random
     np.random.seed(seed)
     attack.generate(x.cpu().numpy())
@@ -84,7 +97,9 @@ def main() -> None:
     model = create_model(card, device=device)
     threat = create_threat(args.threat, card.dataset)
     if threat.norm != "linf" or threat.targeted:
-        sys.exit(f"{args.threat} is not an untargeted l-inf UAP threat; ART's comparison here is l-inf untargeted")
+        sys.exit(
+            f"{args.threat} is not an untargeted l-inf UAP threat; ART's comparison here is l-inf untargeted"
+        )
     x_fit, y_fit = load_tensors(card.dataset, info.fit_split, args.fit_examples)
     x_eval, y_eval = (t.to(device) for t in load_tensors(card.dataset, "test"))
 
@@ -103,15 +118,26 @@ def main() -> None:
         ("ART UniversalPerturbation (deepfool)", theirs, art_s, f"max_iter={args.art_max_iter}"),
     ):
         fooling, acc = score(model, x_eval, y_eval, delta)
-        rows.append((name, f"{float(delta.abs().max()):.3f}", passes, f"{seconds:.1f}", f"{fooling:.1%}", f"{acc:.1%}"))
+        rows.append(
+            (
+                name,
+                f"{float(delta.abs().max()):.3f}",
+                passes,
+                f"{seconds:.1f}",
+                f"{fooling:.1%}",
+                f"{acc:.1%}",
+            )
+        )
 
-    print(f"model {args.model}, eps {threat.eps} (l-inf), fit on the first {len(x_fit)} images of "
-          f"{card.dataset} {info.fit_split}, scored on {card.dataset} test ({len(x_eval)} images), "
-          f"device {device}, {args.threads} thread(s), seed {args.seed}")
+    print(
+        f"model {args.model}, eps {threat.eps} (l-inf), fit on the first {len(x_fit)} images of "
+        f"{card.dataset} {info.fit_split}, scored on {card.dataset} test ({len(x_eval)} images), "
+        f"device {device}, {args.threads} thread(s), seed {args.seed}"
+    )
     header = ("method", "|δ|inf", "fit budget", "fit s", "fooling rate", "acc under δ")
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     for line in (header, tuple("-" * w for w in widths), *rows):
-        print(" | ".join(cell.ljust(w) for cell, w in zip(line, widths)))
+        print(" | ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)))
     print(f"fit time ratio ART / robench: {art_s / ours_s:.1f}x")
 
 

@@ -56,7 +56,14 @@ def test_site_has_a_board_page_and_a_page_per_ranked_model(built):
     assert cusp["front"] and not cusp["tie"] and cusp["acc"]["spatial"][0] == 0.526
     assert [round(100 * v, 1) for v in cusp["acc"]["spatial"][1:]] == [49.5, 55.7]  # Wilson, as on the page
     assert {a["id"] for a in data["xs"]} >= {"spatial", "spatial_rotation", "translation_sweep"}
-    assert {a["id"] for a in data["ys"]} >= {"board_y", "autoattack_linf", "pgd_l2", "uap_linf", "corruptions", "mnist_c"}
+    assert {a["id"] for a in data["ys"]} >= {
+        "board_y",
+        "autoattack_linf",
+        "pgd_l2",
+        "uap_linf",
+        "corruptions",
+        "mnist_c",
+    }
     page = (built / "mnist5k" / "mnist_cnn_cusp.html").read_text()
     assert "02bad1532077dbce48c6b5d74396f6aff3e8a8910f2dc5f367c9d3f18e601d5e" in page  # weights sha256
     assert "robench eval --model mnist_cnn_cusp --threat spatial --out leaderboards/runs" in page

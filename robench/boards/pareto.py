@@ -26,7 +26,9 @@ def pareto_front(x: Sequence[float | None], y: Sequence[float | None]) -> list[b
     """
     if len(x) != len(y):
         raise ValueError(f"x and y differ in length ({len(x)} vs {len(y)})")
-    points = [(i, a, b) for i, (a, b) in enumerate(zip(x, y)) if not (_missing(a) or _missing(b))]
+    points = [
+        (i, a, b) for i, (a, b) in enumerate(zip(x, y, strict=True)) if not (_missing(a) or _missing(b))
+    ]
     on_front = [False] * len(x)
     for i, a, b in points:
         on_front[i] = not any(c >= a and d >= b and (c > a or d > b) for _, c, d in points)

@@ -159,7 +159,8 @@ def _intro(board: Board) -> list[str]:
     return [
         f"# {escape(board.title)}",
         "",
-        f"<!-- Generated from {RUNS_DIR.as_posix()}/{board.dataset}/ by `robench leaderboard`; do not edit -->",
+        f"<!-- Generated from {RUNS_DIR.as_posix()}/{board.dataset}/ by `robench leaderboard`; "
+        "do not edit -->",
         "",
         (
             f"Dataset `{board.dataset}`, split `{escape(board.split)}`, the first {board.n_examples:,} "

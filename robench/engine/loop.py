@@ -64,11 +64,14 @@ def chunk_seed(seed: int, chunk: int) -> int:
 def check_logits(logits: torch.Tensor, batch: int, num_classes: int, model_name: str) -> None:
     if logits.dim() != 2 or logits.shape != (batch, num_classes):
         raise EvaluationError(
-            f"model {model_name!r} returned logits of shape {tuple(logits.shape)}; expected ({batch}, {num_classes})"
+            f"model {model_name!r} returned logits of shape {tuple(logits.shape)}; "
+            f"expected ({batch}, {num_classes})"
         )
     bad = ~torch.isfinite(logits).all(1)
     if bad.any():
-        raise EvaluationError(f"model {model_name!r} returned non-finite logits for {int(bad.sum())} of {batch} examples")
+        raise EvaluationError(
+            f"model {model_name!r} returned non-finite logits for {int(bad.sum())} of {batch} examples"
+        )
 
 
 def run_chunk(
@@ -101,7 +104,9 @@ def _bounds(plan: Plan) -> list[tuple[int, int]]:
     return [(c * plan.chunk_size, min(plan.n, (c + 1) * plan.chunk_size)) for c in range(n_chunks)]
 
 
-def _compute(plan: Plan, queue: ChunkQueue, partial: Path | None, progress: bool | None) -> tuple[Chunks, int]:
+def _compute(
+    plan: Plan, queue: ChunkQueue, partial: Path | None, progress: bool | None
+) -> tuple[Chunks, int]:
     """This process's chunks (read back from ``partial`` when already there) and how many examples it
     computed rather than read."""
     bounds = _bounds(plan)
@@ -109,15 +114,30 @@ def _compute(plan: Plan, queue: ChunkQueue, partial: Path | None, progress: bool
     computed = 0
     todo = sum(bounds[c][1] - bounds[c][0] for c in queue.chunks)
     identity = chunk_identity(plan.identity, plan.threat.state_fingerprint())
-    with tqdm(total=todo, desc=f"{plan.model_name} | {plan.threat_name}", unit="ex", file=sys.stderr, leave=False,
-              disable=True if queue.rank else (None if progress is None else not progress)) as bar:
+    with tqdm(
+        total=todo,
+        desc=f"{plan.model_name} | {plan.threat_name}",
+        unit="ex",
+        file=sys.stderr,
+        leave=False,
+        disable=True if queue.rank else (None if progress is None else not progress),
+    ) as bar:
         for c in queue:
             lo, hi = bounds[c]
             path = partial / f"chunk-{c:05d}.npz" if partial else None
             stats = load_chunk(path, hi - lo, identity) if path else None
             if stats is None:
-                stats = run_chunk(plan.model, plan.threat, plan.x[lo:hi], plan.y[lo:hi], plan.batch_size,
-                                  chunk_seed(plan.seed, c), plan.num_classes, plan.model_name, start=lo)
+                stats = run_chunk(
+                    plan.model,
+                    plan.threat,
+                    plan.x[lo:hi],
+                    plan.y[lo:hi],
+                    plan.batch_size,
+                    chunk_seed(plan.seed, c),
+                    plan.num_classes,
+                    plan.model_name,
+                    start=lo,
+                )
                 computed += hi - lo
                 if path:
                     save_chunk(path, stats, identity)
@@ -130,18 +150,36 @@ def _record(plan: Plan, stats: dict[str, np.ndarray], world_size: int, timing: d
     threat = plan.threat
     flags = list(threat.flags(stats))
     if (stats["robust_claimed"] & ~stats["clean_correct"]).any():
-        flags.append("robust_above_clean: the threat reported misclassified examples as robust (counted as not robust)")
+        flags.append(
+            "robust_above_clean: the threat reported misclassified examples as robust (counted as not robust)"
+        )
     return rec.RunRecord(
-        model=plan.model_name, dataset=plan.dataset, threat=plan.threat_name, family=threat.family,
-        threat_config=plan.identity["config"], config_hash=plan.config_hash, n_examples=plan.n,
-        clean_acc=float(stats["clean_correct"].mean()), robust_acc=float(stats["robust"].mean()),
-        per_example=rec.bits(stats["robust"]), clean_per_example=rec.bits(stats["clean_correct"]),
-        indices={"split": plan.split, "start": 0, "stop": plan.n,
-                 **({"subset": plan.identity["subset"]} if "subset" in plan.identity else {})},
-        details=threat.summarize(stats), flags=flags,
-        seed=plan.seed, device=describe_device(plan.device) + (f" x {world_size} ranks" if world_size > 1 else ""),
-        batch_size=plan.batch_size, chunk_size=plan.chunk_size,
-        model_meta=plan.card.meta() if plan.card else {}, versions=versions(), **timing,
+        model=plan.model_name,
+        dataset=plan.dataset,
+        threat=plan.threat_name,
+        family=threat.family,
+        threat_config=plan.identity["config"],
+        config_hash=plan.config_hash,
+        n_examples=plan.n,
+        clean_acc=float(stats["clean_correct"].mean()),
+        robust_acc=float(stats["robust"].mean()),
+        per_example=rec.bits(stats["robust"]),
+        clean_per_example=rec.bits(stats["clean_correct"]),
+        indices={
+            "split": plan.split,
+            "start": 0,
+            "stop": plan.n,
+            **({"subset": plan.identity["subset"]} if "subset" in plan.identity else {}),
+        },
+        details=threat.summarize(stats),
+        flags=flags,
+        seed=plan.seed,
+        device=describe_device(plan.device) + (f" x {world_size} ranks" if world_size > 1 else ""),
+        batch_size=plan.batch_size,
+        chunk_size=plan.chunk_size,
+        model_meta=plan.card.meta() if plan.card else {},
+        versions=versions(),
+        **timing,
     )
 
 
@@ -160,8 +198,15 @@ def _write(plan: Plan, record: rec.RunRecord, out_dir, partial: Path) -> None:
         pass
 
 
-def run(plan: Plan, *, out_dir, shard: tuple[int, int] | None, progress: bool | None, started: float,
-        started_at: str) -> rec.RunRecord | ShardResult:
+def run(
+    plan: Plan,
+    *,
+    out_dir,
+    shard: tuple[int, int] | None,
+    progress: bool | None,
+    started: float,
+    started_at: str,
+) -> rec.RunRecord | ShardResult:
     """Compute (or resume) every chunk of a prepared plan and return its record, written to ``out_dir``
     when given; with ``shard``, only that task's chunks, kept on disk.
 
@@ -177,8 +222,15 @@ def run(plan: Plan, *, out_dir, shard: tuple[int, int] | None, progress: bool | 
         return _run(plan, **kwargs)
 
 
-def _run(plan: Plan, *, out_dir, shard: tuple[int, int] | None, progress: bool | None, started: float,
-         started_at: str) -> rec.RunRecord | ShardResult:
+def _run(
+    plan: Plan,
+    *,
+    out_dir,
+    shard: tuple[int, int] | None,
+    progress: bool | None,
+    started: float,
+    started_at: str,
+) -> rec.RunRecord | ShardResult:
     partial = plan.partial_dir(out_dir) if out_dir is not None else None
     bounds = _bounds(plan)
     queue = ChunkQueue(c for c in range(len(bounds)) if shard is None or c % shard[1] == shard[0])
@@ -190,14 +242,24 @@ def _run(plan: Plan, *, out_dir, shard: tuple[int, int] | None, progress: bool |
     results = {c: chunk for chunks, _ in gathered for c, chunk in chunks.items()}
     computed = sum(count for _, count in gathered)
     if computed < plan.n and queue.rank == 0 and progress is not False:
-        print(f"robench: {plan.model_name} | {plan.threat_name}: resumed {plan.n - computed} of {plan.n} examples "
-              f"from {partial}", file=sys.stderr)
+        print(
+            f"robench: {plan.model_name} | {plan.threat_name}: "
+            f"resumed {plan.n - computed} of {plan.n} examples "
+            f"from {partial}",
+            file=sys.stderr,
+        )
     loop_time = time.time() - loop_start
     stats = {k: np.concatenate([results[c][k] for c in range(len(bounds))]) for k in results[0]}
-    record = _record(plan, stats, queue.world_size, {
-        "started_at": started_at, "duration_s": round(time.time() - started, 3),
-        "examples_per_s": round(computed / loop_time, 3) if computed and loop_time > 0 else 0.0,
-    })
+    record = _record(
+        plan,
+        stats,
+        queue.world_size,
+        {
+            "started_at": started_at,
+            "duration_s": round(time.time() - started, 3),
+            "examples_per_s": round(computed / loop_time, 3) if computed and loop_time > 0 else 0.0,
+        },
+    )
     if out_dir is not None and queue.rank == 0:
         _write(plan, record, out_dir, partial)
     return record

@@ -91,9 +91,21 @@ def _threat(threat: str | Threat, dataset: str, overrides: dict | None) -> tuple
 
 
 def make_plan(
-    model: str | nn.Module, threat: str | Threat, dataset: str, n_examples: int | None, batch_size: int | None,
-    device: str | torch.device | None, seed: int, *, split: str, data_dir: str | None, chunk_size: int | None,
-    overrides: dict | None, allow_pickle: bool, model_name: str | None, subset_file: str | Path | None = None,
+    model: str | nn.Module,
+    threat: str | Threat,
+    dataset: str,
+    n_examples: int | None,
+    batch_size: int | None,
+    device: str | torch.device | None,
+    seed: int,
+    *,
+    split: str,
+    data_dir: str | None,
+    chunk_size: int | None,
+    overrides: dict | None,
+    allow_pickle: bool,
+    model_name: str | None,
+    subset_file: str | Path | None = None,
 ) -> Plan:
     """Resolve :func:`robench.engine.evaluate`'s arguments (see there) into a :class:`Plan`."""
     for label, value in (("n_examples", n_examples), ("batch_size", batch_size), ("chunk_size", chunk_size)):
@@ -106,20 +118,42 @@ def make_plan(
     threat, threat_name = _threat(threat, dataset, overrides)
     # ImageNet files are resized and cropped as the model's card says; a subset file picks the images
     preprocessing = card.preprocessing if card is not None else None
-    x, y = load_tensors(dataset, split, n_examples, data_dir, preprocessing=preprocessing,
-                        subset_file=subset_file)
+    x, y = load_tensors(
+        dataset, split, n_examples, data_dir, preprocessing=preprocessing, subset_file=subset_file
+    )
     batch_size = batch_size or DEFAULT_BATCH_SIZE
     chunk_size = chunk_size or DEFAULT_CHUNK_SIZE
     identity = rec.run_identity(
-        model=model_name, weights=card.meta() if card else None, dataset=dataset, split=split, n=len(x),
-        threat=threat_name, family=threat.family, config=threat.config(), seed=seed, batch_size=batch_size,
-        chunk_size=chunk_size, subset=subset_identity(subset_file) if subset_file is not None else None,
+        model=model_name,
+        weights=card.meta() if card else None,
+        dataset=dataset,
+        split=split,
+        n=len(x),
+        threat=threat_name,
+        family=threat.family,
+        config=threat.config(),
+        seed=seed,
+        batch_size=batch_size,
+        chunk_size=chunk_size,
+        subset=subset_identity(subset_file) if subset_file is not None else None,
     )
     return Plan(
-        model=model, model_name=model_name, card=card, threat=threat, threat_name=threat_name, dataset=dataset,
-        num_classes=info.num_classes, split=split, data_dir=data_dir,
-        subset_file=Path(subset_file) if subset_file is not None else None, x=x.to(dev), y=y.to(dev),
+        model=model,
+        model_name=model_name,
+        card=card,
+        threat=threat,
+        threat_name=threat_name,
+        dataset=dataset,
+        num_classes=info.num_classes,
+        split=split,
+        data_dir=data_dir,
+        subset_file=Path(subset_file) if subset_file is not None else None,
+        x=x.to(dev),
+        y=y.to(dev),
         device=dev,
-        seed=seed, batch_size=batch_size, chunk_size=chunk_size, identity=identity,
+        seed=seed,
+        batch_size=batch_size,
+        chunk_size=chunk_size,
+        identity=identity,
         config_hash=rec.config_hash(identity),
     )

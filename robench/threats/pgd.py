@@ -79,7 +79,8 @@ class PGD(Threat):
 
     # -- attack -------------------------------------------------------------------------------------
     def attack(self, model, x, y, generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One restart on (x, y): (fooled [N] bool, iterate that first fooled [N] int or -1, zero grad [N])."""
+        """One restart on (x, y): fooled [N] bool, the iterate that first fooled [N] (int, -1 if none) and
+        whether the start's input gradient was all zero [N]."""
         n = x.shape[0]
         fooled = torch.zeros(n, dtype=torch.bool, device=x.device)
         first = torch.full((n,), -1, dtype=torch.long, device=x.device)
@@ -137,7 +138,8 @@ class PGD(Threat):
     def flags(self, stats):
         frac = float(stats["zero_grad"].mean()) if stats["zero_grad"].size else 0.0
         if frac > 0.01:
-            return [f"zero_input_gradients: {frac:.1%} of examples have an all-zero input gradient at the "
-                    "start point (possible gradient masking; try a gradient-free attack)"]
+            return [
+                f"zero_input_gradients: {frac:.1%} of examples have an all-zero input gradient at the "
+                "start point (possible gradient masking; try a gradient-free attack)"
+            ]
         return []
-
