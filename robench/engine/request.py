@@ -17,7 +17,9 @@ from robench import distributed
 from robench.datasets import create_dataset
 from robench.engine import evaluate
 from robench.devices import resolve_device
+from robench.engine.forward import Speed
 from robench.engine.loop import ShardResult
+from robench.engine.plan import check_workers
 from robench.errors import UsageError
 from robench.models import check_dataset, create_model, load_card
 from robench.record import RunRecord
@@ -42,6 +44,8 @@ class EvalRequest:
     data_dir: str | None = None
     allow_pickle: bool = False
     shard: tuple[int, int] | None = None
+    workers: int | None = None
+    speed: Speed = Speed()
 
 
 def writable_dir(path: Path) -> Path:
@@ -60,6 +64,7 @@ def run_request(request: EvalRequest) -> Iterator[RunRecord | ShardResult]:
     card = load_card(request.model)
     dataset = request.dataset or card.dataset
     check_dataset(card, dataset)
+    check_workers(request.workers)
     for name in request.threats:  # validate every threat before any work
         create_threat(name, dataset, **request.overrides)
     device = resolve_device(request.device)
@@ -73,6 +78,8 @@ def run_request(request: EvalRequest) -> Iterator[RunRecord | ShardResult]:
                 model, name, dataset, n_examples=request.n_examples, batch_size=request.batch_size, device=device,
                 seed=request.seed, split=request.split, data_dir=request.data_dir, out_dir=out,
                 chunk_size=request.chunk_size, overrides=request.overrides, model_name=card.name, shard=request.shard,
+                workers=request.workers, precision=request.speed.precision,
+                channels_last=request.speed.channels_last, compile=request.speed.compile,
             )
             if lead:
                 yield result

@@ -105,6 +105,10 @@ class Threat(ABC):
     #: True for families that fit something on the dataset's fit split in :meth:`prepare`; the engine
     #: then loads that split, refuses to evaluate on it, and hands it in.
     fits_on_data: ClassVar[bool] = False
+    #: True for families whose verdicts are argmaxes of forwards only (no gradients in ``run_batch``): only
+    #: those may run on the engine's fast path, which keeps every argmax equal to fp32's by re-checking
+    #: close margins (robench.engine.forward); a gradient attack's path depends on every rounding.
+    argmax_verdicts: ClassVar[bool] = False
 
     def config(self) -> dict:
         """The fully resolved parameters, as recorded in every run record."""

@@ -43,6 +43,8 @@ def grid_transforms(max_rotation, n_rotations, max_translation, n_translations) 
 class SpatialGrid(Threat):
     """Per-example worst case over rotations x translations x translations."""
 
+    argmax_verdicts = True
+
     max_rotation: float  # degrees
     n_rotations: int
     max_translation: float  # pixels
