@@ -116,7 +116,7 @@ def make_plan(
     threat, threat_name = _threat(threat, dataset, overrides)
     check_workers(workers)
     examples = first_examples(dataset, split, n_examples, data_dir)
-    forward = Forward.make(model, threat, speed, dev, (info.channels, info.image_size, info.image_size))
+    forward = Forward.make(model, threat, speed, dev, examples)
     batch_size = batch_size or DEFAULT_BATCH_SIZE
     chunk_size = chunk_size or DEFAULT_CHUNK_SIZE
     identity = {
