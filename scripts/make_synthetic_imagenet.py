@@ -51,8 +51,10 @@ def _write(job: tuple[Path, list[str], int, range]) -> int:
     root, classes, seed, indices = job
     for i in indices:
         path = path_of(root, classes, i)
-        if not path.exists():  # a larger N reuses the files a smaller one wrote
-            image(seed, i).save(path, quality=90)
+        if not path.exists():  # a larger N (or a rerun after an interruption) reuses the files written
+            partial = path.with_suffix(".part")
+            image(seed, i).save(partial, format="JPEG", quality=90)
+            partial.replace(path)  # never a truncated .JPEG, whenever the script is stopped
     return len(indices)
 
 
