@@ -205,7 +205,7 @@ def main():
     parser.add_argument("--n", type=int, default=200, help="examples per measurement (first n of mnist5k test)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
-    parser.add_argument("--fast", default="fp32,channels_last",
+    parser.add_argument("--fast", default="bf16,channels_last",
                         help="the fast path measured: precision[,channels_last][,compile] ('' for none)")
     parser.add_argument("--skip-peers", action="store_true")
     parser.add_argument("--synthetic", help="a make_synthetic_imagenet.py folder: adds the data-path table")
