@@ -64,11 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--workers", type=int, metavar="N",
                     help="processes decoding image files (default: min(8, cores); in-memory datasets: 0)")
     ev.add_argument("--precision", default="fp32",
-                    help="fp32 (default) or bf16: the search of argmax-verdict threats in bf16 autocast, every "
-                         "close verdict re-checked in fp32 (records equal fp32's; gradient attacks stay fp32)")
+                    help="fp32 (default) or bf16: argmax-verdict threats search in bf16 autocast, every close "
+                         "verdict re-checked in fp32 (records equal fp32's; gradient attacks stay fp32)")
     ev.add_argument("--channels-last", action="store_true",
                     help="run the search in channels_last memory format (checked like --precision bf16)")
-    ev.add_argument("--compile", action="store_true", help="torch.compile the search's model (checked likewise)")
+    ev.add_argument("--compile", action="store_true",
+                    help="torch.compile the search's model (checked likewise)")
     ev.set_defaults(func=cmd_eval)
 
     tr = sub.add_parser("train", help="train a model with a reference recipe; writes weights and a model card")

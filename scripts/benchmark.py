@@ -38,8 +38,17 @@ from robench.engine.forward import Forward, Speed
 from robench.models import create_model
 from robench.threats import BatchContext, create_threat
 
-FAMILIES = ("clean", "spatial", "spatial_random", "spatial_pgd", "translation_sweep", "consistency", "pgd_linf",
-            "autoattack_linf", "uap_linf")  # one named threat per registered family
+FAMILIES = (
+    "clean",
+    "spatial",
+    "spatial_random",
+    "spatial_pgd",
+    "translation_sweep",
+    "consistency",
+    "pgd_linf",
+    "autoattack_linf",
+    "uap_linf",
+)  # one named threat per registered family
 
 
 def timed(fn):
@@ -52,13 +61,16 @@ def raw_throughput(model, x, batch_size, backward=False, repeats=3):
     """Images/s of the bare model on one batch: the ceiling any harness can reach."""
     xb = x[:batch_size]
     if backward:
+
         def step():
             xg = xb.clone().requires_grad_(True)
             torch.autograd.grad(model(xg).sum(), xg)
     else:
+
         def step():
             with torch.inference_mode():
                 model(xb)
+
     step()
     _, seconds = timed(lambda: [step() for _ in range(repeats)])
     return repeats * len(xb) / seconds
@@ -67,7 +79,10 @@ def raw_throughput(model, x, batch_size, backward=False, repeats=3):
 def families_table(name, n, batch_size, fast, fwd, fwd_bwd):
     print(f"\n### {name}: every family through the engine, {n} examples, batch {batch_size}")
     print(f"raw forward {fwd:,.0f} img/s, raw forward+backward {fwd_bwd:,.0f} img/s; fast path: {fast}")
-    print("\n| threat | family | robust acc | fp32 ex/s | fwd-equiv/ex | fast ex/s | fast/fp32 | verdicts equal |")
+    print(
+        "\n| threat | family | robust acc | fp32 ex/s | fwd-equiv/ex | fast ex/s | fast/fp32 "
+        "| verdicts equal |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---|")
     model = create_model(name, device="cpu")
     for threat in FAMILIES:
@@ -76,9 +91,11 @@ def families_table(name, n, batch_size, fast, fwd, fwd_bwd):
         quick = evaluate(model, threat, **kw, **fast)
         same = plain.per_example == quick.per_example and _stable(plain.details) == _stable(quick.details)
         path = "fp32-checked" if quick.execution else "fp32 (gradients)"
-        print(f"| {threat} | {plain.family} | {plain.robust_acc:.1%} | {plain.examples_per_s:,.1f} | "
-              f"{fwd / plain.examples_per_s:,.1f} | {quick.examples_per_s:,.1f} | "
-              f"{quick.examples_per_s / plain.examples_per_s:.2f}x ({path}) | {'yes' if same else 'NO'} |")
+        print(
+            f"| {threat} | {plain.family} | {plain.robust_acc:.1%} | {plain.examples_per_s:,.1f} | "
+            f"{fwd / plain.examples_per_s:,.1f} | {quick.examples_per_s:,.1f} | "
+            f"{quick.examples_per_s / plain.examples_per_s:.2f}x ({path}) | {'yes' if same else 'NO'} |"
+        )
 
 
 def _stable(details):
@@ -91,11 +108,17 @@ def _stable(details):
 def foolbox_spatial(model, x, y, grid, batch_size):
     import foolbox as fb
 
-    attack = fb.attacks.SpatialAttack(max_translation=grid.max_translation, max_rotation=grid.max_rotation,
-                                      num_translations=grid.n_translations, num_rotations=grid.n_rotations)
+    attack = fb.attacks.SpatialAttack(
+        max_translation=grid.max_translation,
+        max_rotation=grid.max_rotation,
+        num_translations=grid.n_translations,
+        num_rotations=grid.n_rotations,
+    )
     fmodel = fb.PyTorchModel(model, bounds=(0, 1))
-    fooled = [attack(fmodel, x[i : i + batch_size], fb.criteria.Misclassification(y[i : i + batch_size]))[2]
-              for i in range(0, len(x), batch_size)]
+    fooled = [
+        attack(fmodel, x[i : i + batch_size], fb.criteria.Misclassification(y[i : i + batch_size]))[2]
+        for i in range(0, len(x), batch_size)
+    ]
     return ~torch.cat(fooled)
 
 
@@ -108,41 +131,63 @@ def peers_table(spatial_model, pgd_model, n, batch_size, fast):
     fwd = raw_throughput(model, x, batch_size)
     grid = create_threat("spatial", "mnist5k")
     ones = torch.ones_like(y, dtype=torch.bool)
-    ours, t_ours = timed(lambda: grid.run_batch(model, x, y, ones, BatchContext(torch.Generator(), batch_size)))
+    ours, t_ours = timed(
+        lambda: grid.run_batch(model, x, y, ones, BatchContext(torch.Generator(), batch_size))
+    )
     fb_robust, t_fb = timed(lambda: foolbox_spatial(model, x, y, grid, batch_size))
     floor = 775 * int(ours["robust"].sum()) / fwd  # seconds for 775 plain forwards per surviving example
     acc = float(ours["robust"].float().mean())
-    print(f"| {spatial_model} | robench spatial (fp32) | {len(x) / t_ours:,.1f} | {t_fb / t_ours:.2f}x Foolbox, "
-          f"{floor / t_ours:.2f}x floor | >= 3x, >= 2x | {acc:.1%} |")
+    print(
+        f"| {spatial_model} | robench spatial (fp32) | {len(x) / t_ours:,.1f} | "
+        f"{t_fb / t_ours:.2f}x Foolbox, "
+        f"{floor / t_ours:.2f}x floor | >= 3x, >= 2x | {acc:.1%} |"
+    )
     if fast:
         forward = Forward.make(model, grid, Speed(**fast), torch.device("cpu"), [(x[0], 0)])
-        quick, t_quick = timed(lambda: grid.run_batch(forward.model, x, y, ones, BatchContext(torch.Generator(),
-                                                                                              batch_size)))
+        quick, t_quick = timed(
+            lambda: grid.run_batch(forward.model, x, y, ones, BatchContext(torch.Generator(), batch_size))
+        )
         assert torch.equal(quick["robust"], ours["robust"]), "the fast path changed a verdict"
-        print(f"| {spatial_model} | robench spatial ({fast_label(fast)}, fp32-checked) | {len(x) / t_quick:,.1f} | "
-              f"{t_fb / t_quick:.2f}x Foolbox, {floor / t_quick:.2f}x floor | >= 3x, >= 2x | {acc:.1%} |")
-    print(f"| {spatial_model} | Foolbox SpatialAttack | {len(x) / t_fb:,.1f} | 1.00x | | "
-          f"{float(fb_robust.float().mean()):.1%} |")
+        print(
+            f"| {spatial_model} | robench spatial ({fast_label(fast)}, fp32-checked) | "
+            f"{len(x) / t_quick:,.1f} | "
+            f"{t_fb / t_quick:.2f}x Foolbox, {floor / t_quick:.2f}x floor | >= 3x, >= 2x | {acc:.1%} |"
+        )
+    print(
+        f"| {spatial_model} | Foolbox SpatialAttack | {len(x) / t_fb:,.1f} | 1.00x | | "
+        f"{float(fb_robust.float().mean()):.1%} |"
+    )
     print(f"| {spatial_model} | 775 raw forwards / surviving example | {len(x) / floor:,.1f} | | | |")
 
     model = create_model(pgd_model, device="cpu")
     x, y = clean_correct(model, n)
     pgd = create_threat("pgd_linf", "mnist5k")
     ctx = BatchContext(torch.Generator().manual_seed(0), batch_size)
-    ours, t_pgd = timed(lambda: [pgd.run_batch(model, x[i : i + batch_size], y[i : i + batch_size],
-                                               ones[: len(x)][i : i + batch_size], ctx)
-                                 for i in range(0, len(x), batch_size)])
+    ours, t_pgd = timed(
+        lambda: [
+            pgd.run_batch(
+                model, x[i : i + batch_size], y[i : i + batch_size], ones[: len(x)][i : i + batch_size], ctx
+            )
+            for i in range(0, len(x), batch_size)
+        ]
+    )
     robust = torch.cat([o["robust"] for o in ours])
     import torchattacks
 
     attack = torchattacks.PGD(model, eps=pgd.eps, alpha=pgd.step_size, steps=pgd.steps, random_start=True)
     torch.manual_seed(0)
-    x_adv, t_ta = timed(lambda: torch.cat([attack(x[i : i + batch_size], y[i : i + batch_size])
-                                           for i in range(0, len(x), batch_size)]))
+    x_adv, t_ta = timed(
+        lambda: torch.cat(
+            [attack(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        )
+    )
     with torch.inference_mode():
         ta_acc = float((model(x_adv).argmax(1) == y).float().mean())
-    print(f"| {pgd_model} | robench pgd_linf | {len(x) / t_pgd:,.1f} | {t_ta / t_pgd:.2f}x torchattacks | >= 2x | "
-          f"{float(robust.float().mean()):.1%} |")
+    print(
+        f"| {pgd_model} | robench pgd_linf | {len(x) / t_pgd:,.1f} | {t_ta / t_pgd:.2f}x torchattacks "
+        "| >= 2x | "
+        f"{float(robust.float().mean()):.1%} |"
+    )
     print(f"| {pgd_model} | torchattacks PGD | {len(x) / t_ta:,.1f} | 1.00x | | {ta_acc:.1%} |")
 
 
@@ -154,7 +199,9 @@ def clean_correct(model, n):
 
 
 def fast_label(fast: dict) -> str:
-    return "+".join([fast["precision"]] + ["channels_last"] * fast["channels_last"] + ["compile"] * fast["compile"])
+    return "+".join(
+        [fast["precision"]] + ["channels_last"] * fast["channels_last"] + ["compile"] * fast["compile"]
+    )
 
 
 def data_table(folder, sizes, batch_size):
@@ -163,21 +210,37 @@ def data_table(folder, sizes, batch_size):
     examples = datasets.first_examples("imagenet", "test", None, folder)
     workers = datasets.default_workers(examples)
     n = min(len(examples), 1000)
-    _, seconds = timed(lambda: sum(len(x) for x, _ in datasets.stream_batches(examples, 0, n, batch_size,
-                                                                                torch.device("cpu"), workers)))
+    _, seconds = timed(
+        lambda: sum(
+            len(x)
+            for x, _ in datasets.stream_batches(examples, 0, n, batch_size, torch.device("cpu"), workers)
+        )
+    )
     resnet = torchvision.models.resnet18().eval()
     fwd = raw_throughput(resnet, torch.rand(batch_size, 3, 224, 224), batch_size)
     print(f"\n### data path: synthetic ImageNet JPEGs in {folder}")
-    print(f"\ndecode (resize 256, crop 224; {workers} workers, batch {batch_size}): {n / seconds:,.1f} img/s; "
-          f"resnet18 CPU forward: {fwd:,.1f} img/s; decode/model {n / seconds / fwd:.2f}x (target >= 2x)")
-    print("\n| images evaluated (clean, random mobilenet_v3_small) | peak RSS, main process | "
-          "peak RSS, largest worker (shared pages counted) | examples/s |")
-    print("|---:|---:|---:|---:|")
+    print(
+        f"\ndecode (resize 256, crop 224; {workers} workers, batch {batch_size}): {n / seconds:,.1f} img/s; "
+        f"resnet18 CPU forward: {fwd:,.1f} img/s; decode/model {n / seconds / fwd:.2f}x (target >= 2x)"
+    )
+    if sizes:
+        print(
+            "\n| images evaluated (clean, random mobilenet_v3_small) | peak RSS, main process | "
+            "peak RSS, largest worker (shared pages counted) | examples/s |"
+        )
+        print("|---:|---:|---:|---:|")
     for size in sizes:
-        out = subprocess.run([sys.executable, __file__, "--rss-child", str(size), "--synthetic", folder],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--rss-child", str(size), "--synthetic", folder],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         child = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"| {size:,} | {child['rss_mb']:,.0f} MB | {child['worker_rss_mb']:,.0f} MB | {child['ex_s']:,.1f} |")
+        print(
+            f"| {size:,} | {child['rss_mb']:,.0f} MB | {child['worker_rss_mb']:,.0f} MB "
+            f"| {child['ex_s']:,.1f} |"
+        )
 
 
 def rss_child(size: int, folder: str) -> None:
@@ -191,25 +254,43 @@ def rss_child(size: int, folder: str) -> None:
     datasets.IMAGENET_PER_CLASS = size // 1000
     torch.manual_seed(0)
     model = torchvision.models.mobilenet_v3_small().eval()
-    record = evaluate(model, "clean", "imagenet", data_dir=folder, model_name="mobilenet_v3_small", progress=False)
+    record = evaluate(
+        model, "clean", "imagenet", data_dir=folder, model_name="mobilenet_v3_small", progress=False
+    )
     assert record.n_examples == size, record.n_examples
-    print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
-                      "ex_s": record.examples_per_s}))
+    print(
+        json.dumps(
+            {
+                "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+                "ex_s": record.examples_per_s,
+            }
+        )
+    )
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--families-models", default="mnist_cnn_worst_of_10,mnist_cnn_pgd_linf",
-                        help="comma-separated model cards for the every-family table ('' to skip)")
-    parser.add_argument("--n", type=int, default=200, help="examples per measurement (first n of mnist5k test)")
+    parser.add_argument(
+        "--families-models",
+        default="mnist_cnn_worst_of_10,mnist_cnn_pgd_linf",
+        help="comma-separated model cards for the every-family table ('' to skip)",
+    )
+    parser.add_argument(
+        "--n", type=int, default=200, help="examples per measurement (first n of mnist5k test)"
+    )
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
-    parser.add_argument("--fast", default="bf16,channels_last",
-                        help="the fast path measured: precision[,channels_last][,compile] ('' for none)")
+    parser.add_argument(
+        "--fast",
+        default="bf16,channels_last",
+        help="the fast path measured: precision[,channels_last][,compile] ('' for none)",
+    )
     parser.add_argument("--skip-peers", action="store_true")
     parser.add_argument("--synthetic", help="a make_synthetic_imagenet.py folder: adds the data-path table")
-    parser.add_argument("--memory-sizes", default="5000", help="comma-separated image counts for peak RSS")
+    parser.add_argument(
+        "--memory-sizes", default="5000", help="comma-separated image counts for peak RSS ('': none)"
+    )
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
@@ -217,17 +298,30 @@ def main():
     if args.rss_child:
         return rss_child(args.rss_child, args.synthetic)
     parts = [p for p in args.fast.split(",") if p]
-    fast = {"precision": parts[0], "channels_last": "channels_last" in parts, "compile": "compile" in parts} if parts else {}
-    print(f"# robench benchmark: {torch.get_num_threads()} threads, torch {torch.__version__}, {os.cpu_count()} cores")
+    fast = (
+        {"precision": parts[0], "channels_last": "channels_last" in parts, "compile": "compile" in parts}
+        if parts
+        else {}
+    )
+    print(
+        f"# robench benchmark: {torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"{os.cpu_count()} cores"
+    )
     for name in filter(None, args.families_models.split(",")):
         model = create_model(name, device="cpu")
         x, _ = load_tensors("mnist5k", "test", args.batch_size)
-        families_table(name, args.n, args.batch_size, fast, raw_throughput(model, x, args.batch_size),
-                       raw_throughput(model, x, args.batch_size, backward=True))
+        families_table(
+            name,
+            args.n,
+            args.batch_size,
+            fast,
+            raw_throughput(model, x, args.batch_size),
+            raw_throughput(model, x, args.batch_size, backward=True),
+        )
     if not args.skip_peers:
         peers_table("mnist_cnn_worst_of_10", "mnist_cnn_pgd_linf", args.n, args.batch_size, fast)
     if args.synthetic:
-        data_table(args.synthetic, [int(s) for s in args.memory_sizes.split(",")], 64)
+        data_table(args.synthetic, [int(s) for s in args.memory_sizes.split(",") if s], 64)
 
 
 if __name__ == "__main__":

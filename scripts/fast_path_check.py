@@ -34,7 +34,15 @@ from robench.models import create_model  # noqa: E402
 from robench.threats import create_threat  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-COMPARED = ("per_example", "clean_per_example", "robust_acc", "clean_acc", "flags", "n_examples", "config_hash")
+COMPARED = (
+    "per_example",
+    "clean_per_example",
+    "robust_acc",
+    "clean_acc",
+    "flags",
+    "n_examples",
+    "config_hash",
+)
 VOLATILE = {"fit_time_s", "cached"}  # timings and cache hits, not results
 
 
@@ -53,7 +61,10 @@ def check(model_name: str, record: Path, speed: dict) -> str:
     kwargs = dict(batch_size=old["batch_size"], progress=False, model_name=model_name)
     against = "the committed record"
     if threat.fits_on_data:  # the fitted δ is only reproducible up to float noise: compare on the same δ
-        old, against = json.loads(evaluate(model, record.stem, "mnist5k", **kwargs).to_json()), "fp32 now, same δ"
+        old, against = (
+            json.loads(evaluate(model, record.stem, "mnist5k", **kwargs).to_json()),
+            "fp32 now, same δ",
+        )
     new = evaluate(model, record.stem, "mnist5k", **kwargs, **speed)
     diffs = [k for k in COMPARED if getattr(new, k) != old[k]]
     if _stable(new.details) != _stable(old["details"]):

@@ -8,8 +8,8 @@ Run once on a machine with a GPU (it needs no data and no downloaded weights):
 A random-weight torchvision model (seeded) classifies synthetic images whose labels are its own clean
 predictions, so every example starts correct and every threat has work to do. For each threat the script runs
 the engine's batch loop (``robench.engine.run_chunk``: clean forward, logit checks, the threat) on the device
-and reports examples/s, the fraction of the fp32 raw limit (forward; forward+backward for PGD) and the peak GPU
-memory; the grid runs again on the fast path (bf16 + channels_last, ``--compile`` optional, every close
+and reports examples/s, the fraction of the fp32 raw limit (forward; forward+backward for PGD) and the peak
+GPU memory; the grid runs again on the fast path (bf16 + channels_last, ``--compile`` optional, every close
 verdict re-checked in fp32) and its verdicts must equal the fp32 ones; then it reruns the first
 ``--n-cpu`` examples on the CPU with the same seed and compares the verdicts and the clean logits. TF32 is
 switched off so that CPU and GPU compute the same fp32 function; PGD verdicts can still flip on an example
@@ -74,18 +74,20 @@ def fast_spatial(model, threat, xs, ys, args, device, fp32_stats) -> dict:
         torch.cuda.reset_peak_memory_stats(device)
     sync(device)
     start = time.perf_counter()
-    stats = run_chunk(forward, threat, xs.to(device), ys.to(device), args.batch_size, args.seed, 1000, args.arch)
+    stats = run_chunk(forward, threat, xs.to(device), ys.to(device), args.batch_size, args.seed, 1000,
+                      args.arch)
     sync(device)
     seconds = time.perf_counter() - start
     equal = all((stats[k] == fp32_stats[k]).all() for k in ("robust", "fooled_by", "tried", "clean_correct"))
     checked = forward.checked
     fwd = raw_rate(model, xs[: args.batch_size].to(device), backward=False)
+    rechecked = checked.rechecked / max(1, checked.rows)
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
     return {"threat": f"spatial bf16+channels_last{'+compile' if args.compile else ''} (fp32-checked; "
-                      f"{checked.rechecked / max(1, checked.rows):.1%} rows re-checked; verdicts = fp32: {equal})",
+                      f"{rechecked:.1%} rows re-checked; verdicts = fp32: {equal})",
             "n": len(xs), "examples_per_s": len(xs) / seconds, "robust_acc": float(stats["robust"].mean()),
-            "peak_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan"),
-            "cpu_agree": "-", "max_logit_diff": float("nan"), "of_limit": float(stats["tried"].sum()) / seconds / fwd,
-            "equal": bool(equal)}
+            "peak_gib": peak, "cpu_agree": "-", "max_logit_diff": float("nan"),
+            "of_limit": float(stats["tried"].sum()) / seconds / fwd, "equal": bool(equal)}
 
 
 def main() -> int:
@@ -118,13 +120,13 @@ def main() -> int:
           f"forward+backward {fwd_bwd:,.0f} img/s at batch {args.batch_size}")
 
     def limit(name, stats, seconds):
-        """Images pushed through the model per second over the fp32 raw limit (forward, or fwd+bwd for PGD)."""
+        """Images through the model per second over the fp32 raw limit (forward; fwd+bwd for PGD)."""
         if name == "spatial":
             return float(stats["tried"].sum()) / seconds / fwd
         if name == "pgd_linf":
             steps = create_threat(name, "imagenet").steps
-            passes = torch.from_numpy(stats["fooled_at"]).add(1).where(torch.from_numpy(stats["fooled_at"]) >= 0,
-                                                                        torch.tensor(steps + 1))
+            fooled_at = torch.from_numpy(stats["fooled_at"])
+            passes = torch.where(fooled_at >= 0, fooled_at + 1, torch.tensor(steps + 1))
             return float(passes.sum()) / seconds / fwd_bwd
         return len(stats["robust"]) / seconds / fwd
 
@@ -158,18 +160,19 @@ def main() -> int:
             ok = False
         results.append({
             "threat": name, "n": n, "examples_per_s": n / seconds, "robust_acc": float(stats["robust"].mean()),
-            "peak_gib": peak, "cpu_agree": f"{agree}/{k}", "max_logit_diff": diff, "of_limit": limit(name, stats, seconds),
+            "peak_gib": peak, "cpu_agree": f"{agree}/{k}", "max_logit_diff": diff,
+            "of_limit": limit(name, stats, seconds),
         })
         if name == "spatial":  # the fast path on the same examples: every verdict must equal the fp32 one
             fast = fast_spatial(model, threat, xs, ys, args, device, stats)
             ok &= fast["equal"]
             results.append(fast)
-    print("\n| threat | n | examples/s | of raw limit | robust acc | peak GPU memory (GiB) | verdicts = CPU | "
-          "max |logit diff| |")
+    print("\n| threat | n | examples/s | of raw limit | robust acc | peak GPU memory (GiB) | verdicts = CPU "
+          "| max |logit diff| |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        print(f"| {r['threat']} | {r['n']} | {r['examples_per_s']:,.1f} | {r['of_limit']:.2f} | {r['robust_acc']:.1%} | "
-              f"{r['peak_gib']:.2f} | {r['cpu_agree']} | {r['max_logit_diff']:.2e} |")
+        print(f"| {r['threat']} | {r['n']} | {r['examples_per_s']:,.1f} | {r['of_limit']:.2f} | "
+              f"{r['robust_acc']:.1%} | {r['peak_gib']:.2f} | {r['cpu_agree']} | {r['max_logit_diff']:.2e} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": describe_device(device), "raw_forward": fwd, "raw_forward_backward": fwd_bwd,

@@ -80,12 +80,16 @@ def make(root: Path, n: int, seed: int = 0, processes: int = 2) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("root", type=Path, help="output folder (DIR/val/<wnid>/*.JPEG is written)")
-    parser.add_argument("--n", type=int, default=5000, help=f"number of images, 1..{MAX_IMAGES} (default 5000)")
+    parser.add_argument(
+        "--n", type=int, default=5000, help=f"number of images, 1..{MAX_IMAGES} (default 5000)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--processes", type=int, default=2)
     args = parser.parse_args(argv)
     if not 1 <= args.n <= MAX_IMAGES:
-        print(f"make_synthetic_imagenet: --n must be between 1 and {MAX_IMAGES}, got {args.n}", file=sys.stderr)
+        print(
+            f"make_synthetic_imagenet: --n must be between 1 and {MAX_IMAGES}, got {args.n}", file=sys.stderr
+        )
         return 2
     print(make(args.root, args.n, args.seed, max(1, args.processes)))
     return 0

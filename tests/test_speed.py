@@ -24,7 +24,9 @@ VERDICTS = ("per_example", "clean_per_example", "robust_acc", "clean_acc", "deta
 
 
 def _synthetic(root: Path, n: int) -> Path:
-    spec = importlib.util.spec_from_file_location("make_synthetic_imagenet", ROOT / "scripts" / "make_synthetic_imagenet.py")
+    spec = importlib.util.spec_from_file_location(
+        "make_synthetic_imagenet", ROOT / "scripts" / "make_synthetic_imagenet.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module.make(root, n, seed=0, processes=1)
@@ -58,7 +60,9 @@ def test_streamed_batches_equal_the_decoded_tensors(synth, workers):
     examples = datasets.first_examples("imagenet", "test", 12, synth)
     batches = list(datasets.stream_batches(examples, 2, 12, 4, torch.device("cpu"), workers))
     assert [len(b) for b, _ in batches] == [4, 4, 2]  # the chunk's own batch boundaries
-    assert torch.equal(torch.cat([b for b, _ in batches]), x[2:12]) and torch.equal(torch.cat([c for _, c in batches]), y[2:12])
+    assert torch.equal(torch.cat([b for b, _ in batches]), x[2:12]) and torch.equal(
+        torch.cat([c for _, c in batches]), y[2:12]
+    )
     assert datasets.default_workers(examples) >= 1
 
 
@@ -67,14 +71,28 @@ def test_in_memory_data_streams_without_workers():
     x, y = datasets.load_tensors("mnist5k", "test", 50)
     assert datasets.default_workers(examples) == 0
     got = list(datasets.stream_batches(examples, 10, 50, 16, torch.device("cpu")))
-    assert torch.equal(torch.cat([b for b, _ in got]), x[10:]) and torch.equal(torch.cat([c for _, c in got]), y[10:])
+    assert torch.equal(torch.cat([b for b, _ in got]), x[10:]) and torch.equal(
+        torch.cat([c for _, c in got]), y[10:]
+    )
 
 
 def test_streamed_evaluation_with_workers_gives_the_same_record(synth):
     torch.manual_seed(0)
     model = nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(48, 1000))
-    runs = [evaluate(model, "spatial_random", "imagenet", data_dir=str(synth), batch_size=8, chunk_size=8,
-                     workers=w, model_name="tiny", progress=False) for w in (0, 2)]
+    runs = [
+        evaluate(
+            model,
+            "spatial_random",
+            "imagenet",
+            data_dir=str(synth),
+            batch_size=8,
+            chunk_size=8,
+            workers=w,
+            model_name="tiny",
+            progress=False,
+        )
+        for w in (0, 2)
+    ]
     _same_verdicts(*runs)
     assert runs[0].n_examples == 20 and "execution" not in runs[0].to_json()
 
@@ -92,7 +110,9 @@ class _FakeOOM(nn.Module):
         return self.model(x)
 
 
-@pytest.mark.parametrize("card, threat", [("mnist_cnn_standard", "spatial"), ("mnist_cnn_worst_of_10", "pgd_linf")])
+@pytest.mark.parametrize(
+    "card, threat", [("mnist_cnn_standard", "spatial"), ("mnist_cnn_worst_of_10", "pgd_linf")]
+)
 def test_out_of_memory_halves_the_forward_and_keeps_every_verdict(card, threat):
     model = create_model(card, device="cpu")
     kwargs = dict(n_examples=24, batch_size=24, progress=False, model_name="m")
@@ -108,20 +128,27 @@ def test_fast_path_keeps_grid_verdicts_and_is_recorded():
     plain = evaluate(model, "spatial", **kwargs)
     fast = evaluate(model, "spatial", precision="bf16", channels_last=True, **kwargs)
     _same_verdicts(plain, fast)
-    assert fast.execution == {"precision": "bf16", "memory_format": "channels_last", "compile": False,
-                              "verdicts": "fp32-checked"}
+    assert fast.execution == {
+        "precision": "bf16",
+        "memory_format": "channels_last",
+        "compile": False,
+        "verdicts": "fp32-checked",
+    }
 
 
 def test_gradient_attacks_stay_fp32_whatever_is_asked():
     model = create_model("mnist_cnn_standard", device="cpu")
     kwargs = dict(n_examples=20, progress=False, model_name="m")
-    plain, asked = evaluate(model, "pgd_linf", **kwargs), evaluate(model, "pgd_linf", precision="bf16", **kwargs)
+    plain, asked = (
+        evaluate(model, "pgd_linf", **kwargs),
+        evaluate(model, "pgd_linf", precision="bf16", **kwargs),
+    )
     _same_verdicts(plain, asked)
     assert asked.execution == {}
 
 
 def test_checked_forward_sends_close_margins_back_to_fp32():
-    """A 'fast' model off by up to 0.01 per logit: rows with margins below that must still argmax like fp32."""
+    """A 'fast' model off by up to 0.01 per logit: rows with smaller margins must still argmax like fp32."""
     torch.manual_seed(0)
     exact = nn.Linear(8, 5)
     noise = torch.rand(400, 5) * 0.02 - 0.01
@@ -143,7 +170,17 @@ def test_checked_forward_sends_close_margins_back_to_fp32():
 
 
 def test_bad_speed_options_fail_in_one_line(capsys, monkeypatch):
-    base = ["eval", "--model", "mnist_cnn_standard", "--threat", "clean", "--device", "cpu", "--n-examples", "5"]
+    base = [
+        "eval",
+        "--model",
+        "mnist_cnn_standard",
+        "--threat",
+        "clean",
+        "--device",
+        "cpu",
+        "--n-examples",
+        "5",
+    ]
     for extra in (["--workers", "-1"], ["--precision", "fp8"]):
         assert main(base + extra) == 2
         err = capsys.readouterr().err.strip()

@@ -73,7 +73,7 @@ def evaluate(
     started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     loop.check_shard(shard, out_dir)
     plan = make_plan(model, threat, dataset, n_examples, batch_size, device, seed, split=split, data_dir=data_dir,
-                     chunk_size=chunk_size, overrides=overrides, allow_pickle=allow_pickle, model_name=model_name,
-                     workers=workers, speed=Speed(precision, channels_last, compile))
+                     chunk_size=chunk_size, overrides=overrides, allow_pickle=allow_pickle,
+                     model_name=model_name, workers=workers, speed=Speed(precision, channels_last, compile))
     fitting.prepare(plan.threat, plan.model, plan.dataset, plan.split, plan.data_dir, plan.device, plan.seed)
     return loop.run(plan, out_dir=out_dir, shard=shard, progress=progress, started=started, started_at=started_at)

@@ -46,8 +46,10 @@ class Speed:
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
-            raise UsageError(f"precision {self.precision!r} is not supported: use one of {', '.join(PRECISIONS)} "
-                             "(verdicts must be re-checkable in fp32)")
+            raise UsageError(
+                f"precision {self.precision!r} is not supported: use one of {', '.join(PRECISIONS)} "
+                "(verdicts must be re-checkable in fp32)"
+            )
 
     @property
     def fast(self) -> bool:
@@ -122,7 +124,9 @@ class Forward:
         self.limit: int | None = None  # rows per model call after an out-of-memory; None: unlimited
 
     @classmethod
-    def make(cls, model: nn.Module, threat, speed: Speed, device: torch.device, examples: Dataset) -> "Forward":
+    def make(
+        cls, model: nn.Module, threat, speed: Speed, device: torch.device, examples: Dataset
+    ) -> Forward:
         """The plain model, or the checked fast path where ``speed`` asks for one and ``threat`` allows it."""
         if not speed.fast or not threat.argmax_verdicts:
             return cls(model)
@@ -141,16 +145,22 @@ class Forward:
         """After an out-of-memory on a batch of ``rows``: at most half as many rows per model call."""
         limit = (self.limit or rows) // 2
         if limit < 1:
-            raise EvaluationError("out of device memory with one example per forward: use a smaller model or "
-                                  "input size, or a device with more memory")
+            raise EvaluationError(
+                "out of device memory with one example per forward: use a smaller model or "
+                "input size, or a device with more memory"
+            )
         self.limit = limit
 
     def record_fields(self) -> dict:
         """The record's ``execution``: empty for the plain path, so plain records are unchanged."""
         out = {}
         if self.checked is not None:
-            out.update(precision=self.speed.precision, compile=self.speed.compile, verdicts="fp32-checked",
-                       memory_format="channels_last" if self.speed.channels_last else "contiguous")
+            out.update(
+                precision=self.speed.precision,
+                compile=self.speed.compile,
+                verdicts="fp32-checked",
+                memory_format="channels_last" if self.speed.channels_last else "contiguous",
+            )
         if self.limit is not None:
             out["forward_batch"] = self.limit
         return out
@@ -163,5 +173,7 @@ def _try_compiled(checked: Checked, sample: torch.Tensor) -> None:
             checked.run_fast(sample)
     except Exception as e:  # inductor raises many types (missing compiler, unsupported Python, ...)
         first = " ".join(str(e).split())[:200]
-        raise UsageError(f"--compile: torch cannot compile this model here ({type(e).__name__}: {first}); "
-                         "run without --compile") from None
+        raise UsageError(
+            f"--compile: torch cannot compile this model here ({type(e).__name__}: {first}); "
+            "run without --compile"
+        ) from None

@@ -96,8 +96,8 @@ def run_chunk(model, threat, x, y, batch_size, seed, num_classes, model_name) ->
     return run_batches(forward, threat, batches, batch_size, seed, num_classes, model_name)
 
 
-def run_batches(forward: Forward, threat, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], batch_size: int,
-                seed: int, num_classes: int, model_name: str) -> dict[str, np.ndarray]:
+def run_batches(forward: Forward, threat, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                batch_size: int, seed: int, num_classes: int, model_name: str) -> dict[str, np.ndarray]:
     """Per-example results of one chunk's ``batches`` (streamed, on the device), generator seeded by ``seed``.
 
     A batch that runs out of device memory is run again from the same generator state with the model's
@@ -153,8 +153,8 @@ def _compute(plan: Plan, queue: ChunkQueue, partial: Path | None, progress: bool
             stats = _load_chunk(path, hi - lo) if path and path.exists() else None
             if stats is None:
                 batches = stream_batches(plan.examples, lo, hi, plan.batch_size, plan.device, plan.workers)
-                stats = run_batches(plan.forward, plan.threat, batches, plan.batch_size, chunk_seed(plan.seed, c),
-                                    plan.num_classes, plan.model_name)
+                stats = run_batches(plan.forward, plan.threat, batches, plan.batch_size,
+                                    chunk_seed(plan.seed, c), plan.num_classes, plan.model_name)
                 computed += hi - lo
                 if path:
                     _save_chunk(path, stats)
@@ -176,8 +176,8 @@ def _record(plan: Plan, stats: dict[str, np.ndarray], world_size: int, timing: d
         indices={"split": plan.split, "start": 0, "stop": plan.n}, details=threat.summarize(stats), flags=flags,
         seed=plan.seed, device=describe_device(plan.device) + (f" x {world_size} ranks" if world_size > 1 else ""),
         batch_size=plan.batch_size, chunk_size=plan.chunk_size,
-        model_meta=plan.card.meta() if plan.card else {}, versions=versions(), execution=plan.forward.record_fields(),
-        **timing,
+        model_meta=plan.card.meta() if plan.card else {}, versions=versions(),
+        execution=plan.forward.record_fields(), **timing,
     )
 
 

@@ -77,7 +77,8 @@ def _positive(label: str, value) -> None:
 
 def check_workers(workers) -> None:
     if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 0):
-        raise UsageError(f"workers must be an integer >= 0 (decode processes; 0 decodes in this one), got {workers!r}")
+        raise UsageError(f"workers must be an integer >= 0 (decode processes; 0: decode in this one), "
+                         f"got {workers!r}")
 
 
 def _model(model: str | nn.Module, device: torch.device, allow_pickle: bool, model_name: str | None):
@@ -121,7 +122,8 @@ def make_plan(
     chunk_size = chunk_size or DEFAULT_CHUNK_SIZE
     identity = {
         "model": model_name, "weights": card.meta() if card else None, "dataset": dataset, "split": split,
-        "n": len(examples), "threat": threat_name, "family": threat.family, "config": threat.config(), "seed": seed,
+        "n": len(examples), "threat": threat_name, "family": threat.family, "config": threat.config(),
+        "seed": seed,
         "batch_size": batch_size, "chunk_size": chunk_size,
     }
     return Plan(
