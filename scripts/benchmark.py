@@ -204,7 +204,7 @@ def fast_label(fast: dict) -> str:
     )
 
 
-def data_table(folder, sizes, batch_size):
+def data_table(folder, sizes, batch_size, arch):
     import torchvision
 
     examples = datasets.first_examples("imagenet", "test", None, folder)
@@ -225,13 +225,13 @@ def data_table(folder, sizes, batch_size):
     )
     if sizes:
         print(
-            "\n| images evaluated (clean, random mobilenet_v3_small) | peak RSS, main process | "
+            f"\n| images evaluated (clean, random {arch}) | peak RSS, main process | "
             "peak RSS, largest worker (shared pages counted) | examples/s |"
         )
         print("|---:|---:|---:|---:|")
     for size in sizes:
         out = subprocess.run(
-            [sys.executable, __file__, "--rss-child", str(size), "--synthetic", folder],
+            [sys.executable, __file__, "--rss-child", str(size), "--synthetic", folder, "--rss-arch", arch],
             capture_output=True,
             text=True,
             check=True,
@@ -243,7 +243,7 @@ def data_table(folder, sizes, batch_size):
         )
 
 
-def rss_child(size: int, folder: str) -> None:
+def rss_child(size: int, folder: str, arch: str) -> None:
     """One ``clean`` evaluation of ``size`` images in this fresh process; prints its peak RSS as JSON.
 
     ImageNet's ``test`` split holds 5 images per class; this process raises that to size / 1000 so that the
@@ -253,10 +253,12 @@ def rss_child(size: int, folder: str) -> None:
 
     datasets.IMAGENET_PER_CLASS = size // 1000
     torch.manual_seed(0)
-    model = torchvision.models.mobilenet_v3_small().eval()
-    record = evaluate(
-        model, "clean", "imagenet", data_dir=folder, model_name="mobilenet_v3_small", progress=False
-    )
+    if arch == "pool":  # a near-free model: the data path alone
+        layers = torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(48, 1000)
+        model = torch.nn.Sequential(*layers)
+    else:
+        model = torchvision.models.get_model(arch).eval()
+    record = evaluate(model, "clean", "imagenet", data_dir=folder, model_name=arch, progress=False)
     assert record.n_examples == size, record.n_examples
     print(
         json.dumps(
@@ -291,12 +293,14 @@ def main():
     parser.add_argument(
         "--memory-sizes", default="5000", help="comma-separated image counts for peak RSS ('': none)"
     )
+    parser.add_argument("--rss-arch", default="mobilenet_v3_small",
+                        help="torchvision model for the RSS runs, or 'pool' (near-free: the data path alone)")
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.rss_child:
-        return rss_child(args.rss_child, args.synthetic)
+        return rss_child(args.rss_child, args.synthetic, args.rss_arch)
     parts = [p for p in args.fast.split(",") if p]
     fast = (
         {"precision": parts[0], "channels_last": "channels_last" in parts, "compile": "compile" in parts}
@@ -321,7 +325,7 @@ def main():
     if not args.skip_peers:
         peers_table("mnist_cnn_worst_of_10", "mnist_cnn_pgd_linf", args.n, args.batch_size, fast)
     if args.synthetic:
-        data_table(args.synthetic, [int(s) for s in args.memory_sizes.split(",") if s], 64)
+        data_table(args.synthetic, [int(s) for s in args.memory_sizes.split(",") if s], 64, args.rss_arch)
 
 
 if __name__ == "__main__":
