@@ -127,7 +127,7 @@ def _consistent(values: dict) -> None:
         model=values["model"], weights=values["model_meta"] or None, dataset=values["dataset"],
         split=values["indices"].get("split"), n=n, threat=values["threat"], family=values["family"],
         config=values["threat_config"], seed=values["seed"], batch_size=values["batch_size"],
-        chunk_size=values["chunk_size"]))
+        chunk_size=values["chunk_size"], subset=values["indices"].get("subset")))
 
 
 def put_model(root, model, clean, pgd, spatial, **kw):
