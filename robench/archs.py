@@ -19,8 +19,9 @@ class MnistMLP(nn.Module):
     """Fully connected baseline: no weight sharing across positions, so nothing in the architecture
     makes it tolerate a shifted digit (the contrast the translation seeds draw against the CNN)."""
 
-    def __init__(self, num_classes: int = 10, in_chans: int = 1, img_size: int = 28, hidden: int = 256,
-                 depth: int = 2):
+    def __init__(
+        self, num_classes: int = 10, in_chans: int = 1, img_size: int = 28, hidden: int = 256, depth: int = 2
+    ):
         super().__init__()
         self.num_classes = num_classes
         layers: list[nn.Module] = [nn.Flatten()]
@@ -66,8 +67,14 @@ class MnistCNN(nn.Module):
     ``antialias`` swaps each max-pool for :class:`MaxBlurPool` and changes nothing else (same widths,
     same parameters), so that ``mnist_cnn_aa`` against ``mnist_cnn`` measures the blur alone."""
 
-    def __init__(self, num_classes: int = 10, in_chans: int = 1, width: int = 16, hidden: int = 128,
-                 antialias: bool = False):
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_chans: int = 1,
+        width: int = 16,
+        hidden: int = 128,
+        antialias: bool = False,
+    ):
         super().__init__()
         self.num_classes = num_classes
         pool = MaxBlurPool if antialias else (lambda channels: nn.MaxPool2d(2))

@@ -40,17 +40,27 @@ def build_parser() -> argparse.ArgumentParser:
         prog="robench", description="Adversarial and spatial robustness benchmark for image classifiers."
     )
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks for errors")
-    parser.add_argument("--config-dir", action="append", default=[], metavar="DIR",
-                        help="also search DIR/{threats,models,recipes,boards}/*.yaml, after the shipped "
-                             "configs and $ROBENCH_CONFIGS; a file there overrides a shipped one of that name "
-                             "(repeatable)")
+    parser.add_argument(
+        "--config-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also search DIR/{threats,models,recipes,boards}/*.yaml, after the shipped "
+        "configs and $ROBENCH_CONFIGS; a file there overrides a shipped one of that name "
+        "(repeatable)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     ev = sub.add_parser("eval", help="evaluate a model under one or more threats, one record each")
-    ev.add_argument("--model", required=True,
-                    help="card name (robench ls models), card.yaml, timm:NAME, torchvision:NAME[:WEIGHTS] "
-                         "or robustbench:NAME[:DATASET[:THREAT]]")
-    ev.add_argument("--threat", required=True, type=_csv, help="threat name(s), comma-separated (robench ls threats)")
+    ev.add_argument(
+        "--model",
+        required=True,
+        help="card name (robench ls models), card.yaml, timm:NAME, torchvision:NAME[:WEIGHTS] "
+        "or robustbench:NAME[:DATASET[:THREAT]]",
+    )
+    ev.add_argument(
+        "--threat", required=True, type=_csv, help="threat name(s), comma-separated (robench ls threats)"
+    )
     ev.add_argument("--dataset", help="dataset (default: the one the model card names)")
     ev.add_argument("--split", default="test", help="split to evaluate (default: test)")
     ev.add_argument("--n-examples", type=_positive_int, help="evaluate the first N examples (default: all)")
@@ -58,34 +68,70 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--chunk-size", type=_positive_int, help="examples per resumable chunk (default: 500)")
     ev.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
     ev.add_argument("--seed", type=int, default=0, help="seed for random starts and draws (default: 0)")
-    ev.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a threat parameter, e.g. --set eps=8/255 (repeatable)")
+    ev.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a threat parameter, e.g. --set eps=8/255 (repeatable)",
+    )
     ev.add_argument("--data-dir", help="dataset folder (default: $ROBENCH_DATA or ~/.cache/robench/data)")
-    ev.add_argument("--out", default="runs", help="records go to OUT/<dataset>/<model>/<threat>.json (default: runs)")
-    ev.add_argument("--allow-pickle", action="store_true",
-                    help="allow a pickle checkpoint, loaded with torch.load(weights_only=True)")
-    ev.add_argument("--weights", metavar="FILE",
-                    help="with --model timm:/torchvision:, this local file instead of the library's "
-                         "pretrained weights (.safetensors; a pickle needs --allow-pickle)")
-    ev.add_argument("--subset-file", metavar="FILE",
-                    help="ImageNet: evaluate exactly the images listed here, one file name or id per line, "
-                         "in that order (e.g. RobustBench's 5,000 ids)")
-    ev.add_argument("--json", action="store_true", help="print one JSON record per line on stdout, nothing else")
-    ev.add_argument("--shard", type=_shard, metavar="I/N",
-                    help="job-array task I of N: compute only chunks c with c %% N == I into --out, write no "
-                         "record (rerun without --shard to write it)")
-    ev.add_argument("--workers", type=int, metavar="N",
-                    help="processes decoding image files (default: min(8, cores); in-memory datasets: 0)")
-    ev.add_argument("--precision", default="fp32",
-                    help="fp32 (default) or bf16: argmax-verdict threats search in bf16 autocast, every close "
-                         "verdict re-checked in fp32 (records equal fp32's; gradient attacks stay fp32)")
-    ev.add_argument("--channels-last", action="store_true",
-                    help="run the search in channels_last memory format (checked like --precision bf16)")
-    ev.add_argument("--compile", action="store_true",
-                    help="torch.compile the search's model (checked likewise)")
+    ev.add_argument(
+        "--out", default="runs", help="records go to OUT/<dataset>/<model>/<threat>.json (default: runs)"
+    )
+    ev.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="allow a pickle checkpoint, loaded with torch.load(weights_only=True)",
+    )
+    ev.add_argument(
+        "--weights",
+        metavar="FILE",
+        help="with --model timm:/torchvision:, this local file instead of the library's "
+        "pretrained weights (.safetensors; a pickle needs --allow-pickle)",
+    )
+    ev.add_argument(
+        "--subset-file",
+        metavar="FILE",
+        help="ImageNet: evaluate exactly the images listed here, one file name or id per line, "
+        "in that order (e.g. RobustBench's 5,000 ids)",
+    )
+    ev.add_argument(
+        "--json", action="store_true", help="print one JSON record per line on stdout, nothing else"
+    )
+    ev.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="I/N",
+        help="job-array task I of N: compute only chunks c with c %% N == I into --out, write no "
+        "record (rerun without --shard to write it)",
+    )
+    ev.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="processes decoding image files (default: min(8, cores); in-memory datasets: 0)",
+    )
+    ev.add_argument(
+        "--precision",
+        default="fp32",
+        help="fp32 (default) or bf16: argmax-verdict threats search in bf16 autocast, every close "
+        "verdict re-checked in fp32 (records equal fp32's; gradient attacks stay fp32)",
+    )
+    ev.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="run the search in channels_last memory format (checked like --precision bf16)",
+    )
+    ev.add_argument(
+        "--compile", action="store_true", help="torch.compile the search's model (checked likewise)"
+    )
     ev.set_defaults(func=cmd_eval)
 
-    tr = sub.add_parser("train", help="train a model with a reference recipe; writes weights and a model card")
+    tr = sub.add_parser(
+        "train", help="train a model with a reference recipe; writes weights and a model card"
+    )
     tr.add_argument("--recipe", required=True, help="recipe name (robench/configs/recipes or a --config-dir)")
     tr.add_argument("--arch", required=True, help="timm architecture name, e.g. mnist_cnn")
     tr.add_argument("--name", required=True, help="model name for the card, e.g. mnist_cnn_standard")
@@ -93,92 +139,168 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--epochs", type=_positive_int, help="override the recipe's epochs")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--device", default="auto")
-    tr.add_argument("--arch-kwarg", dest="arch_kwargs", action="append", default=[], metavar="KEY=VALUE",
-                    help="architecture argument, e.g. --arch-kwarg width=32 (repeatable)")
+    tr.add_argument(
+        "--arch-kwarg",
+        dest="arch_kwargs",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="architecture argument, e.g. --arch-kwarg width=32 (repeatable)",
+    )
     tr.add_argument("--out", required=True, help="folder for <name>.safetensors (and the card)")
     tr.add_argument("--card-dir", help="write the card here instead, e.g. robench/configs/models")
     tr.set_defaults(func=cmd_train)
 
     lb = sub.add_parser("leaderboard", help="regenerate leaderboards/*.md from the committed run records")
-    lb.add_argument("--board", dest="boards", action="append", metavar="NAME",
-                    help="only this board (repeatable; default: every board in configs/boards)")
-    lb.add_argument("--check", action="store_true",
-                    help="write nothing; exit 1 if a committed board differs from what the records produce")
-    lb.add_argument("--root", type=Path,
-                    help="checkout holding leaderboards/ (default: the nearest one from the working "
-                         "directory up)")
-    lb.add_argument("--site", type=Path, metavar="DIR",
-                    help="also build the offline HTML site into DIR (with --check: exit 1 if DIR differs)")
+    lb.add_argument(
+        "--board",
+        dest="boards",
+        action="append",
+        metavar="NAME",
+        help="only this board (repeatable; default: every board in configs/boards)",
+    )
+    lb.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 if a committed board differs from what the records produce",
+    )
+    lb.add_argument(
+        "--root",
+        type=Path,
+        help="checkout holding leaderboards/ (default: the nearest one from the working directory up)",
+    )
+    lb.add_argument(
+        "--site",
+        type=Path,
+        metavar="DIR",
+        help="also build the offline HTML site into DIR (with --check: exit 1 if DIR differs)",
+    )
     lb.set_defaults(func=cmd_leaderboard)
 
     vf = sub.add_parser(
-        "verify", help="re-run committed records and compare them with the files, bit for bit",
+        "verify",
+        help="re-run committed records and compare them with the files, bit for bit",
         description="Re-run committed records (leaderboards/runs) from the shipped weights, configs and code "
-                    "on the CPU and compare per-example verdicts and details; one line per record (OK or "
-                    "DIFFERS: fields); exit 1 if any record differs.")
+        "on the CPU and compare per-example verdicts and details; one line per record (OK or "
+        "DIFFERS: fields); exit 1 if any record differs.",
+    )
     vf.add_argument("--all", dest="all_records", action="store_true", help="every committed record")
-    for flag, what in (("--board", "this board's dataset"), ("--model", "this model"),
-                       ("--threat", "this threat")):
-        vf.add_argument(flag, dest=flag[2:] + "s", action="append", metavar="NAME",
-                        help=f"records of {what} (repeatable)")
-    vf.add_argument("--n-examples", type=_positive_int, metavar="N",
-                    help="re-run only the first N examples (rounded up to a prefix the seeds reproduce) and "
-                         "compare their verdicts")
+    for flag, what in (
+        ("--board", "this board's dataset"),
+        ("--model", "this model"),
+        ("--threat", "this threat"),
+    ):
+        vf.add_argument(
+            flag, dest=flag[2:] + "s", action="append", metavar="NAME", help=f"records of {what} (repeatable)"
+        )
+    vf.add_argument(
+        "--n-examples",
+        type=_positive_int,
+        metavar="N",
+        help="re-run only the first N examples (rounded up to a prefix the seeds reproduce) and "
+        "compare their verdicts",
+    )
     vf.add_argument("--data-dir", help="dataset folder (default: $ROBENCH_DATA or ~/.cache/robench/data)")
     vf.add_argument("--root", type=Path, help="folder holding leaderboards/ (default: the checkout)")
     vf.set_defaults(func=cmd_verify)
 
-    cp = sub.add_parser("compare", help="paired comparison of two models' committed records, threat by threat",
-                        description="Per threat: both accuracies with Wilson 95%% intervals, the difference with "
-                                    "Newcombe's paired 95%% interval and the exact McNemar p-value, computed "
-                                    "from the records' per-example verdicts on the same examples.")
+    cp = sub.add_parser(
+        "compare",
+        help="paired comparison of two models' committed records, threat by threat",
+        description="Per threat: both accuracies with Wilson 95%% intervals, the difference with "
+        "Newcombe's paired 95%% interval and the exact McNemar p-value, computed "
+        "from the records' per-example verdicts on the same examples.",
+    )
     cp.add_argument("model_a", metavar="A", help="model name")
     cp.add_argument("model_b", metavar="B", help="model name")
-    cp.add_argument("--threat", dest="threats", action="extend", type=_csv, metavar="T",
-                    help="threat(s) to compare (repeatable or comma-separated; default: every threat both have)")
+    cp.add_argument(
+        "--threat",
+        dest="threats",
+        action="extend",
+        type=_csv,
+        metavar="T",
+        help="threat(s) to compare (repeatable or comma-separated; default: every threat both have)",
+    )
     where = cp.add_mutually_exclusive_group()
     where.add_argument("--board", help="only the records this board shows (current configs, its examples)")
-    where.add_argument("--dataset", help="records of this dataset (default: the one both models have records of)")
+    where.add_argument(
+        "--dataset", help="records of this dataset (default: the one both models have records of)"
+    )
     cp.add_argument("--root", type=Path, help="folder holding leaderboards/ (default: the checkout)")
     cp.set_defaults(func=cmd_compare)
 
     sm = sub.add_parser(
-        "submit", help="re-evaluate a checkpoint on its board's threats and add it to the board",
+        "submit",
+        help="re-evaluate a checkpoint on its board's threats and add it to the board",
         description="Submit CARD.yaml, or --checkpoint FILE --arch A --dataset D --name N (which writes the card): "
-                    "the weights are sha256-checked and loaded safely, every threat the board needs is re-run "
-                    "with the board's examples and seed, and the board is regenerated. Numbers written in the "
-                    "card are never used.")
-    sm.add_argument("card", nargs="?",
-                    help="model card YAML (copied into the checkout's models/ config folder)")
-    sm.add_argument("--list", dest="spec_list", metavar="FILE",
-                    help="submit every model of FILE, one spec per line (card file, timm:, torchvision:, "
-                         "robustbench:); resumable: rerun to finish, models already ranked are skipped")
-    sm.add_argument("--checkpoint", help="weights to write a card for (.safetensors; any other file is a pickle)")
+        "the weights are sha256-checked and loaded safely, every threat the board needs is re-run "
+        "with the board's examples and seed, and the board is regenerated. Numbers written in the "
+        "card are never used.",
+    )
+    sm.add_argument(
+        "card", nargs="?", help="model card YAML (copied into the checkout's models/ config folder)"
+    )
+    sm.add_argument(
+        "--list",
+        dest="spec_list",
+        metavar="FILE",
+        help="submit every model of FILE, one spec per line (card file, timm:, torchvision:, "
+        "robustbench:); resumable: rerun to finish, models already ranked are skipped",
+    )
+    sm.add_argument(
+        "--checkpoint", help="weights to write a card for (.safetensors; any other file is a pickle)"
+    )
     sm.add_argument("--arch", help="with --checkpoint: timm architecture name (e.g. mnist_cnn)")
     sm.add_argument("--dataset", help="with --checkpoint: the dataset the model was trained for")
     sm.add_argument("--name", help="with --checkpoint: model name (letters, digits, '_', '-', '.')")
-    sm.add_argument("--arch-kwarg", dest="arch_kwargs", action="append", default=[], metavar="KEY=VALUE",
-                    help="with --checkpoint: architecture argument (repeatable)")
-    sm.add_argument("--normalization", help="with --checkpoint: preset (imagenet, none; default none) or "
-                                            "the means then the stds, comma-separated")
+    sm.add_argument(
+        "--arch-kwarg",
+        dest="arch_kwargs",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --checkpoint: architecture argument (repeatable)",
+    )
+    sm.add_argument(
+        "--normalization",
+        help="with --checkpoint: preset (imagenet, none; default none) or "
+        "the means then the stds, comma-separated",
+    )
     sm.add_argument("--display-name", help="with --checkpoint: name shown on the board")
     sm.add_argument("--paper-title", help="with --checkpoint: paper title shown on the board")
     sm.add_argument("--paper-url", help="with --checkpoint: paper link (http/https)")
-    sm.add_argument("--board", dest="boards", action="append", metavar="NAME",
-                    help="submit to this board (repeatable; default: every board of the model's dataset)")
-    sm.add_argument("--force", action="store_true",
-                    help="replace a different card registered under the same name, and its records")
-    sm.add_argument("--allow-pickle", action="store_true",
-                    help="allow a pickle checkpoint, loaded with torch.load(weights_only=True)")
+    sm.add_argument(
+        "--board",
+        dest="boards",
+        action="append",
+        metavar="NAME",
+        help="submit to this board (repeatable; default: every board of the model's dataset)",
+    )
+    sm.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a different card registered under the same name, and its records",
+    )
+    sm.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="allow a pickle checkpoint, loaded with torch.load(weights_only=True)",
+    )
     sm.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
     sm.add_argument("--data-dir", help="dataset folder (default: $ROBENCH_DATA or ~/.cache/robench/data)")
-    sm.add_argument("--root", type=Path,
-                    help="checkout holding leaderboards/ and robench/configs/ or configs/ (default: the "
-                         "nearest one from the working directory up)")
+    sm.add_argument(
+        "--root",
+        type=Path,
+        help="checkout holding leaderboards/ and robench/configs/ or configs/ (default: the "
+        "nearest one from the working directory up)",
+    )
     sm.set_defaults(func=cmd_submit)
 
-    cr = sub.add_parser("corruptions-report", help="mCE and relative mCE of a model's corruption record "
-                        "against a reference model's (Hendrycks & Dietterich 2019)")
+    cr = sub.add_parser(
+        "corruptions-report",
+        help="mCE and relative mCE of a model's corruption record "
+        "against a reference model's (Hendrycks & Dietterich 2019)",
+    )
     cr.add_argument("--model", required=True, help="model whose record is reported")
     cr.add_argument("--reference", help="reference model (default for mnist5k: mnist_cnn_standard)")
     cr.add_argument("--dataset", default="mnist5k", help="dataset of both records (default: mnist5k)")
@@ -196,7 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _shard(value: str) -> tuple[int, int]:
     i, sep, n = value.partition("/")
     if not (sep and i.isdigit() and n.isdigit() and int(i) < int(n)):
-        raise argparse.ArgumentTypeError(f"expected I/N with 0 <= I < N (job-array task I of N), got {value!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected I/N with 0 <= I < N (job-array task I of N), got {value!r}"
+        )
     return int(i), int(n)
 
 
@@ -207,18 +331,36 @@ def cmd_eval(args) -> int:
     from robench.record import RunRecord
 
     request = EvalRequest(
-        model=args.model, threats=tuple(args.threat), out_dir=Path(args.out), dataset=args.dataset, split=args.split,
-        n_examples=args.n_examples, batch_size=args.batch_size, chunk_size=args.chunk_size, device=args.device,
-        seed=args.seed, overrides=config.parse_overrides(args.overrides), data_dir=args.data_dir,
-        allow_pickle=args.allow_pickle, shard=args.shard, weights=args.weights, subset_file=args.subset_file,
-        workers=args.workers, speed=Speed(args.precision, args.channels_last, args.compile),
+        model=args.model,
+        threats=tuple(args.threat),
+        out_dir=Path(args.out),
+        dataset=args.dataset,
+        split=args.split,
+        n_examples=args.n_examples,
+        batch_size=args.batch_size,
+        chunk_size=args.chunk_size,
+        device=args.device,
+        seed=args.seed,
+        overrides=config.parse_overrides(args.overrides),
+        data_dir=args.data_dir,
+        allow_pickle=args.allow_pickle,
+        shard=args.shard,
+        weights=args.weights,
+        subset_file=args.subset_file,
+        workers=args.workers,
+        speed=Speed(args.precision, args.channels_last, args.compile),
     )
     rows = []
     for result in run_request(request):  # rank 0's results only: one printout under torchrun
-        if not isinstance(result, RunRecord):  # a job-array shard: its chunks are on disk, the record comes later
+        if not isinstance(
+            result, RunRecord
+        ):  # a job-array shard: its chunks are on disk, the record comes later
             i, n = result.shard
-            print(f"robench: {result.threat}: shard {i}/{n} done; once every shard has finished, run the same "
-                  "command without --shard to write the record", file=sys.stderr)
+            print(
+                f"robench: {result.threat}: shard {i}/{n} done; once every shard has finished, run the same "
+                "command without --shard to write the record",
+                file=sys.stderr,
+            )
         elif args.json:
             print(json.dumps(json.loads(result.to_json()), sort_keys=True), flush=True)
         else:
@@ -233,8 +375,16 @@ def cmd_train(args) -> int:
     from robench.train import train
 
     card = train(
-        args.recipe, args.arch, args.dataset, name=args.name, out=args.out, card_dir=args.card_dir,
-        epochs=args.epochs, seed=args.seed, device=args.device, arch_kwargs=config.parse_overrides(args.arch_kwargs),
+        args.recipe,
+        args.arch,
+        args.dataset,
+        name=args.name,
+        out=args.out,
+        card_dir=args.card_dir,
+        epochs=args.epochs,
+        seed=args.seed,
+        device=args.device,
+        arch_kwargs=config.parse_overrides(args.arch_kwargs),
     )
     print(card)
     return 0
@@ -245,9 +395,20 @@ def _table(records, out: Path) -> str:
 
     header = ["model", "dataset", "threat", "n", "clean", "robust", "95% CI (Wilson)", "ex/s", "flags"]
     cis = [wilson(successes(r.per_example, r.n_examples, r.robust_acc), r.n_examples) for r in records]
-    lines = [[r.model, r.dataset, r.threat, str(r.n_examples), f"{r.clean_acc:.1%}", f"{r.robust_acc:.1%}",
-              f"[{low:.1%}, {high:.1%}]", f"{r.examples_per_s:.0f}", str(len(r.flags))]
-             for r, (low, high) in zip(records, cis, strict=True)]
+    lines = [
+        [
+            r.model,
+            r.dataset,
+            r.threat,
+            str(r.n_examples),
+            f"{r.clean_acc:.1%}",
+            f"{r.robust_acc:.1%}",
+            f"[{low:.1%}, {high:.1%}]",
+            f"{r.examples_per_s:.0f}",
+            str(len(r.flags)),
+        ]
+        for r, (low, high) in zip(records, cis, strict=True)
+    ]
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
     fmt = "  ".join(f"{{:{'<' if i < 3 else '>'}{w}}}" for i, w in enumerate(widths))
     text = [fmt.format(*header)] + [fmt.format(*line) for line in lines]
@@ -282,8 +443,9 @@ def cmd_compare(args) -> int:
     from robench.boards.compare import compare_models, format_rows
 
     root = args.root if args.root is not None else boards.default_root()
-    dataset, rows = compare_models(args.model_a, args.model_b, threats=args.threats, board=args.board,
-                                   dataset=args.dataset, root=root)
+    dataset, rows = compare_models(
+        args.model_a, args.model_b, threats=args.threats, board=args.board, dataset=args.dataset, root=root
+    )
     print(format_rows(args.model_a, args.model_b, dataset, rows))
     return 0
 
@@ -299,8 +461,10 @@ def cmd_verify(args) -> int:
         print(outcome.line(root), flush=True)
         failed += bool(outcome.differs)
     if failed:
-        print(f"robench: {failed} record(s) differ from a re-run of the shipped code and weights",
-              file=sys.stderr)
+        print(
+            f"robench: {failed} record(s) differ from a re-run of the shipped code and weights",
+            file=sys.stderr,
+        )
     return 1 if failed else 0
 
 
@@ -308,13 +472,24 @@ def cmd_submit(args) -> int:
     from robench.boards.submit import CheckpointSpec, SubmitRequest, submit
 
     checkpoint = CheckpointSpec(
-        path=args.checkpoint, arch=args.arch, dataset=args.dataset, name=args.name,
-        arch_kwargs=tuple(args.arch_kwargs), normalization=args.normalization, display_name=args.display_name,
-        paper_url=args.paper_url, paper_title=args.paper_title,
+        path=args.checkpoint,
+        arch=args.arch,
+        dataset=args.dataset,
+        name=args.name,
+        arch_kwargs=tuple(args.arch_kwargs),
+        normalization=args.normalization,
+        display_name=args.display_name,
+        paper_url=args.paper_url,
+        paper_title=args.paper_title,
     )
     request = SubmitRequest(
-        card=args.card, checkpoint=checkpoint, boards=tuple(args.boards) if args.boards else None,
-        force=args.force, allow_pickle=args.allow_pickle, device=args.device, data_dir=args.data_dir,
+        card=args.card,
+        checkpoint=checkpoint,
+        boards=tuple(args.boards) if args.boards else None,
+        force=args.force,
+        allow_pickle=args.allow_pickle,
+        device=args.device,
+        data_dir=args.data_dir,
         root=args.root,
     )
     if args.spec_list:
@@ -394,8 +569,15 @@ def _dataset_rows(config) -> list[list[str]]:
     for name in list_datasets():
         info = dataset_info(name)
         size = f"{info.channels}x{info.image_size}x{info.image_size}"
-        rows.append([name, f"{info.num_classes} classes", size, f"budgets: {info.family}",
-                     f"splits: {', '.join(info.splits)}"])
+        rows.append(
+            [
+                name,
+                f"{info.num_classes} classes",
+                size,
+                f"budgets: {info.family}",
+                f"splits: {', '.join(info.splits)}",
+            ]
+        )
     return rows
 
 
@@ -430,11 +612,17 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt as e:
         signum = getattr(e, "signum", signal.SIGINT)
-        print(f"robench: interrupted by {signal.Signals(signum).name} (finished chunks are kept; rerun the same "
-              "command to resume)", file=sys.stderr)
+        print(
+            f"robench: interrupted by {signal.Signals(signum).name} (finished chunks are kept; rerun the same "
+            "command to resume)",
+            file=sys.stderr,
+        )
         return 128 + signum
     except Exception as e:  # a bug, not a user error: one line unless --debug
         if args.debug:
             raise
-        print(f"robench: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", file=sys.stderr)
+        print(
+            f"robench: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return 1

@@ -170,10 +170,14 @@ def load_named(kind: str, name: str, folder: str, _chain: tuple[str, ...] = ()) 
     ``base:`` is looked up on the whole search path, so a user threat may start from a shipped one.
     """
     if not isinstance(name, str):
-        raise UsageError(f"{kind} config {_chain[-1]!r}: base must be the name of another {kind}, "
-                         f"got a {type(name).__name__}")
+        raise UsageError(
+            f"{kind} config {_chain[-1]!r}: base must be the name of another {kind}, "
+            f"got a {type(name).__name__}"
+        )
     if name in _chain:
-        raise UsageError(f"{kind} config {name!r}: base inherits from itself ({' -> '.join((*_chain, name))})")
+        raise UsageError(
+            f"{kind} config {name!r}: base inherits from itself ({' -> '.join((*_chain, name))})"
+        )
     path = find(folder, name)
     if path is None:
         raise unknown_name(kind, name, names(folder))
@@ -238,7 +242,9 @@ class ThreatSpec:
         budgets = sorted(set(BUDGET_FAMILY.values()))
         for key in self.per_dataset or {}:
             if key not in budgets:
-                raise UsageError(f"per_dataset: unknown budget family {key!r}{schema.did_you_mean(key, budgets)}")
+                raise UsageError(
+                    f"per_dataset: unknown budget family {key!r}{schema.did_you_mean(key, budgets)}"
+                )
 
 
 def threat_spec(name: str) -> ThreatSpec:

@@ -88,15 +88,21 @@ class ImageNetC:
 
 
 def open_corrupted_set(
-    dataset: str, suite: str, split: str, labels: torch.Tensor, pairs: list[tuple[str, int]],
+    dataset: str,
+    suite: str,
+    split: str,
+    labels: torch.Tensor,
+    pairs: list[tuple[str, int]],
     data_dir: str | os.PathLike | None,
 ) -> CifarC | ImageNetC | MnistCFiles:
     """The official corrupted set of ``dataset`` in ``suite`` (:data:`SUITES`), aligned with the first
     ``len(labels)`` examples of ``split`` (whose labels are ``labels``), with the files of the
     (corruption, severity) ``pairs`` checked."""
     if dataset not in SUITES[suite]:
-        raise UsageError(f"dataset {dataset!r} has no official {suite} corrupted set: evaluate "
-                         f"{' or '.join(SUITES[suite])}, or use the computed threat")
+        raise UsageError(
+            f"dataset {dataset!r} has no official {suite} corrupted set: evaluate "
+            f"{' or '.join(SUITES[suite])}, or use the computed threat"
+        )
     if split != "test":
         raise UsageError(f"the official corrupted sets copy the test split, not {split!r}: use --split test")
     data_dir = Path(data_dir).expanduser() if data_dir else None
@@ -121,22 +127,28 @@ def _load(path: Path, mmap: bool) -> np.ndarray:
 def _open_cifar(name: str, root: Path, labels: torch.Tensor, corruptions: list[str]) -> CifarC:
     all_labels = _load(root / "labels.npy", mmap=False)
     if all_labels.ndim != 1 or len(all_labels) % SEVERITIES:
-        raise DataError(f"{root / 'labels.npy'} has shape {list(all_labels.shape)}, not [5 severities x m]: "
-                        "re-download it")
+        raise DataError(
+            f"{root / 'labels.npy'} has shape {list(all_labels.shape)}, not [5 severities x m]: "
+            "re-download it"
+        )
     m = len(all_labels) // SEVERITIES
     n = len(labels)
     if n > m:
         raise UsageError(f"{name} has {m} images per severity; evaluate at most {m} examples, not {n}")
     if not np.array_equal(all_labels[:n].astype(np.int64), labels.cpu().numpy()):
-        raise DataError(f"{root / 'labels.npy'} does not match the test labels in their official order: "
-                        f"is {root} the right set ({name})?")
+        raise DataError(
+            f"{root / 'labels.npy'} does not match the test labels in their official order: "
+            f"is {root} the right set ({name})?"
+        )
     arrays = {}
     for corruption in corruptions:
         path = root / f"{corruption}.npy"
         array = _load(path, mmap=True)
         if array.dtype != np.uint8 or array.shape != (SEVERITIES * m, 32, 32, 3):
-            raise DataError(f"{path} is {array.dtype} {list(array.shape)}, not uint8 "
-                            f"[{SEVERITIES * m}, 32, 32, 3] (5 severities x {m} images): re-download it")
+            raise DataError(
+                f"{path} is {array.dtype} {list(array.shape)}, not uint8 "
+                f"[{SEVERITIES * m}, 32, 32, 3] (5 severities x {m} images): re-download it"
+            )
         arrays[corruption] = array
     return CifarC(name, arrays, m)
 
@@ -147,12 +159,15 @@ def _open_mnist(name: str, root: Path, labels: torch.Tensor, corruptions: list[s
         path, labels_path = root / corruption / "test_images.npy", root / corruption / "test_labels.npy"
         array, own = _load(path, mmap=True), _load(labels_path, mmap=False)
         if array.dtype != np.uint8 or array.shape != (len(own), 28, 28, 1):
-            raise DataError(f"{path} is {array.dtype} {list(array.shape)}, not uint8 "
-                            f"[{len(own)}, 28, 28, 1]: re-download it")
+            raise DataError(
+                f"{path} is {array.dtype} {list(array.shape)}, not uint8 "
+                f"[{len(own)}, 28, 28, 1]: re-download it"
+            )
         first = own[: len(labels)].astype(np.int64)
         if len(first) < len(labels) or not np.array_equal(first, labels.cpu().numpy()):
-            raise DataError(f"{labels_path} does not match the first {len(labels)} MNIST test labels: "
-                            f"is {root} MNIST-C?")
+            raise DataError(
+                f"{labels_path} does not match the first {len(labels)} MNIST test labels: is {root} MNIST-C?"
+            )
         arrays[corruption] = array
     return MnistCFiles(name, arrays)
 
@@ -164,11 +179,20 @@ def _open_imagenet(
     root = (data_dir or _env_data_dir()) / name
     for corruption, severity in pairs:
         if not (root / corruption / str(severity)).is_dir():
-            raise DataError(f"{root / corruption / str(severity)} is missing: ImageNet-C is read from "
-                            f"DIR/{name}/<corruption>/<severity>/<wnid>/*.JPEG next to DIR's ImageNet")
+            raise DataError(
+                f"{root / corruption / str(severity)} is missing: ImageNet-C is read from "
+                f"DIR/{name}/<corruption>/<severity>/<wnid>/*.JPEG next to DIR's ImageNet"
+            )
     samples = clean.samples[: len(labels)]
     if [label for _, label in samples] != labels.tolist():  # the same subset rule, or the rows would drift
-        raise DataError(f"the ImageNet test images under {data_dir or _env_data_dir()} are not the evaluated "
-                        "ones: evaluate and read with the same --data-dir")
-    return ImageNetC(name, root, [(path.parent.name, path.name) for path, _ in samples],
-                     [label for _, label in samples], clean.transform)
+        raise DataError(
+            f"the ImageNet test images under {data_dir or _env_data_dir()} are not the evaluated "
+            "ones: evaluate and read with the same --data-dir"
+        )
+    return ImageNetC(
+        name,
+        root,
+        [(path.parent.name, path.name) for path, _ in samples],
+        [label for _, label in samples],
+        clean.transform,
+    )

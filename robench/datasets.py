@@ -38,8 +38,15 @@ from robench.errors import DataError, UsageError
 from robench.imagenet import IMAGENET_PER_CLASS, Preprocessing
 from robench.registry import Registry
 
-__all__ = ["IMAGENET_PER_CLASS", "DatasetInfo", "Preprocessing", "create_dataset", "dataset_info",
-           "list_datasets", "load_tensors"]
+__all__ = [
+    "IMAGENET_PER_CLASS",
+    "DatasetInfo",
+    "Preprocessing",
+    "create_dataset",
+    "dataset_info",
+    "list_datasets",
+    "load_tensors",
+]
 
 
 @dataclass(frozen=True)
@@ -86,8 +93,12 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def create_dataset(
-    name: str, split: str = "test", data_dir: str | os.PathLike | None = None, *,
-    preprocessing: Preprocessing | None = None, subset_file: str | os.PathLike | None = None,
+    name: str,
+    split: str = "test",
+    data_dir: str | os.PathLike | None = None,
+    *,
+    preprocessing: Preprocessing | None = None,
+    subset_file: str | os.PathLike | None = None,
 ) -> Dataset:
     """The ``split`` of dataset ``name`` as a map-style Dataset of ``(x: float32 CHW in [0,1], y: int)``.
 
@@ -110,8 +121,13 @@ def create_dataset(
 
 
 def load_tensors(
-    name: str, split: str = "test", n: int | None = None, data_dir: str | os.PathLike | None = None, *,
-    preprocessing: Preprocessing | None = None, subset_file: str | os.PathLike | None = None,
+    name: str,
+    split: str = "test",
+    n: int | None = None,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    preprocessing: Preprocessing | None = None,
+    subset_file: str | os.PathLike | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``n`` examples (all if ``None``) of a split, decoded once: ``x`` float32 [N,C,H,W] in
     [0,1] and ``y`` int64 [N].
@@ -127,8 +143,13 @@ def load_tensors(
 
 
 def first_examples(
-    name: str, split: str = "test", n: int | None = None, data_dir: str | os.PathLike | None = None, *,
-    preprocessing: Preprocessing | None = None, subset_file: str | os.PathLike | None = None,
+    name: str,
+    split: str = "test",
+    n: int | None = None,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    preprocessing: Preprocessing | None = None,
+    subset_file: str | os.PathLike | None = None,
 ) -> Dataset:
     """The first ``n`` examples (all if ``None``) of a split, not decoded yet: what an evaluation streams.
 
@@ -151,7 +172,9 @@ def example_labels(examples: Dataset) -> torch.Tensor:
     keeps its labels apart (in-memory arrays, image files, torchvision's ``targets``)."""
     if isinstance(examples, _UInt8Images):
         return examples.labels.clone()
-    base, indices = (examples.dataset, list(examples.indices)) if isinstance(examples, Subset) else (examples, None)
+    base, indices = (
+        (examples.dataset, list(examples.indices)) if isinstance(examples, Subset) else (examples, None)
+    )
     indices = indices if indices is not None else range(len(base))
     if hasattr(base, "samples"):
         return torch.tensor([int(base.samples[i][1]) for i in indices], dtype=torch.long)
@@ -186,8 +209,9 @@ def stream_batches(
             yield (examples.images[i:j].float() / 255).to(device), examples.labels[i:j].to(device)
         return
     cuda = device.type == "cuda"
-    loader = DataLoader(Subset(examples, range(lo, hi)), batch_size=batch_size, num_workers=workers,
-                        pin_memory=cuda)
+    loader = DataLoader(
+        Subset(examples, range(lo, hi)), batch_size=batch_size, num_workers=workers, pin_memory=cuda
+    )
     for x, y in loader:
         yield x.to(device, non_blocking=cuda), y.long().to(device, non_blocking=cuda)
 

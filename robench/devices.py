@@ -21,7 +21,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         raise UsageError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise UsageError("CUDA was requested but no CUDA device is available here: use --device cpu (or auto)")
+            raise UsageError(
+                "CUDA was requested but no CUDA device is available here: use --device cpu (or auto)"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise UsageError(f"{dev} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
     elif dev.type != "cpu":

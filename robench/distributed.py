@@ -64,11 +64,15 @@ def rank_device(device: torch.device) -> torch.device:
         return device
     local_rank = int(os.environ["LOCAL_RANK"])
     if device.index is not None and int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > 1:
-        raise UsageError(f"--device {device} pins every rank to one GPU: under torchrun use --device auto or "
-                         "cuda (rank i uses GPU i of its machine; restrict GPUs with CUDA_VISIBLE_DEVICES)")
+        raise UsageError(
+            f"--device {device} pins every rank to one GPU: under torchrun use --device auto or "
+            "cuda (rank i uses GPU i of its machine; restrict GPUs with CUDA_VISIBLE_DEVICES)"
+        )
     if local_rank >= torch.cuda.device_count():
-        raise UsageError(f"local rank {local_rank} has no GPU: this machine has {torch.cuda.device_count()}; "
-                         "set --nproc_per_node to at most that")
+        raise UsageError(
+            f"local rank {local_rank} has no GPU: this machine has {torch.cuda.device_count()}; "
+            "set --nproc_per_node to at most that"
+        )
     return torch.device("cuda", local_rank)
 
 
@@ -103,8 +107,14 @@ def process_group(device: torch.device) -> Iterator[torch.device]:
         kwargs["device_id"] = device
     else:
         torch.set_num_threads(cpu_threads())
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", store=store, rank=rank,
-                            world_size=world_size, timeout=COLLECTIVE_TIMEOUT, **kwargs)
+    dist.init_process_group(
+        "nccl" if device.type == "cuda" else "gloo",
+        store=store,
+        rank=rank,
+        world_size=world_size,
+        timeout=COLLECTIVE_TIMEOUT,
+        **kwargs,
+    )
     _store = dist.PrefixStore("robench/", store)
     try:
         yield device
@@ -125,8 +135,10 @@ class ChunkQueue:
         self.chunks = list(chunks)
         self.rank, self.world_size = world()
         if self.world_size > 1 and _store is None:
-            raise UsageError("a process group exists but robench did not join it: start sharded runs inside "
-                             "robench.distributed.process_group(device) (the CLI does)")
+            raise UsageError(
+                "a process group exists but robench did not join it: start sharded runs inside "
+                "robench.distributed.process_group(device) (the CLI does)"
+            )
         self.key = f"q{_queues}"
         _queues += 1
         self.examples = 0  # examples finished by all ranks, as last seen by this one

@@ -167,7 +167,11 @@ def load_card_file(path: str | os.PathLike) -> ModelCard:
 def check_dataset(card: ModelCard, dataset: str) -> None:
     """Refuse to evaluate a model on images of another shape or label set than it was built for."""
     trained, target = dataset_info(card.dataset), dataset_info(dataset)
-    if (card.num_classes, trained.channels, trained.image_size) != (target.num_classes, target.channels, target.image_size):
+    if (card.num_classes, trained.channels, trained.image_size) != (
+        target.num_classes,
+        target.channels,
+        target.image_size,
+    ):
         raise UsageError(
             f"model {card.name!r} takes {trained.channels}x{trained.image_size}px images with {card.num_classes} "
             f"classes ({card.dataset}); {dataset!r} has {target.channels}x{target.image_size}px and {target.num_classes}"
@@ -205,14 +209,17 @@ def build_network(card: ModelCard) -> nn.Module:
         if card.library == "torchvision":
             import torchvision
 
-            return torchvision.models.get_model(card.arch, weights=None, num_classes=card.num_classes,
-                                                **kwargs)
+            return torchvision.models.get_model(
+                card.arch, weights=None, num_classes=card.num_classes, **kwargs
+            )
         import timm
 
         return timm.create_model(card.arch, pretrained=False, num_classes=card.num_classes, **kwargs)
     except (RuntimeError, ValueError, TypeError) as e:
         if "Unknown" in str(e):
-            raise UsageError(f"model card {card.name!r}: unknown {card.library} architecture {card.arch!r}") from None
+            raise UsageError(
+                f"model card {card.name!r}: unknown {card.library} architecture {card.arch!r}"
+            ) from None
         raise UsageError(f"model card {card.name!r}: cannot build {card.arch!r}: {e}") from None
 
 
@@ -262,7 +269,9 @@ def read_state_dict(path: Path, fmt: str, allow_pickle: bool) -> dict:
         try:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as e:
-            raise CheckpointError(f"{path} is not a readable safetensors file (truncated or corrupt?): {e}") from None
+            raise CheckpointError(
+                f"{path} is not a readable safetensors file (truncated or corrupt?): {e}"
+            ) from None
     if not allow_pickle:
         raise CheckpointError(
             f"{path} is a pickle checkpoint; pickles can run code when loaded. Convert it to safetensors, "
@@ -292,8 +301,10 @@ def load_weights(net: nn.Module, state: dict, card: ModelCard) -> None:
         parts = []
         if wrong:
             k = wrong[0]
-            parts.append(f"shape of {k} is {tuple(state[k].shape)}, the architecture wants {tuple(own[k].shape)}"
-                         " (wrong num_classes or arch_kwargs?)")
+            parts.append(
+                f"shape of {k} is {tuple(state[k].shape)}, the architecture wants {tuple(own[k].shape)}"
+                " (wrong num_classes or arch_kwargs?)"
+            )
         if missing:
             parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
         if unexpected:

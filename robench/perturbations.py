@@ -82,7 +82,9 @@ class RandomAffine:
 
     def draw(self, n: int, generator: torch.Generator, scale: float = 1.0) -> torch.Tensor:
         """``n`` transforms (angle_deg, tx, ty) [n, 3] uniform in the box shrunk by ``scale``."""
-        return draw_transforms((n,), box_half_widths(self.max_rotation, self.max_translation) * scale, generator)
+        return draw_transforms(
+            (n,), box_half_widths(self.max_rotation, self.max_translation) * scale, generator
+        )
 
     def __call__(self, model, x, y, generator, epoch=0):
         return warp_transforms(x, self.draw(len(x), generator))
@@ -125,7 +127,10 @@ def ramp(epoch: int, ramp_epochs: int) -> float:
 
 
 def _check_ramp(kind: str, ramp_epochs: int) -> None:
-    require(ramp_epochs >= 1, f"{kind}: ramp_epochs must be >= 1 (1 = full budget from the start), got {ramp_epochs!r}")
+    require(
+        ramp_epochs >= 1,
+        f"{kind}: ramp_epochs must be >= 1 (1 = full budget from the start), got {ramp_epochs!r}",
+    )
 
 
 @PERTURBATIONS.register("pgd")
@@ -148,7 +153,9 @@ class PGDTraining:
 
     def attack(self, epoch: int) -> PGD:
         s = ramp(epoch, self.ramp_epochs)
-        return PGD(norm=self.norm, eps=self.eps * s, steps=self.steps, step_size=self.step_size * s, restarts=1)
+        return PGD(
+            norm=self.norm, eps=self.eps * s, steps=self.steps, step_size=self.step_size * s, restarts=1
+        )
 
     def __call__(self, model, x, y, generator, epoch=0):
         return self.attack(epoch).last_iterate(model, x, y, generator)

@@ -37,17 +37,39 @@ def config_hash(obj: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def run_identity(*, model: str, weights: dict | None, dataset: str, split: str, n: int, threat: str,
-                 family: str, config: dict, seed: int, batch_size: int, chunk_size: int,
-                 subset: dict | None = None) -> dict:
+def run_identity(
+    *,
+    model: str,
+    weights: dict | None,
+    dataset: str,
+    split: str,
+    n: int,
+    threat: str,
+    family: str,
+    config: dict,
+    seed: int,
+    batch_size: int,
+    chunk_size: int,
+    subset: dict | None = None,
+) -> dict:
     """Every input that can change a verdict, plus the chunk size (it sets the chunks' seeds) and the
     batch size: what a record's ``config_hash`` hashes. Everything in it is also a field of the record,
     so a reader can recompute the hash and catch a record edited without it (:func:`problem`).
     ``subset`` (an ImageNet subset file's name and sha256, kept in the record's ``indices``) enters only
     when given, so every run without one keeps the identity it always had."""
-    identity = {"model": model, "weights": weights, "dataset": dataset, "split": split, "n": n,
-                "threat": threat, "family": family, "config": config, "seed": seed, "batch_size": batch_size,
-                "chunk_size": chunk_size}
+    identity = {
+        "model": model,
+        "weights": weights,
+        "dataset": dataset,
+        "split": split,
+        "n": n,
+        "threat": threat,
+        "family": family,
+        "config": config,
+        "seed": seed,
+        "batch_size": batch_size,
+        "chunk_size": chunk_size,
+    }
     if subset is not None:
         identity["subset"] = subset
     return identity
@@ -99,14 +121,23 @@ class RunRecord:
         return json.dumps(data, sort_keys=True, indent=1) + "\n"
 
     @classmethod
-    def from_dict(cls, data: dict) -> "RunRecord":
+    def from_dict(cls, data: dict) -> RunRecord:
         fields = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in fields})
 
 
 _TYPES = {
-    str: ("model", "dataset", "threat", "family", "config_hash", "per_example", "clean_per_example", "device",
-          "started_at"),
+    str: (
+        "model",
+        "dataset",
+        "threat",
+        "family",
+        "config_hash",
+        "per_example",
+        "clean_per_example",
+        "device",
+        "started_at",
+    ),
     int: ("n_examples", "seed", "batch_size", "chunk_size", "schema_version"),
     float: ("clean_acc", "robust_acc", "duration_s", "examples_per_s"),
     dict: ("threat_config", "indices", "details", "model_meta", "versions", "artifacts"),
@@ -135,18 +166,30 @@ def problem(rec: RunRecord) -> str | None:
         flags = getattr(rec, name)
         if len(flags) != n or flags.strip("01"):
             return f"{name} is not {n} characters of '0'/'1'"
-    if not (_accuracy_of(rec.per_example, n, rec.robust_acc)
-            and _accuracy_of(rec.clean_per_example, n, rec.clean_acc)):
+    if not (
+        _accuracy_of(rec.per_example, n, rec.robust_acc)
+        and _accuracy_of(rec.clean_per_example, n, rec.clean_acc)
+    ):
         return "robust_acc or clean_acc is not the mean of its per-example verdicts"
     if any(r == "1" and c == "0" for r, c in zip(rec.per_example, rec.clean_per_example, strict=True)):
         return "an example is robust but not clean-correct"
     start, stop = rec.indices.get("start"), rec.indices.get("stop")
     if not (isinstance(start, int) and isinstance(stop, int) and stop - start == n):
         return f"indices {rec.indices} do not span n_examples {n}"
-    identity = run_identity(model=rec.model, weights=rec.model_meta or None, dataset=rec.dataset,
-                            split=rec.indices.get("split"), n=n, threat=rec.threat, family=rec.family,
-                            config=rec.threat_config, seed=rec.seed, batch_size=rec.batch_size,
-                            chunk_size=rec.chunk_size, subset=rec.indices.get("subset"))
+    identity = run_identity(
+        model=rec.model,
+        weights=rec.model_meta or None,
+        dataset=rec.dataset,
+        split=rec.indices.get("split"),
+        n=n,
+        threat=rec.threat,
+        family=rec.family,
+        config=rec.threat_config,
+        seed=rec.seed,
+        batch_size=rec.batch_size,
+        chunk_size=rec.chunk_size,
+        subset=rec.indices.get("subset"),
+    )
     if config_hash(identity) != rec.config_hash:
         return "config_hash is not the hash of the protocol the record states (edited by hand?)"
     return None

@@ -19,7 +19,11 @@ def unknown_name(kind: str, name: str, known: Iterable[str]) -> UsageError:
     """The error for an unknown ``name`` of ``kind``, suggesting the closest known names."""
     known = sorted(known)
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-    hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else f"known: {', '.join(known) or '(none)'}"
+    hint = (
+        f"did you mean {' or '.join(repr(c) for c in close)}?"
+        if close
+        else f"known: {', '.join(known) or '(none)'}"
+    )
     return UsageError(f"unknown {kind} {name!r}; {hint}")
 
 

@@ -52,7 +52,9 @@ def check_keys(data: Mapping, allowed, required, where: str) -> None:
             raise UsageError(f"{where}: unknown key {key!r}{did_you_mean(str(key), allowed)}")
     missing = sorted(k for k in required if k not in data)
     if missing:
-        raise UsageError(f"{where}: missing key{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}")
+        raise UsageError(
+            f"{where}: missing key{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}"
+        )
 
 
 def _required(field: dataclasses.Field) -> bool:
@@ -70,7 +72,9 @@ def load(cls: type[T], data: Any, where: str, **fixed: Any) -> T:
     hints = typing.get_type_hints(cls)
     fields = [f for f in dataclasses.fields(cls) if f.init and f.name not in fixed]
     check_keys(data, {f.name for f in fields}, {f.name for f in fields if _required(f)}, where)
-    values = {f.name: check(hints[f.name], data[f.name], f"{where}: {f.name}") for f in fields if f.name in data}
+    values = {
+        f.name: check(hints[f.name], data[f.name], f"{where}: {f.name}") for f in fields if f.name in data
+    }
     return cls(**values, **fixed)
 
 
@@ -110,7 +114,9 @@ def check(hint: Any, value: Any, where: str) -> Any:
             raise UsageError(f"{where} must be a mapping, got {_shown(value)}")
         if not args:
             return dict(value)
-        return {check(args[0], k, f"{where} key"): check(args[1], v, f"{where}.{k}") for k, v in value.items()}
+        return {
+            check(args[0], k, f"{where} key"): check(args[1], v, f"{where}.{k}") for k, v in value.items()
+        }
     return _scalar(hint, value, where)
 
 
@@ -133,7 +139,9 @@ def _scalar(hint: type, value: Any, where: str) -> Any:
         if isinstance(value, str):
             return value
         raise UsageError(f"{where} must be a string, got {_shown(value)}")
-    raise TypeError(f"schema.check: unsupported type hint {hint!r} at {where}")  # a bug in a dataclass, not input
+    raise TypeError(
+        f"schema.check: unsupported type hint {hint!r} at {where}"
+    )  # a bug in a dataclass, not input
 
 
 def _finite(value: int | float) -> bool:

@@ -50,11 +50,13 @@ class Recipe:
             if getattr(self, key) < 1:
                 raise UsageError(f"recipe {self.name!r}: {key} must be >= 1, got {getattr(self, key)!r}")
         if self.lr <= 0 or self.weight_decay < 0:
-            raise UsageError(f"recipe {self.name!r}: lr must be > 0 and weight_decay >= 0, "
-                             f"got {self.lr!r} and {self.weight_decay!r}")
+            raise UsageError(
+                f"recipe {self.name!r}: lr must be > 0 and weight_decay >= 0, "
+                f"got {self.lr!r} and {self.weight_decay!r}"
+            )
 
     @classmethod
-    def load(cls, name: str) -> "Recipe":
+    def load(cls, name: str) -> Recipe:
         data = config.load_named("recipe", name, "recipes")
         recipe = schema.load(cls, data, f"recipe {name!r}", name=name)
         recipe.perturber()  # an unknown perturbation or a bad parameter fails here, before any training
@@ -70,8 +72,10 @@ class Recipe:
 
 def accuracy(model, x, y, batch_size: int = 1000) -> float:
     with torch.inference_mode():
-        correct = sum(int((model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum())
-                      for i in range(0, len(x), batch_size))
+        correct = sum(
+            int((model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum())
+            for i in range(0, len(x), batch_size)
+        )
     return correct / len(x)
 
 
@@ -83,7 +87,9 @@ def fit(model, rec: Recipe, x, y, epochs: int, generator: torch.Generator, desc:
     opt = torch.optim.Adam(model.parameters(), lr=rec.lr, weight_decay=rec.weight_decay)
     steps_per_epoch = (len(x) + rec.batch_size - 1) // rec.batch_size
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=rec.lr, total_steps=epochs * steps_per_epoch)
-    for epoch in tqdm(range(epochs), desc=desc, unit="epoch", disable=None if progress is None else not progress):
+    for epoch in tqdm(
+        range(epochs), desc=desc, unit="epoch", disable=None if progress is None else not progress
+    ):
         perm = torch.randperm(len(x), generator=generator).to(x.device)
         for i in range(0, len(x), rec.batch_size):
             idx = perm[i : i + rec.batch_size]
@@ -99,9 +105,18 @@ def fit(model, rec: Recipe, x, y, epochs: int, generator: torch.Generator, desc:
 
 
 def train(
-    recipe: str, arch: str, dataset: str = "mnist5k", *, name: str, out: str | os.PathLike,
-    card_dir: str | os.PathLike | None = None, epochs: int | None = None, seed: int = 0,
-    device: str | torch.device | None = None, arch_kwargs: dict | None = None, progress: bool | None = None,
+    recipe: str,
+    arch: str,
+    dataset: str = "mnist5k",
+    *,
+    name: str,
+    out: str | os.PathLike,
+    card_dir: str | os.PathLike | None = None,
+    epochs: int | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    arch_kwargs: dict | None = None,
+    progress: bool | None = None,
 ) -> Path:
     """Train ``arch`` with ``recipe`` and write ``<out>/<name>.safetensors`` and its card; returns the card path."""
     from safetensors.torch import save
@@ -116,8 +131,11 @@ def train(
     info = dataset_info(dataset)
     dev = resolve_device(device)
     card_data = {
-        "arch": arch, "dataset": dataset, "num_classes": info.num_classes,
-        "arch_kwargs": dict(arch_kwargs or {}), "normalization": NORMALIZATION.get(dataset),
+        "arch": arch,
+        "dataset": dataset,
+        "num_classes": info.num_classes,
+        "arch_kwargs": dict(arch_kwargs or {}),
+        "normalization": NORMALIZATION.get(dataset),
         "weights": {"path": "pending", "sha256": "0" * 64},
     }
     card = card_from_dict(name, card_data)
@@ -131,7 +149,9 @@ def train(
     xt, yt = xt.to(dev), yt.to(dev)
 
     started = time.time()
-    fit(model, rec, x, y, epochs, torch.Generator().manual_seed(seed), desc=f"train {name}", progress=progress)
+    fit(
+        model, rec, x, y, epochs, torch.Generator().manual_seed(seed), desc=f"train {name}", progress=progress
+    )
     model.eval()
     clean = accuracy(model, xt, yt)
 
@@ -142,17 +162,39 @@ def train(
     card_data["weights"] = {"path": os.path.relpath(weights, card_dir), "sha256": sha256_file(weights)}
     card_data["display_name"] = f"{arch} / {recipe}"
     card_data["description"] = rec.description
-    argv = ["robench", "train", "--recipe", recipe, "--arch", arch, "--name", name, "--dataset", dataset,
-            "--seed", str(seed), "--epochs", str(epochs)]
+    argv = [
+        "robench",
+        "train",
+        "--recipe",
+        recipe,
+        "--arch",
+        arch,
+        "--name",
+        name,
+        "--dataset",
+        dataset,
+        "--seed",
+        str(seed),
+        "--epochs",
+        str(epochs),
+    ]
     argv += [a for k, v in (arch_kwargs or {}).items() for a in ("--arch-kwarg", f"{k}={v}")]
     argv += ["--out", str(out)] + (["--card-dir", str(card_dir)] if card_dir != out else [])
     card_data["training"] = {
-        "recipe": recipe, "seed": seed, "epochs": epochs, "dataset": dataset, "split": "train",
-        "clean_acc_test": round(clean, 4), "duration_s": round(time.time() - started, 1),
-        "device": describe_device(dev), "command": shlex.join(argv),
+        "recipe": recipe,
+        "seed": seed,
+        "epochs": epochs,
+        "dataset": dataset,
+        "split": "train",
+        "clean_acc_test": round(clean, 4),
+        "duration_s": round(time.time() - started, 1),
+        "device": describe_device(dev),
+        "command": shlex.join(argv),
     }
     if not card_data["arch_kwargs"]:
         del card_data["arch_kwargs"]
     card_path = card_dir / f"{name}.yaml"
-    atomic_write_bytes(card_path, yaml.safe_dump(card_data, sort_keys=False, width=1000).encode())  # command on one line
+    atomic_write_bytes(
+        card_path, yaml.safe_dump(card_data, sort_keys=False, width=1000).encode()
+    )  # command on one line
     return card_path

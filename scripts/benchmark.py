@@ -227,8 +227,16 @@ def data_table(folder, sizes, batch_size, arch):
         print(f"\n| images evaluated (clean, random {arch}) | peak RSS (main process) | examples/s |")
         print("|---:|---:|---:|")
     for size in sizes:
-        command = [sys.executable, __file__, "--rss-child", str(size), "--synthetic", folder,
-                   "--rss-arch", arch]
+        command = [
+            sys.executable,
+            __file__,
+            "--rss-child",
+            str(size),
+            "--synthetic",
+            folder,
+            "--rss-arch",
+            arch,
+        ]
         out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
         child = json.loads(out.split()[-1])
         print(f"| {size:,} | {child['rss_mb']:,.0f} MB | {child['ex_s']:,.1f} |")
@@ -277,8 +285,11 @@ def main():
     parser.add_argument(
         "--memory-sizes", default="5000", help="comma-separated image counts for peak RSS ('': none)"
     )
-    parser.add_argument("--rss-arch", default="mobilenet_v3_small",
-                        help="torchvision model for the RSS runs, or 'pool' (near-free: the data path alone)")
+    parser.add_argument(
+        "--rss-arch",
+        default="mobilenet_v3_small",
+        help="torchvision model for the RSS runs, or 'pool' (near-free: the data path alone)",
+    )
     parser.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:

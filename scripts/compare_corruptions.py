@@ -66,7 +66,9 @@ def _import_reference():
             import pkg_resources  # noqa: F401
         except ImportError:
             stub = types.ModuleType("pkg_resources")
-            stub.resource_filename = lambda module, name: str(Path(importlib.util.find_spec(module).origin).parent / name)
+            stub.resource_filename = lambda module, name: str(
+                Path(importlib.util.find_spec(module).origin).parent / name
+            )
             sys.modules["pkg_resources"] = stub
     import imagecorruptions
     import imagecorruptions.corruptions as ic
@@ -83,8 +85,17 @@ def _photos(n: int, size: int) -> np.ndarray:
     import skimage.data
     from PIL import Image
 
-    names = ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "colorwheel", "cat",
-             "hubble_deep_field", "retina"]
+    names = [
+        "astronaut",
+        "coffee",
+        "chelsea",
+        "rocket",
+        "immunohistochemistry",
+        "colorwheel",
+        "cat",
+        "hubble_deep_field",
+        "retina",
+    ]
     out = []
     for name in (names * (n // len(names) + 1))[:n]:
         im = getattr(skimage.data, name)()
@@ -95,10 +106,25 @@ def _photos(n: int, size: int) -> np.ndarray:
     return np.stack(out)
 
 
-DETERMINISTIC = ["defocus_blur", "motion_blur", "zoom_blur", "brightness", "contrast", "pixelate",
-                 "jpeg_compression"]
-RANDOM = ["gaussian_noise", "shot_noise", "impulse_noise", "glass_blur", "snow", "frost", "fog",
-          "elastic_transform"]
+DETERMINISTIC = [
+    "defocus_blur",
+    "motion_blur",
+    "zoom_blur",
+    "brightness",
+    "contrast",
+    "pixelate",
+    "jpeg_compression",
+]
+RANDOM = [
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "glass_blur",
+    "snow",
+    "frost",
+    "fog",
+    "elastic_transform",
+]
 
 
 def _ours(x: torch.Tensor, name: str, severity: int, seed: int, angle: float | None) -> torch.Tensor:
@@ -131,9 +157,13 @@ def main(argv=None) -> None:
     np.random.seed(0)
     images = _photos(args.n, args.size)
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
-    _ours(x[:1], "jpeg_compression", 1, 0, None)  # warm-up: torchvision's first import is not the codec's cost
-    header = ("| corruption | severity | max abs diff (levels) | PSNR (dB) | mean distortion ours / ref | "
-              "ours (s) | ref (s) | speed ratio |")
+    _ours(
+        x[:1], "jpeg_compression", 1, 0, None
+    )  # warm-up: torchvision's first import is not the codec's cost
+    header = (
+        "| corruption | severity | max abs diff (levels) | PSNR (dB) | mean distortion ours / ref | "
+        "ours (s) | ref (s) | speed ratio |"
+    )
     rows = [header, "|---|---|---|---|---|---|---|---|"]
     for name in DETERMINISTIC + RANDOM:
         for severity in range(1, 6):
@@ -155,8 +185,10 @@ def main(argv=None) -> None:
                 cols = "- | - | "
             clean = images.astype(np.float64)
             dist = f"{np.abs(ours255 - clean).mean():.1f} / {np.abs(ref255 - clean).mean():.1f}"
-            rows.append(f"| {name} | {severity} | {cols}{dist} | {t_ours:.3f} | {t_ref:.3f} | "
-                        f"{t_ref / max(t_ours, 1e-9):.1f} |")
+            rows.append(
+                f"| {name} | {severity} | {cols}{dist} | {t_ours:.3f} | {t_ref:.3f} | "
+                f"{t_ref / max(t_ours, 1e-9):.1f} |"
+            )
             print(rows[-1] if len(rows) > 3 else "\n".join(rows), flush=True)
 
 

@@ -120,8 +120,11 @@ def madrylab_warp(x, transforms):
     xx, yy = _pixel_grid(size, x.device)
     cos, sin = _rotation(transforms.to(x.device))
     rotated = _sample(padded, cos * xx - sin * yy, sin * xx + cos * yy)
-    shifted = _sample(rotated, xx - transforms[:, 1, None, None].to(x.device),
-                      yy - transforms[:, 2, None, None].to(x.device))
+    shifted = _sample(
+        rotated,
+        xx - transforms[:, 1, None, None].to(x.device),
+        yy - transforms[:, 2, None, None].to(x.device),
+    )
     return shifted[..., MADRY_PAD:-MADRY_PAD, MADRY_PAD:-MADRY_PAD]
 
 
@@ -148,8 +151,9 @@ def foolbox_attack_robust(model, x, y) -> torch.Tensor:
     import foolbox as fb
 
     fmodel = fb.PyTorchModel(model, bounds=(0, 1))
-    attack = fb.attacks.SpatialAttack(max_translation=3, max_rotation=30, num_translations=5,
-                                      num_rotations=31, grid_search=True)
+    attack = fb.attacks.SpatialAttack(
+        max_translation=3, max_rotation=30, num_translations=5, num_rotations=31, grid_search=True
+    )
     with torch.no_grad():
         _, _, success = attack(fmodel, x, fb.criteria.Misclassification(y))
     return ~success.cpu()
@@ -173,9 +177,12 @@ def deciding(transforms, stricter: torch.Tensor, laxer: torch.Tensor, keys) -> d
         fails = torch.nonzero(~stricter[i]).flatten()
         kinds.update({k for f in fails.tolist() for k in keys(transforms[f])})
         points.update(describe(transforms[f]) for f in fails.tolist())
-    return {"n": len(idx), "examples": idx.tolist(),
-            "share_with": {k: round(v / max(len(idx), 1), 3) for k, v in kinds.most_common()},
-            "top_transforms": points.most_common(5)}
+    return {
+        "n": len(idx),
+        "examples": idx.tolist(),
+        "share_with": {k: round(v / max(len(idx), 1), 3) for k, v in kinds.most_common()},
+        "top_transforms": points.most_common(5),
+    }
 
 
 def transform_keys(t) -> set[str]:
@@ -202,8 +209,12 @@ def record_verdicts(model_name: str, n: int) -> torch.Tensor | None:
 
 def foolbox_pixel_gap(x, transforms) -> float:
     """Largest pixel difference between Foolbox's transform_pt and robench_aligned over ``transforms``."""
-    return max(float((foolbox_warp(x, t.expand(len(x), 3)) - robench_aligned_warp(x, t.expand(len(x), 3)))
-                     .abs().max()) for t in transforms)
+    return max(
+        float(
+            (foolbox_warp(x, t.expand(len(x), 3)) - robench_aligned_warp(x, t.expand(len(x), 3))).abs().max()
+        )
+        for t in transforms
+    )
 
 
 def compare(model_name: str, n: int, run_attack: bool) -> dict:
@@ -211,15 +222,20 @@ def compare(model_name: str, n: int, run_attack: bool) -> dict:
     x, y = load_tensors("mnist5k", "test", n)
     transforms = grid_transforms(**GRID).float()
     gap = foolbox_pixel_gap(x[:64], transforms)
-    result: dict = {"model": model_name, "n_examples": n,
-                    "foolbox_transform_pt_vs_robench_aligned_max_pixel_gap": gap}
+    result: dict = {
+        "model": model_name,
+        "n_examples": n,
+        "foolbox_transform_pt_vs_robench_aligned_max_pixel_gap": gap,
+    }
     correct = {}
     for name, fn in CONVENTIONS.items():
         started = time.time()
         correct[name] = correctness(model, x, y, transforms, fn)
         result.setdefault("robust_pct", {})[name] = _pct(correct[name].all(1))
-        print(f"  {model_name} {name}: robust {result['robust_pct'][name]}% ({time.time() - started:.0f} s)",
-              file=sys.stderr)
+        print(
+            f"  {model_name} {name}: robust {result['robust_pct'][name]}% ({time.time() - started:.0f} s)",
+            file=sys.stderr,
+        )
     robust = {k: v.all(1) for k, v in correct.items()}
     recorded = record_verdicts(model_name, n)
     if recorded is not None:
@@ -232,10 +248,12 @@ def compare(model_name: str, n: int, run_attack: bool) -> dict:
     result["agreement_pct"] = {k: _pct(robust[k] == robust["robench"]) for k in CONVENTIONS if k != "robench"}
     differ = robust["madrylab"] != robust["robench"]  # which of the two steps from robench flips each verdict
     result["madrylab_disagreements_decided_by"] = {
-        "order: rotate, then translate along the image axes": int((differ & (robust["rotate_then_translate"]
-                                                                              == robust["madrylab"])).sum()),
-        "second bilinear resampling (fractional shifts)": int((differ & (robust["rotate_then_translate"]
-                                                                          == robust["robench"])).sum()),
+        "order: rotate, then translate along the image axes": int(
+            (differ & (robust["rotate_then_translate"] == robust["madrylab"])).sum()
+        ),
+        "second bilinear resampling (fractional shifts)": int(
+            (differ & (robust["rotate_then_translate"] == robust["robench"])).sum()
+        ),
     }
     result["disagreements"] = {
         f"{strict}_only_fails_vs_{lax}": deciding(transforms, correct[strict], correct[lax], transform_keys)
@@ -249,8 +267,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="mnist_cnn_aug30,mnist_cnn_worst_of_10")
     parser.add_argument("--n-examples", type=int, default=200)
-    parser.add_argument("--foolbox-attack", action="store_true",
-                        help="also run Foolbox's SpatialAttack itself")
+    parser.add_argument(
+        "--foolbox-attack", action="store_true", help="also run Foolbox's SpatialAttack itself"
+    )
     parser.add_argument("--json", help="write the results here too")
     args = parser.parse_args()
     try:

@@ -54,12 +54,22 @@ def fit_art(model, x, eps, max_iter, seed, info, device) -> np.ndarray:
     except ImportError:
         sys.exit("ART is not installed: .venv/bin/pip install adversarial-robustness-toolbox")
     classifier = PyTorchClassifier(
-        model=model, loss=torch.nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]),
-        nb_classes=info.num_classes, clip_values=(0.0, 1.0),
+        model=model,
+        loss=torch.nn.CrossEntropyLoss(),
+        input_shape=tuple(x.shape[1:]),
+        nb_classes=info.num_classes,
+        clip_values=(0.0, 1.0),
         device_type="gpu" if device.type == "cuda" else "cpu",
     )
-    attack = UniversalPerturbation(classifier, attacker="deepfool", attacker_params={"verbose": False}, eps=eps,
-                                   norm=np.inf, max_iter=max_iter, verbose=False)
+    attack = UniversalPerturbation(
+        classifier,
+        attacker="deepfool",
+        attacker_params={"verbose": False},
+        eps=eps,
+        norm=np.inf,
+        max_iter=max_iter,
+        verbose=False,
+    )
     random.seed(seed)  # ART shuffles the fit images with Python's random
     np.random.seed(seed)
     attack.generate(x.cpu().numpy())
@@ -84,7 +94,9 @@ def main() -> None:
     model = create_model(card, device=device)
     threat = create_threat(args.threat, card.dataset)
     if threat.norm != "linf" or threat.targeted:
-        sys.exit(f"{args.threat} is not an untargeted l-inf UAP threat; ART's comparison here is l-inf untargeted")
+        sys.exit(
+            f"{args.threat} is not an untargeted l-inf UAP threat; ART's comparison here is l-inf untargeted"
+        )
     x_fit, y_fit = load_tensors(card.dataset, info.fit_split, args.fit_examples)
     x_eval, y_eval = (t.to(device) for t in load_tensors(card.dataset, "test"))
 
@@ -103,11 +115,22 @@ def main() -> None:
         ("ART UniversalPerturbation (deepfool)", theirs, art_s, f"max_iter={args.art_max_iter}"),
     ):
         fooling, acc = score(model, x_eval, y_eval, delta)
-        rows.append((name, f"{float(delta.abs().max()):.3f}", passes, f"{seconds:.1f}", f"{fooling:.1%}", f"{acc:.1%}"))
+        rows.append(
+            (
+                name,
+                f"{float(delta.abs().max()):.3f}",
+                passes,
+                f"{seconds:.1f}",
+                f"{fooling:.1%}",
+                f"{acc:.1%}",
+            )
+        )
 
-    print(f"model {args.model}, eps {threat.eps} (l-inf), fit on the first {len(x_fit)} images of "
-          f"{card.dataset} {info.fit_split}, scored on {card.dataset} test ({len(x_eval)} images), "
-          f"device {device}, {args.threads} thread(s), seed {args.seed}")
+    print(
+        f"model {args.model}, eps {threat.eps} (l-inf), fit on the first {len(x_fit)} images of "
+        f"{card.dataset} {info.fit_split}, scored on {card.dataset} test ({len(x_eval)} images), "
+        f"device {device}, {args.threads} thread(s), seed {args.seed}"
+    )
     header = ("method", "|δ|inf", "fit budget", "fit s", "fooling rate", "acc under δ")
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     for line in (header, tuple("-" * w for w in widths), *rows):

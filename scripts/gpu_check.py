@@ -30,7 +30,7 @@ import torchvision
 
 from robench.engine import describe_device, run_chunk
 from robench.engine.forward import Forward, Speed
-from robench.models import Classifier, NORMALIZATION_PRESETS
+from robench.models import NORMALIZATION_PRESETS, Classifier
 from robench.threats import create_threat
 
 
@@ -39,7 +39,9 @@ def synthetic(model, n, size, seed, device, batch):
     model's own predictions as labels."""
     g = torch.Generator().manual_seed(seed)
     low = torch.rand(n, 3, max(2, size // 16), max(2, size // 16), generator=g)
-    x = torch.nn.functional.interpolate(low, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
+    x = torch.nn.functional.interpolate(low, size=(size, size), mode="bicubic", align_corners=False).clamp(
+        0, 1
+    )
     with torch.inference_mode():
         y = torch.cat([model(x[i : i + batch].to(device)).argmax(1).cpu() for i in range(0, n, batch)])
     return x, y
@@ -53,6 +55,7 @@ def raw_rate(model, x, backward: bool, repeats: int = 3) -> float:
         else:
             with torch.inference_mode():
                 model(x)
+
     once()
     sync(x.device)
     start = time.perf_counter()
@@ -74,8 +77,9 @@ def fast_spatial(model, threat, xs, ys, args, device, fp32_stats) -> dict:
         torch.cuda.reset_peak_memory_stats(device)
     sync(device)
     start = time.perf_counter()
-    stats = run_chunk(forward, threat, xs.to(device), ys.to(device), args.batch_size, args.seed, 1000,
-                      args.arch)
+    stats = run_chunk(
+        forward, threat, xs.to(device), ys.to(device), args.batch_size, args.seed, 1000, args.arch
+    )
     sync(device)
     seconds = time.perf_counter() - start
     equal = all((stats[k] == fp32_stats[k]).all() for k in ("robust", "fooled_by", "tried", "clean_correct"))
@@ -83,11 +87,18 @@ def fast_spatial(model, threat, xs, ys, args, device, fp32_stats) -> dict:
     fwd = raw_rate(model, xs[: args.batch_size].to(device), backward=False)
     rechecked = checked.rechecked / max(1, checked.rows)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
-    return {"threat": f"spatial bf16+channels_last{'+compile' if args.compile else ''} (fp32-checked; "
-                      f"{rechecked:.1%} rows re-checked; verdicts = fp32: {equal})",
-            "n": len(xs), "examples_per_s": len(xs) / seconds, "robust_acc": float(stats["robust"].mean()),
-            "peak_gib": peak, "cpu_agree": "-", "max_logit_diff": float("nan"),
-            "of_limit": float(stats["tried"].sum()) / seconds / fwd, "equal": bool(equal)}
+    return {
+        "threat": f"spatial bf16+channels_last{'+compile' if args.compile else ''} (fp32-checked; "
+        f"{rechecked:.1%} rows re-checked; verdicts = fp32: {equal})",
+        "n": len(xs),
+        "examples_per_s": len(xs) / seconds,
+        "robust_acc": float(stats["robust"].mean()),
+        "peak_gib": peak,
+        "cpu_agree": "-",
+        "max_logit_diff": float("nan"),
+        "of_limit": float(stats["tried"].sum()) / seconds / fwd,
+        "equal": bool(equal),
+    }
 
 
 def main() -> int:
@@ -116,8 +127,10 @@ def main() -> int:
     x, y = synthetic(model, args.n, args.image_size, args.seed, device, args.batch_size)
     fwd = raw_rate(model, x[: args.batch_size].to(device), backward=False)
     fwd_bwd = raw_rate(model, x[: args.batch_size].to(device), backward=True)
-    print(f"{args.arch} at {args.image_size}px on {describe_device(device)}; raw forward {fwd:,.0f} img/s, "
-          f"forward+backward {fwd_bwd:,.0f} img/s at batch {args.batch_size}")
+    print(
+        f"{args.arch} at {args.image_size}px on {describe_device(device)}; raw forward {fwd:,.0f} img/s, "
+        f"forward+backward {fwd_bwd:,.0f} img/s at batch {args.batch_size}"
+    )
 
     def limit(name, stats, seconds):
         """Images through the model per second over the fp32 raw limit (forward; fwd+bwd for PGD)."""
@@ -135,16 +148,24 @@ def main() -> int:
         threat = create_threat(name, "imagenet")
         n = args.n // 4 if name == "spatial" else args.n
         xs, ys = x[:n], y[:n]
-        if name == "uap_linf":  # fit on a disjoint set of synthetic images, as prepare() would on the fit split
+        if (
+            name == "uap_linf"
+        ):  # fit on a disjoint set of synthetic images, as prepare() would on the fit split
             xf, yf = synthetic(model, args.n, args.image_size, args.seed + 1, device, args.batch_size)
             threat.delta, _ = threat.fit(model, xf, yf, device, torch.Generator().manual_seed(args.seed))
-            signs = torch.randint(0, 2, threat.delta.shape, generator=torch.Generator().manual_seed(args.seed)) * 2 - 1
+            signs = (
+                torch.randint(0, 2, threat.delta.shape, generator=torch.Generator().manual_seed(args.seed))
+                * 2
+                - 1
+            )
             threat.control = threat.random_control(threat.delta, signs.float().to(device))
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         sync(device)
         start = time.perf_counter()
-        stats = run_chunk(model, threat, xs.to(device), ys.to(device), args.batch_size, args.seed, 1000, args.arch)
+        stats = run_chunk(
+            model, threat, xs.to(device), ys.to(device), args.batch_size, args.seed, 1000, args.arch
+        )
         sync(device)
         seconds = time.perf_counter() - start
         peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
@@ -158,26 +179,49 @@ def main() -> int:
             diff = float((cpu_model(x[:k]) - model(x[:k].to(device)).cpu()).abs().max())
         if (name in ("clean", "spatial") and agree != k) or diff > 1e-3:
             ok = False
-        results.append({
-            "threat": name, "n": n, "examples_per_s": n / seconds, "robust_acc": float(stats["robust"].mean()),
-            "peak_gib": peak, "cpu_agree": f"{agree}/{k}", "max_logit_diff": diff,
-            "of_limit": limit(name, stats, seconds),
-        })
+        results.append(
+            {
+                "threat": name,
+                "n": n,
+                "examples_per_s": n / seconds,
+                "robust_acc": float(stats["robust"].mean()),
+                "peak_gib": peak,
+                "cpu_agree": f"{agree}/{k}",
+                "max_logit_diff": diff,
+                "of_limit": limit(name, stats, seconds),
+            }
+        )
         if name == "spatial":  # the fast path on the same examples: every verdict must equal the fp32 one
             fast = fast_spatial(model, threat, xs, ys, args, device, stats)
             ok &= fast["equal"]
             results.append(fast)
-    print("\n| threat | n | examples/s | of raw limit | robust acc | peak GPU memory (GiB) | verdicts = CPU "
-          "| max |logit diff| |")
+    print(
+        "\n| threat | n | examples/s | of raw limit | robust acc | peak GPU memory (GiB) | verdicts = CPU "
+        "| max |logit diff| |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        print(f"| {r['threat']} | {r['n']} | {r['examples_per_s']:,.1f} | {r['of_limit']:.2f} | "
-              f"{r['robust_acc']:.1%} | {r['peak_gib']:.2f} | {r['cpu_agree']} | {r['max_logit_diff']:.2e} |")
+        print(
+            f"| {r['threat']} | {r['n']} | {r['examples_per_s']:,.1f} | {r['of_limit']:.2f} | "
+            f"{r['robust_acc']:.1%} | {r['peak_gib']:.2f} | {r['cpu_agree']} | {r['max_logit_diff']:.2e} |"
+        )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": describe_device(device), "raw_forward": fwd, "raw_forward_backward": fwd_bwd,
-                       "results": results}, f, indent=1)
-    print("OK" if ok else "MISMATCH: clean logits or clean/spatial verdicts differ between the device and the CPU")
+            json.dump(
+                {
+                    "device": describe_device(device),
+                    "raw_forward": fwd,
+                    "raw_forward_backward": fwd_bwd,
+                    "results": results,
+                },
+                f,
+                indent=1,
+            )
+    print(
+        "OK"
+        if ok
+        else "MISMATCH: clean logits or clean/spatial verdicts differ between the device and the CPU"
+    )
     return 0 if ok else 1
 
 

@@ -35,9 +35,12 @@ def retrain(name: str, scratch: Path) -> dict:
         args.func(args)
     new = load_card_file(scratch / f"{name}.yaml")
     return {
-        "model": name, "shipped": card.training["clean_acc_test"], "retrained": new.training["clean_acc_test"],
+        "model": name,
+        "shipped": card.training["clean_acc_test"],
+        "retrained": new.training["clean_acc_test"],
         "identical": new.weights.sha256 == card.weights.sha256,
-        "shipped_s": card.training["duration_s"], "retrained_s": new.training["duration_s"],
+        "shipped_s": card.training["duration_s"],
+        "retrained_s": new.training["duration_s"],
     }
 
 
@@ -46,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("models", nargs="*", help="card names (default: every card with a training command)")
     args = parser.parse_args(argv)
     models = args.models or [n for n in names("models") if (load_card(n).training or {}).get("command")]
-    print("| model | shipped clean | retrained clean | diff | identical weights | shipped train s | retrain s |")
+    print(
+        "| model | shipped clean | retrained clean | diff | identical weights | shipped train s | retrain s |"
+    )
     print("|---|---|---|---|---|---|---|")
     failed = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -55,8 +60,11 @@ def main(argv: list[str] | None = None) -> int:
             diff = r["retrained"] - r["shipped"]
             if abs(diff) > TOLERANCE:
                 failed.append(name)
-            print(f"| {name} | {r['shipped']:.1%} | {r['retrained']:.1%} | {diff * 100:+.1f} | "
-                  f"{'yes' if r['identical'] else 'no'} | {r['shipped_s']:.0f} | {r['retrained_s']:.0f} |", flush=True)
+            print(
+                f"| {name} | {r['shipped']:.1%} | {r['retrained']:.1%} | {diff * 100:+.1f} | "
+                f"{'yes' if r['identical'] else 'no'} | {r['shipped_s']:.0f} | {r['retrained_s']:.0f} |",
+                flush=True,
+            )
     if failed:
         print(f"more than one point away: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

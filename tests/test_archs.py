@@ -32,14 +32,22 @@ def test_antialiased_cnn_has_the_plain_cnns_parameters_and_blurs_before_subsampl
     aa = timm.create_model("mnist_cnn_aa", num_classes=10)
     aa.load_state_dict(plain.state_dict())  # same learned tensors; the blur kernel is not saved
     assert [type(m).__name__ for m in aa.features] == [
-        "Conv2d", "ReLU", "MaxBlurPool", "Conv2d", "ReLU", "MaxBlurPool"]
+        "Conv2d",
+        "ReLU",
+        "MaxBlurPool",
+        "Conv2d",
+        "ReLU",
+        "MaxBlurPool",
+    ]
     pool = archs.MaxBlurPool(1)
     assert torch.allclose(pool(torch.full((1, 1, 28, 28), 0.7)), torch.full((1, 1, 14, 14), 0.7))
     # a one-pixel shift of the input: the blurred pooling changes less than a stride-2 max-pool does
     x = torch.rand(64, 1, 28, 29, generator=torch.Generator().manual_seed(0))
     a, b = x[..., :28], x[..., 1:]
-    change = {name: (f(a) - f(b)).norm() / f(a).norm()
-              for name, f in {"max": torch.nn.MaxPool2d(2), "blur": pool}.items()}
+    change = {
+        name: (f(a) - f(b)).norm() / f(a).norm()
+        for name, f in {"max": torch.nn.MaxPool2d(2), "blur": pool}.items()
+    }
     assert change["blur"] < 0.5 * change["max"]
 
 
@@ -50,7 +58,15 @@ def test_vit_kwargs_override_the_defaults():
 
 
 def test_unknown_arch_kwarg_is_a_usage_error():
-    card = card_from_dict("m", {"arch": "mnist_mlp", "dataset": "mnist5k", "num_classes": 10,
-                                "arch_kwargs": {"widht": 3}, "weights": {"path": "w", "sha256": "0" * 64}})
+    card = card_from_dict(
+        "m",
+        {
+            "arch": "mnist_mlp",
+            "dataset": "mnist5k",
+            "num_classes": 10,
+            "arch_kwargs": {"widht": 3},
+            "weights": {"path": "w", "sha256": "0" * 64},
+        },
+    )
     with pytest.raises(UsageError, match="cannot build 'mnist_mlp'"):
         build_network(card)

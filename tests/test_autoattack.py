@@ -88,14 +88,25 @@ def test_warning_messages_map_to_their_checks():
     assert warning_bits([]) == 0
     zero = warning_bits(["there are 3 points with zero gradient! This might ..."])
     assert zero == 1 << names.index("zero_gradients")
-    both = warning_bits(["it seems to be a randomized defense! Please use version='rand'.",
-                         "Square Attack has decreased the robust accuracy of 1.00%."])
+    both = warning_bits(
+        [
+            "it seems to be a randomized defense! Please use version='rand'.",
+            "Square Attack has decreased the robust accuracy of 1.00%.",
+        ]
+    )
     assert both == (1 << names.index("randomized")) | (1 << names.index("square_stronger"))
     assert warning_bits(["something new"]) == 1 << len(CHECKS)
 
 
-@pytest.mark.parametrize("override, match", [({"norm": "l1"}, "norm"), ({"eps": 0}, "eps"),
-                                             ({"eps": 1.5}, "exceeds"), ({"version": "rand"}, "version")])
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ({"norm": "l1"}, "norm"),
+        ({"eps": 0}, "eps"),
+        ({"eps": 1.5}, "exceeds"),
+        ({"version": "rand"}, "version"),
+    ],
+)
 def test_bad_parameters_are_usage_errors(override, match):
     with pytest.raises(UsageError, match=match):
         create_threat("autoattack_linf", "mnist5k", **override)

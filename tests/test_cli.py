@@ -20,8 +20,20 @@ def _snapshot(root: Path) -> dict:
 
 
 def test_eval_json_prints_only_records(tmp_path, capsys):
-    code = main(["eval", "--model", "mnist_cnn_standard", "--threat", "clean,spatial_rotation",
-                 "--n-examples", "40", "--out", str(tmp_path), "--json"])
+    code = main(
+        [
+            "eval",
+            "--model",
+            "mnist_cnn_standard",
+            "--threat",
+            "clean,spatial_rotation",
+            "--n-examples",
+            "40",
+            "--out",
+            str(tmp_path),
+            "--json",
+        ]
+    )
     assert code == 0
     lines = capsys.readouterr().out.strip().splitlines()
     records = [json.loads(line) for line in lines]
@@ -31,8 +43,22 @@ def test_eval_json_prints_only_records(tmp_path, capsys):
 
 
 def test_eval_table_shows_the_records_numbers(tmp_path, capsys):
-    assert main(["eval", "--model", "mnist_cnn_standard", "--threat", "clean,spatial_rotation", "--n-examples", "40",
-                 "--out", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                "mnist_cnn_standard",
+                "--threat",
+                "clean,spatial_rotation",
+                "--n-examples",
+                "40",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     header = ["model", "dataset", "threat", "n", "clean", "robust", "95%", "CI", "(Wilson)", "ex/s", "flags"]
     assert lines[0].split() == header
@@ -58,8 +84,14 @@ def test_seed_option_reaches_the_random_draws(tmp_path, capsys):
     (b,) = _json_records(capsys, *weak, "--seed", "2", "--out", str(tmp_path / "b"))
     assert (a["seed"], b["seed"]) == (1, 2)
     assert a["per_example"] != b["per_example"] and a["clean_per_example"] == b["clean_per_example"]
-    api = evaluate("mnist_cnn_standard", "pgd_linf", n_examples=200, seed=2, progress=False,
-                   overrides={"eps": 0.15, "steps": 10})
+    api = evaluate(
+        "mnist_cnn_standard",
+        "pgd_linf",
+        n_examples=200,
+        seed=2,
+        progress=False,
+        overrides={"eps": 0.15, "steps": 10},
+    )
     assert api.per_example == b["per_example"]
 
 
@@ -90,7 +122,9 @@ BAD = [
 @pytest.mark.parametrize("args, code, message", BAD)
 def test_bad_input_is_one_line_and_changes_nothing(tmp_path, capsys, args, code, message):
     out = tmp_path / "out"
-    main(["eval", "--model", "mnist_cnn_standard", "--threat", "clean", "--n-examples", "5", "--out", str(out)])
+    main(
+        ["eval", "--model", "mnist_cnn_standard", "--threat", "clean", "--n-examples", "5", "--out", str(out)]
+    )
     before = _snapshot(out)
     capsys.readouterr()
     assert main(["eval", *args, "--out", str(out)]) == code
@@ -101,18 +135,49 @@ def test_bad_input_is_one_line_and_changes_nothing(tmp_path, capsys, args, code,
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without CUDA")
 def test_cuda_requested_but_absent(tmp_path, capsys):
-    assert main(["eval", "--model", "mnist_cnn_standard", "--threat", "clean", "--device", "cuda",
-                 "--out", str(tmp_path)]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                "mnist_cnn_standard",
+                "--threat",
+                "clean",
+                "--device",
+                "cuda",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     assert "CUDA was requested" in capsys.readouterr().err
 
 
 def test_missing_data_dir_and_unwritable_out(tmp_path, capsys):
-    assert main(["eval", "--model", "resnet50", "--threat", "spatial", "--data-dir", str(tmp_path / "nope"),
-                 "--out", str(tmp_path / "o")]) == 1
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                "resnet50",
+                "--threat",
+                "spatial",
+                "--data-dir",
+                str(tmp_path / "nope"),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 1
+    )
     assert "--data-dir" in capsys.readouterr().err
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    assert main(["eval", "--model", "mnist_cnn_standard", "--threat", "clean", "--out", str(blocker / "sub")]) == 2
+    assert (
+        main(["eval", "--model", "mnist_cnn_standard", "--threat", "clean", "--out", str(blocker / "sub")])
+        == 2
+    )
     assert "output directory" in capsys.readouterr().err
 
 
@@ -127,12 +192,29 @@ def test_tampered_checkpoint_from_the_shell(tmp_path):
     configs = tmp_path / "configs"
     (configs / "models").mkdir(parents=True)
     (configs / "models" / "tampered.yaml").write_text(
-        card.replace("../../weights/mnist_cnn_standard.safetensors", str(weights)))
-    proc = subprocess.run([sys.executable, "-m", "robench", "eval", "--model", "tampered", "--threat", "clean",
-                           "--out", str(tmp_path / "o")], capture_output=True, text=True,
-                          env={"ROBENCH_CONFIGS": str(configs), "PATH": "/usr/bin:/bin"})
+        card.replace("../../weights/mnist_cnn_standard.safetensors", str(weights))
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "robench",
+            "eval",
+            "--model",
+            "tampered",
+            "--threat",
+            "clean",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        env={"ROBENCH_CONFIGS": str(configs), "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 1, proc.stderr
-    assert proc.stderr.strip().startswith("robench: error: sha256 mismatch") and "Traceback" not in proc.stderr
+    assert (
+        proc.stderr.strip().startswith("robench: error: sha256 mismatch") and "Traceback" not in proc.stderr
+    )
     assert proc.stdout == "" and not any((tmp_path / "o").rglob("*.json"))
 
 

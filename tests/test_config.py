@@ -8,7 +8,11 @@ from robench.threats import create_threat, list_threats
 def test_fractions_and_overrides():
     assert config.parse_number("8/255") == pytest.approx(8 / 255)
     assert config.parse_overrides(["eps=8/255", "steps=7", "align_corners=true", "name=x"]) == {
-        "eps": pytest.approx(8 / 255), "steps": 7, "align_corners": True, "name": "x"}
+        "eps": pytest.approx(8 / 255),
+        "steps": 7,
+        "align_corners": True,
+        "name": "x",
+    }
 
 
 @pytest.mark.parametrize("bad", ["eps", "=3", "eps:3", "a b=1"])
@@ -19,9 +23,18 @@ def test_malformed_set_is_a_usage_error(bad):
 
 def test_per_dataset_budgets_follow_protocols():
     assert create_threat("pgd_linf", "mnist5k").config() == {
-        "norm": "linf", "eps": 0.3, "steps": 100, "step_size": 0.01, "restarts": 1}
+        "norm": "linf",
+        "eps": 0.3,
+        "steps": 100,
+        "step_size": 0.01,
+        "restarts": 1,
+    }
     cifar = create_threat("pgd_linf", "cifar10")
-    assert cifar.eps == pytest.approx(8 / 255) and cifar.steps == 20 and cifar.step_size == pytest.approx(2 / 255)
+    assert (
+        cifar.eps == pytest.approx(8 / 255)
+        and cifar.steps == 20
+        and cifar.step_size == pytest.approx(2 / 255)
+    )
     assert create_threat("pgd_l2", "imagenet").eps == 3.0
     assert create_threat("spatial", "imagenet").max_translation == 24
     assert len(create_threat("spatial", "mnist5k").transforms) == 775
@@ -85,7 +98,12 @@ def test_threat_config_is_torch_free():
     import sys
 
     code = "import sys, robench.config as c; c.threat_config('pgd_linf', 'mnist5k'); print('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    assert (
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        == "False"
+    )
 
 
 # -- where configuration folders are found (#11) ---------------------------------------------------------

@@ -15,13 +15,33 @@ from robench.errors import UsageError
 def _record(model: str, clean_acc: float, acc: dict, **changes) -> rec.RunRecord:
     config = {"corruptions": sorted(acc), "severities": [1, 2], "robust_severity": 1}
     base = rec.RunRecord(
-        model=model, dataset="mnist5k", threat="corruptions", family="corruptions", threat_config=config,
-        config_hash="0", n_examples=10, clean_acc=clean_acc, robust_acc=0.0, per_example="0" * 10,
-        clean_per_example="0" * 10, indices={"split": "test", "start": 0, "stop": 10},
-        details={"accuracy_by_corruption_and_severity": acc, "mean_corruption_accuracy": 0.5,
-                 "source": "computed"},
-        flags=[], seed=0, device="cpu", batch_size=1, chunk_size=1, model_meta={}, versions={}, started_at="",
-        duration_s=0.0, examples_per_s=0.0,
+        model=model,
+        dataset="mnist5k",
+        threat="corruptions",
+        family="corruptions",
+        threat_config=config,
+        config_hash="0",
+        n_examples=10,
+        clean_acc=clean_acc,
+        robust_acc=0.0,
+        per_example="0" * 10,
+        clean_per_example="0" * 10,
+        indices={"split": "test", "start": 0, "stop": 10},
+        details={
+            "accuracy_by_corruption_and_severity": acc,
+            "mean_corruption_accuracy": 0.5,
+            "source": "computed",
+        },
+        flags=[],
+        seed=0,
+        device="cpu",
+        batch_size=1,
+        chunk_size=1,
+        model_meta={},
+        versions={},
+        started_at="",
+        duration_s=0.0,
+        examples_per_s=0.0,
     )
     return dataclasses.replace(base, **changes)
 
@@ -47,12 +67,15 @@ def test_a_reference_without_extra_error_gives_no_relative_number():
     assert r["relative_CE"]["fog"] is None and r["relative_mCE"] is None and r["mCE"] is not None
 
 
-@pytest.mark.parametrize("changes, needle", [
-    ({"dataset": "mnist"}, "differs from m in dataset"),
-    ({"n_examples": 5}, "in examples"),
-    ({"seed": 1}, "in seed"),
-    ({"family": "pgd"}, "not a corruption family"),
-])
+@pytest.mark.parametrize(
+    "changes, needle",
+    [
+        ({"dataset": "mnist"}, "differs from m in dataset"),
+        ({"n_examples": 5}, "in examples"),
+        ({"seed": 1}, "in seed"),
+        ({"family": "pgd"}, "not a corruption family"),
+    ],
+)
 def test_incomparable_records_fail_in_one_line(changes, needle):
     with pytest.raises(UsageError) as e:
         corruption_errors(MODEL, dataclasses.replace(REFERENCE, **changes))

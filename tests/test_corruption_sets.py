@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import TensorDataset
 from torch import nn
+from torch.utils.data import TensorDataset
 
 from robench.corruption_sets import open_corrupted_set
 from robench.errors import DataError, UsageError
@@ -52,28 +52,35 @@ def test_cifar_rows_are_the_severity_blocks(tmp_path):
     assert torch.equal(got, torch.from_numpy(rows[2 * M + 1 : 2 * M + 4]).permute(0, 3, 1, 2).float() / 255)
 
 
-@pytest.mark.parametrize("damage, needle", [
-    (lambda f: (f / "contrast.npy").unlink(), "contrast.npy is missing"),
-    (lambda f: np.save(f / "contrast.npy", np.zeros((5 * M, 32, 32, 3), np.float32)), "is float32"),
-    (lambda f: np.save(f / "contrast.npy", np.zeros((4 * M, 32, 32, 3), np.uint8)), "5 severities x 6"),
-    (lambda f: (f / "contrast.npy").write_bytes(b"not numpy"), "contrast.npy is not a readable .npy"),
-    (lambda f: np.save(f / "labels.npy", np.zeros(5 * M, np.int64)), "labels.npy does not match"),
-    (lambda f: np.save(f / "labels.npy", np.zeros(7, np.int64)), "labels.npy has shape [7]"),
-])
+@pytest.mark.parametrize(
+    "damage, needle",
+    [
+        (lambda f: (f / "contrast.npy").unlink(), "contrast.npy is missing"),
+        (lambda f: np.save(f / "contrast.npy", np.zeros((5 * M, 32, 32, 3), np.float32)), "is float32"),
+        (lambda f: np.save(f / "contrast.npy", np.zeros((4 * M, 32, 32, 3), np.uint8)), "5 severities x 6"),
+        (lambda f: (f / "contrast.npy").write_bytes(b"not numpy"), "contrast.npy is not a readable .npy"),
+        (lambda f: np.save(f / "labels.npy", np.zeros(5 * M, np.int64)), "labels.npy does not match"),
+        (lambda f: np.save(f / "labels.npy", np.zeros(7, np.int64)), "labels.npy has shape [7]"),
+    ],
+)
 def test_bad_files_fail_in_one_line_naming_the_file(tmp_path, damage, needle):
     folder, labels = _cifar_c(tmp_path)
     damage(folder)
     with pytest.raises(DataError) as e:
-        open_corrupted_set("cifar10", "hendrycks", "test", labels, _pairs(["gaussian_noise", "contrast"]),
-                           tmp_path)
+        open_corrupted_set(
+            "cifar10", "hendrycks", "test", labels, _pairs(["gaussian_noise", "contrast"]), tmp_path
+        )
     assert needle in str(e.value) and "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("dataset, split, n, needle", [
-    ("mnist5k", "test", 4, "has no official hendrycks corrupted set"),
-    ("cifar10", "train", 4, "use --split test"),
-    ("cifar10", "test", M + 1, f"evaluate at most {M} examples"),
-])
+@pytest.mark.parametrize(
+    "dataset, split, n, needle",
+    [
+        ("mnist5k", "test", 4, "has no official hendrycks corrupted set"),
+        ("cifar10", "train", 4, "use --split test"),
+        ("cifar10", "test", M + 1, f"evaluate at most {M} examples"),
+    ],
+)
 def test_bad_requests_fail_in_one_line(tmp_path, dataset, split, n, needle):
     _cifar_c(tmp_path)
     with pytest.raises(UsageError) as e:
@@ -88,12 +95,23 @@ def test_read_threat_through_the_engine_matches_the_files(tmp_path, monkeypatch)
     folder, labels = _cifar_c(tmp_path)
     clean = torch.full((M, 3, 32, 32), 0.05)  # floor(10 * 0.05) = 0: clean-correct only for label 0
     monkeypatch.setattr(
-        plan, "first_examples", lambda name, split, n, data_dir, **options: TensorDataset(clean[:n], labels[:n])
+        plan,
+        "first_examples",
+        lambda name, split, n, data_dir, **options: TensorDataset(clean[:n], labels[:n]),
     )
-    threat = create_threat("corruptions_read", "cifar10", corruptions=["gaussian_noise", "contrast"],
-                           robust_severity=5)
-    record = evaluate(GreyReader(), threat, "cifar10", n_examples=M, batch_size=3, chunk_size=4,
-                      data_dir=str(tmp_path), progress=False)
+    threat = create_threat(
+        "corruptions_read", "cifar10", corruptions=["gaussian_noise", "contrast"], robust_severity=5
+    )
+    record = evaluate(
+        GreyReader(),
+        threat,
+        "cifar10",
+        n_examples=M,
+        batch_size=3,
+        chunk_size=4,
+        data_dir=str(tmp_path),
+        progress=False,
+    )
     d = record.details
     assert d["source"] == "read" and d["corrupted_set"] == "CIFAR-10-C"
     for name in ("gaussian_noise", "contrast"):
@@ -131,8 +149,9 @@ def test_imagenet_c_copies_follow_the_evaluated_file_names(tmp_path):
     # rows: (n01440764, v0), (n01443537, v0), (n01440764, v1), (n01443537, v1)
     assert got.mean((1, 2, 3)).mul(255).round().tolist() == pytest.approx([40, 120, 80, 160], abs=2)
     with pytest.raises(DataError, match="not the evaluated ones"):
-        open_corrupted_set("imagenet", "hendrycks", "test", torch.tensor([1, 0, 0, 1]), [("fog", 2)],
-                           tmp_path)
+        open_corrupted_set(
+            "imagenet", "hendrycks", "test", torch.tensor([1, 0, 0, 1]), [("fog", 2)], tmp_path
+        )
     with pytest.raises(DataError, match="ImageNet-C/fog/3 is missing"):
         open_corrupted_set("imagenet", "hendrycks", "test", labels, [("fog", 2), ("fog", 3)], tmp_path)
     (tmp_path / "ImageNet-C" / "fog" / "2" / wnids[1] / "v1.JPEG").unlink()
@@ -161,11 +180,21 @@ def test_mnist_c_read_through_the_engine_matches_the_files(tmp_path, monkeypatch
     labels = _mnist_c(tmp_path)
     clean = torch.full((M, 1, 28, 28), 0.05)
     monkeypatch.setattr(
-        plan, "first_examples", lambda name, split, n, data_dir, **options: TensorDataset(clean[:n], labels[:n])
+        plan,
+        "first_examples",
+        lambda name, split, n, data_dir, **options: TensorDataset(clean[:n], labels[:n]),
     )
     threat = create_threat("mnist_c_read", "mnist", corruptions=["fog", "stripe"])
-    record = evaluate(GreyReader(), threat, "mnist", n_examples=M, batch_size=4, chunk_size=5,
-                      data_dir=str(tmp_path), progress=False)
+    record = evaluate(
+        GreyReader(),
+        threat,
+        "mnist",
+        n_examples=M,
+        batch_size=4,
+        chunk_size=5,
+        data_dir=str(tmp_path),
+        progress=False,
+    )
     d = record.details
     assert d["source"] == "read" and d["corrupted_set"] == "mnist_c" and d["suite"] == "MNIST-C"
     for name, severity in (("fog", "5"), ("stripe", "0")):
@@ -174,12 +203,26 @@ def test_mnist_c_read_through_the_engine_matches_the_files(tmp_path, monkeypatch
         assert d["accuracy_by_corruption_and_severity"][name][severity] == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("damage, error, needle", [
-    (lambda f: (f / "stripe" / "test_images.npy").unlink(), DataError, "stripe/test_images.npy is missing"),
-    (lambda f: np.save(f / "fog" / "test_labels.npy", np.zeros(M, np.int64)), DataError, "does not match"),
-    (lambda f: np.save(f / "fog" / "test_images.npy", np.zeros((M, 28, 28), np.uint8)), DataError,
-     "not uint8 [6, 28, 28, 1]"),
-])
+@pytest.mark.parametrize(
+    "damage, error, needle",
+    [
+        (
+            lambda f: (f / "stripe" / "test_images.npy").unlink(),
+            DataError,
+            "stripe/test_images.npy is missing",
+        ),
+        (
+            lambda f: np.save(f / "fog" / "test_labels.npy", np.zeros(M, np.int64)),
+            DataError,
+            "does not match",
+        ),
+        (
+            lambda f: np.save(f / "fog" / "test_images.npy", np.zeros((M, 28, 28), np.uint8)),
+            DataError,
+            "not uint8 [6, 28, 28, 1]",
+        ),
+    ],
+)
 def test_bad_mnist_c_files_fail_in_one_line(tmp_path, damage, error, needle):
     labels = _mnist_c(tmp_path)
     damage(tmp_path / "mnist_c")

@@ -16,9 +16,15 @@ HAS_FROST = importlib.util.find_spec("imagecorruptions") is not None
 
 
 def _names():
-    return [pytest.param(n, marks=pytest.mark.skipif(n == "frost" and not HAS_FROST,
-                                                     reason="frost pictures come with imagecorruptions"))
-            for n in NAMES]
+    return [
+        pytest.param(
+            n,
+            marks=pytest.mark.skipif(
+                n == "frost" and not HAS_FROST, reason="frost pictures come with imagecorruptions"
+            ),
+        )
+        for n in NAMES
+    ]
 
 
 def _images(n: int, channels: int, size: int) -> torch.Tensor:
@@ -32,7 +38,7 @@ def _images(n: int, channels: int, size: int) -> torch.Tensor:
         bar = ((xx - cx).abs() < 0.05).float() * 0.5
         base = 0.2 + 0.3 * yy + blob * 0.5 + bar * 0.3
         out.append(torch.stack([base * (0.8 + 0.1 * c) for c in range(channels)]))
-    return ((torch.stack(out).clamp(0, 1) * 255).round() / 255)
+    return (torch.stack(out).clamp(0, 1) * 255).round() / 255
 
 
 @pytest.mark.parametrize("name", _names())
@@ -72,7 +78,9 @@ def test_severity_is_monotone_in_a_distortion(name, channels, size):
         pytest.skip(f"{name}: published rows not ordered (see _UNORDERED)")
     x = _images(32, channels, size)
     measure = _MEASURES.get(name, lambda x, y: (y - x).abs().flatten(1).mean(1))
-    dist = [float(measure(x, corrupt(x, name, s, torch.Generator().manual_seed(1))).mean()) for s in range(1, 6)]
+    dist = [
+        float(measure(x, corrupt(x, name, s, torch.Generator().manual_seed(1))).mean()) for s in range(1, 6)
+    ]
     for s in range(1, 5):
         if _UNORDERED.get(name) != (s, s + 1):
             assert dist[s] >= dist[s - 1] * 0.98, (s, dist)  # 2%: rows 3 -> 4 of frost and motion blur tie
@@ -105,13 +113,16 @@ def test_brightness_and_contrast_match_their_formulas():
     assert (got - ((x - m) * 0.75 + m)).abs().max() <= 1 / 255 + 1e-6
 
 
-@pytest.mark.parametrize("overrides,needle", [
-    ({"corruptions": ["snowfall"]}, "must be one of"),
-    ({"severities": [0, 1]}, "from 1 to 5"),
-    ({"severities": [6]}, "from 1 to 5"),
-    ({"robust_severity": 6}, "robust_severity"),
-    ({"corruptions": []}, "at least one"),
-])
+@pytest.mark.parametrize(
+    "overrides,needle",
+    [
+        ({"corruptions": ["snowfall"]}, "must be one of"),
+        ({"severities": [0, 1]}, "from 1 to 5"),
+        ({"severities": [6]}, "from 1 to 5"),
+        ({"robust_severity": 6}, "robust_severity"),
+        ({"corruptions": []}, "at least one"),
+    ],
+)
 def test_bad_parameters_fail_in_one_line(overrides, needle):
     with pytest.raises(UsageError) as e:
         create_threat("corruptions", "mnist5k", **overrides)
@@ -121,8 +132,13 @@ def test_bad_parameters_fail_in_one_line(overrides, needle):
 def test_runs_through_the_engine(standard_model):
     from robench.engine import evaluate
 
-    threat = create_threat("corruptions", "mnist5k", corruptions=["gaussian_noise", "contrast", "pixelate"],
-                           severities=[1, 5], robust_severity=1)
+    threat = create_threat(
+        "corruptions",
+        "mnist5k",
+        corruptions=["gaussian_noise", "contrast", "pixelate"],
+        severities=[1, 5],
+        robust_severity=1,
+    )
     record = evaluate(standard_model, threat, "mnist5k", n_examples=16, batch_size=8, progress=False)
     d = record.details
     assert record.robust_acc <= record.clean_acc

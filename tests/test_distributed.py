@@ -43,8 +43,24 @@ def _env(cache: Path) -> dict:
 
 
 def _eval_cmd(threats: str, out: Path, n: int, chunk: int, *extra: str) -> list[str]:
-    return ["-m", "robench", "eval", "--model", MODEL, "--threat", threats, "--n-examples", str(n),
-            "--chunk-size", str(chunk), "--device", "cpu", "--out", str(out), *extra]
+    return [
+        "-m",
+        "robench",
+        "eval",
+        "--model",
+        MODEL,
+        "--threat",
+        threats,
+        "--n-examples",
+        str(n),
+        "--chunk-size",
+        str(chunk),
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def _torchrun(args: list[str], cache: Path) -> subprocess.Popen:
@@ -72,7 +88,8 @@ def _assert_same_record(sharded: dict, single, threat: str) -> None:
             fa, fb = a.pop("fit"), b.pop("fit")
             assert fa["ranks"] == 2 and fb["ranks"] == 1 and not fa["cached"] and not fb["cached"]
             assert {k: v for k, v in fa.items() if k not in FIT_TIMING} == {
-                k: v for k, v in fb.items() if k not in FIT_TIMING}
+                k: v for k, v in fb.items() if k not in FIT_TIMING
+            }
         assert a == b, f"{threat}: {key} differs"
 
 
@@ -87,8 +104,16 @@ def _sets(overrides: dict) -> list[str]:
 
 def test_two_ranks_equal_one_process_pgd(tmp_path, one_thread, standard_model):
     proc = _torchrun(_eval_cmd("pgd_linf", tmp_path / "two", 200, 50, *_sets(WEAK_PGD)), tmp_path / "cache")
-    single = evaluate(standard_model, "pgd_linf", n_examples=200, chunk_size=50, device="cpu", progress=False,
-                      overrides=WEAK_PGD, model_name=MODEL)
+    single = evaluate(
+        standard_model,
+        "pgd_linf",
+        n_examples=200,
+        chunk_size=50,
+        device="cpu",
+        progress=False,
+        overrides=WEAK_PGD,
+        model_name=MODEL,
+    )
     out, _ = _finish(proc)
     assert out.count("records:") == 1, out  # one table, from rank 0
     _assert_same_record(_record(tmp_path / "two", "pgd_linf"), single, "pgd_linf")
@@ -100,8 +125,12 @@ def test_two_ranks_equal_one_process_clean_spatial_and_uap(tmp_path, one_thread,
     threats = ("clean", "spatial", "uap_linf")
     proc = _torchrun(_eval_cmd(",".join(threats), tmp_path / "two", 200, 50), tmp_path / "cache-two")
     monkeypatch.setenv("ROBENCH_CACHE", str(tmp_path / "cache-one"))  # both fit δ: no shared cache
-    singles = {t: evaluate(MODEL, t, n_examples=200, chunk_size=50, device="cpu", progress=False,
-                           out_dir=tmp_path / "one") for t in threats}
+    singles = {
+        t: evaluate(
+            MODEL, t, n_examples=200, chunk_size=50, device="cpu", progress=False, out_dir=tmp_path / "one"
+        )
+        for t in threats
+    }
     _finish(proc)
     for threat, single in singles.items():
         _assert_same_record(_record(tmp_path / "two", threat), single, threat)
@@ -152,15 +181,17 @@ def test_killed_run_resumes_from_finished_chunks(tmp_path, one_thread):
     _, err = _finish(_torchrun(args, tmp_path / "cache"))
     resumed = int(err.split("resumed ")[1].split(" of")[0])
     assert resumed >= 25 * len(done)  # at least the chunks seen before the kill were loaded, not recomputed
-    single = evaluate(MODEL, "pgd_linf", n_examples=300, chunk_size=25, device="cpu", progress=False,
-                      overrides=WEAK_PGD)
+    single = evaluate(
+        MODEL, "pgd_linf", n_examples=300, chunk_size=25, device="cpu", progress=False, overrides=WEAK_PGD
+    )
     _assert_same_record(_record(tmp_path / "out", "pgd_linf"), single, "pgd_linf")
     assert not partial.exists()
 
 
 def test_job_array_shards_then_one_record(tmp_path, standard_model):
-    common = dict(n_examples=100, chunk_size=25, device="cpu", progress=False, overrides={"steps": 3},
-                  model_name=MODEL)
+    common = dict(
+        n_examples=100, chunk_size=25, device="cpu", progress=False, overrides={"steps": 3}, model_name=MODEL
+    )
     reference = evaluate(standard_model, "pgd_linf", **common)
     partial = tmp_path / "mnist5k" / MODEL / ".partial"
     for i, chunks in enumerate([{0, 3}, {0, 1, 3}, {0, 1, 2, 3}]):  # 4 chunks: task i takes c % 3 == i
@@ -180,8 +211,11 @@ def test_bad_shards_are_usage_errors(tmp_path):
         evaluate(MODEL, "clean", n_examples=10, device="cpu", out_dir=tmp_path, shard=(3, 3))
     with pytest.raises(UsageError, match="output directory"):
         evaluate(MODEL, "clean", n_examples=10, device="cpu", shard=(0, 2))
-    result = subprocess.run([sys.executable, *_eval_cmd("clean", tmp_path, 10, 5, "--shard", "2/2")],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, *_eval_cmd("clean", tmp_path, 10, 5, "--shard", "2/2")],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and "I/N" in result.stderr
 
 

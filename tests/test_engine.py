@@ -19,9 +19,26 @@ from robench.record import load
 def test_record_has_the_documented_fields(tmp_path):
     r = evaluate("mnist_cnn_standard", "clean", n_examples=50, out_dir=tmp_path, progress=False)
     data = json.loads((tmp_path / "mnist5k" / "mnist_cnn_standard" / "clean.json").read_text())
-    for key in ("schema_version", "model", "dataset", "threat", "threat_config", "config_hash", "n_examples",
-                "clean_acc", "robust_acc", "per_example", "details", "flags", "seed", "device", "versions",
-                "started_at", "duration_s", "examples_per_s"):
+    for key in (
+        "schema_version",
+        "model",
+        "dataset",
+        "threat",
+        "threat_config",
+        "config_hash",
+        "n_examples",
+        "clean_acc",
+        "robust_acc",
+        "per_example",
+        "details",
+        "flags",
+        "seed",
+        "device",
+        "versions",
+        "started_at",
+        "duration_s",
+        "examples_per_s",
+    ):
         assert key in data, key
     assert data["n_examples"] == 50 and len(data["per_example"]) == 50
     assert data["robust_acc"] == data["clean_acc"] == r.clean_acc
@@ -85,10 +102,13 @@ def test_robust_never_exceeds_clean_and_misbehaving_threats_are_flagged():
     assert any(f.startswith("robust_above_clean") for f in r.flags)
 
 
-@pytest.mark.parametrize("output, message", [
-    (lambda x: torch.full((len(x), 10), float("nan")), "non-finite"),
-    (lambda x: torch.zeros(len(x), 7), "shape"),
-])
+@pytest.mark.parametrize(
+    "output, message",
+    [
+        (lambda x: torch.full((len(x), 10), float("nan")), "non-finite"),
+        (lambda x: torch.zeros(len(x), 7), "shape"),
+    ],
+)
 def test_misbehaving_models_fail_in_one_line(output, message):
     class Bad(torch.nn.Module):
         def forward(self, x):
@@ -108,17 +128,41 @@ def test_bad_counts_and_mismatched_dataset():
 
 
 def _eval_cmd(out: Path) -> list[str]:
-    return [sys.executable, "-m", "robench", "eval", "--model", "mnist_cnn_standard", "--threat", "pgd_linf",
-            "--n-examples", "300", "--chunk-size", "50", "--set", "eps=0.02", "--set", "steps=60",
-            "--set", "step_size=0.005", "--out", str(out), "--json"]
+    return [
+        sys.executable,
+        "-m",
+        "robench",
+        "eval",
+        "--model",
+        "mnist_cnn_standard",
+        "--threat",
+        "pgd_linf",
+        "--n-examples",
+        "300",
+        "--chunk-size",
+        "50",
+        "--set",
+        "eps=0.02",
+        "--set",
+        "steps=60",
+        "--set",
+        "step_size=0.005",
+        "--out",
+        str(out),
+        "--json",
+    ]
 
 
 def test_kill_then_rerun_resumes_and_gives_the_same_record(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    reference = subprocess.run(_eval_cmd(tmp_path / "ref"), capture_output=True, text=True, env=env, check=True)
+    reference = subprocess.run(
+        _eval_cmd(tmp_path / "ref"), capture_output=True, text=True, env=env, check=True
+    )
     ref = json.loads(reference.stdout)
 
-    proc = subprocess.Popen(_eval_cmd(tmp_path / "run"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        _eval_cmd(tmp_path / "run"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
     partial = tmp_path / "run" / "mnist5k" / "mnist_cnn_standard" / ".partial"
     deadline = time.time() + 120
     while time.time() < deadline and not list(partial.glob("*/chunk-*.npz")):
@@ -134,4 +178,7 @@ def test_kill_then_rerun_resumes_and_gives_the_same_record(tmp_path):
     for key in ("per_example", "clean_per_example", "details", "config_hash", "robust_acc", "threat_config"):
         assert rec[key] == ref[key], key
     assert 0 < rec["robust_acc"] < rec["clean_acc"]
-    assert load(tmp_path / "run" / "mnist5k" / "mnist_cnn_standard" / "pgd_linf.json").per_example == ref["per_example"]
+    assert (
+        load(tmp_path / "run" / "mnist5k" / "mnist_cnn_standard" / "pgd_linf.json").per_example
+        == ref["per_example"]
+    )

@@ -222,7 +222,9 @@ def test_any_model_card_builds_or_is_refused(name, data):
 
     card = data.draw(mapping_over(CARD_KEYS))
     if data.draw(st.booleans()):  # a nearly valid card, with some fields fuzzed
-        base = yaml.safe_load((REPO / "robench" / "configs" / "models" / "mnist_cnn_standard.yaml").read_text())
+        base = yaml.safe_load(
+            (REPO / "robench" / "configs" / "models" / "mnist_cnn_standard.yaml").read_text()
+        )
         card = {**base, **card}
     outcome(lambda: card_from_dict(name, card))
 

@@ -26,11 +26,11 @@ def _rolled(img, tx, ty):
     if ty > 0:
         out[..., h - ty :, :] = 0
     elif ty < 0:
-        out[..., : -ty, :] = 0
+        out[..., :-ty, :] = 0
     if tx > 0:
         out[..., :, w - tx :] = 0
     elif tx < 0:
-        out[..., :, : -tx] = 0
+        out[..., :, :-tx] = 0
     return out
 
 
@@ -103,13 +103,18 @@ def test_check_box_returns_floats():
     assert all(type(v) is float for v in check_box("fam", 0, 0))
 
 
-@pytest.mark.parametrize("rotation, translation, match", [
-    (True, 3, "fam: max_rotation must be a number >= 0"),
-    (30, False, "fam: max_translation must be a number >= 0"),
-    (-1, 3, "max_rotation must be"), (30, -0.5, "max_translation must be"),
-    ("30", 3, "max_rotation must be"), (None, 3, "max_rotation must be"),
-    (180.5, 3, "fam: max_rotation 180.5 exceeds 180 degrees"),
-])
+@pytest.mark.parametrize(
+    "rotation, translation, match",
+    [
+        (True, 3, "fam: max_rotation must be a number >= 0"),
+        (30, False, "fam: max_translation must be a number >= 0"),
+        (-1, 3, "max_rotation must be"),
+        (30, -0.5, "max_translation must be"),
+        ("30", 3, "max_rotation must be"),
+        (None, 3, "max_rotation must be"),
+        (180.5, 3, "fam: max_rotation 180.5 exceeds 180 degrees"),
+    ],
+)
 def test_check_box_rejects_bad_boxes(rotation, translation, match):
     with pytest.raises(UsageError, match=match):
         check_box("fam", rotation, translation)

@@ -27,12 +27,25 @@ PACKAGE = REPO / "robench"
 #: Layer of every room (docs/architecture.md, "Layers"). A module belongs to the room of its longest
 #: listed dotted prefix (``robench.threats.pgd`` -> ``robench.threats``).
 LAYERS = {
-    "robench.errors": 1, "robench.registry": 1, "robench.schema": 1, "robench.config": 1, "robench.record": 1,
-    "robench.stats": 1, "robench.corruption_report": 1, "robench.locks": 1,
-    "robench.datasets": 2, "robench.corruption_sets": 2, "robench.archs": 2, "robench.models": 2,
-    "robench.distributed": 2, "robench.devices": 2, "robench.imagenet": 2, "robench.specs": 2,
+    "robench.errors": 1,
+    "robench.registry": 1,
+    "robench.schema": 1,
+    "robench.config": 1,
+    "robench.record": 1,
+    "robench.stats": 1,
+    "robench.corruption_report": 1,
+    "robench.locks": 1,
+    "robench.datasets": 2,
+    "robench.corruption_sets": 2,
+    "robench.archs": 2,
+    "robench.models": 2,
+    "robench.distributed": 2,
+    "robench.devices": 2,
+    "robench.imagenet": 2,
+    "robench.specs": 2,
     "robench.threats": 3,
-    "robench.perturbations": 4, "robench.train": 4,
+    "robench.perturbations": 4,
+    "robench.train": 4,
     "robench.engine": 5,
     "robench.boards": 6,
     "robench.cli": 7,
@@ -49,12 +62,30 @@ OUTSIDE = {"robench", "robench.__main__"}
 
 #: torch and the libraries that import it as soon as they are imported.
 TORCH_STACK = ("torch", "torchvision", "timm", "torchattacks", "pyautoattack")
-L1 = ("robench.errors", "robench.registry", "robench.schema", "robench.config", "robench.record", "robench.stats",
-      "robench.corruption_report", "robench.locks")
-EVALUATION_STACK = ("robench.datasets", "robench.corruption_sets", "robench.imagenet", "robench.archs",
-                    "robench.models", "robench.specs", "robench.distributed", "robench.devices", "robench.threats",
-                    "robench.perturbations",
-                    "robench.train", "robench.engine")
+L1 = (
+    "robench.errors",
+    "robench.registry",
+    "robench.schema",
+    "robench.config",
+    "robench.record",
+    "robench.stats",
+    "robench.corruption_report",
+    "robench.locks",
+)
+EVALUATION_STACK = (
+    "robench.datasets",
+    "robench.corruption_sets",
+    "robench.imagenet",
+    "robench.archs",
+    "robench.models",
+    "robench.specs",
+    "robench.distributed",
+    "robench.devices",
+    "robench.threats",
+    "robench.perturbations",
+    "robench.train",
+    "robench.engine",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,22 +101,50 @@ class Rule:
 
 
 RULES = [
-    Rule("L1 is torch-free", L1, TORCH_STACK, "any",
-         "config and records are read by the boards and by CI without the evaluation stack"),
-    Rule("threats do not drive evaluation", ("robench.threats",),
-         ("robench.engine", "robench.cli", "robench.boards"), "any",
-         "a threat turns (model, batch) into verdicts; the engine decides what runs, where and when"),
-    Rule("threats get their data from the engine", ("robench.threats",),
-         ("robench.datasets", "robench.corruption_sets", "robench.distributed"), "any",
-         "the engine hands fitting threats their fit data and owns ranks, so a threat runs anywhere"),
-    Rule("nothing imports the CLI", ("robench",), ("robench.cli",), "any",
-         "the CLI only unpacks arguments into typed calls; everything it does is reachable from Python",
-         except_=("robench.cli", "robench.__main__")),
-    Rule("boards are torch-free at import", ("robench.boards",), TORCH_STACK + EVALUATION_STACK, "module",
-         "'robench leaderboard' and '--check' in CI build pages from records without torch",
-         except_=("robench.boards.submit", "robench.boards.submit_list")),
-    Rule("submit loads the engine lazily", ("robench.boards.submit",), ("robench.engine",), "module",
-         "importing the boards package must not start the evaluation stack; a submission does, when it runs"),
+    Rule(
+        "L1 is torch-free",
+        L1,
+        TORCH_STACK,
+        "any",
+        "config and records are read by the boards and by CI without the evaluation stack",
+    ),
+    Rule(
+        "threats do not drive evaluation",
+        ("robench.threats",),
+        ("robench.engine", "robench.cli", "robench.boards"),
+        "any",
+        "a threat turns (model, batch) into verdicts; the engine decides what runs, where and when",
+    ),
+    Rule(
+        "threats get their data from the engine",
+        ("robench.threats",),
+        ("robench.datasets", "robench.corruption_sets", "robench.distributed"),
+        "any",
+        "the engine hands fitting threats their fit data and owns ranks, so a threat runs anywhere",
+    ),
+    Rule(
+        "nothing imports the CLI",
+        ("robench",),
+        ("robench.cli",),
+        "any",
+        "the CLI only unpacks arguments into typed calls; everything it does is reachable from Python",
+        except_=("robench.cli", "robench.__main__"),
+    ),
+    Rule(
+        "boards are torch-free at import",
+        ("robench.boards",),
+        TORCH_STACK + EVALUATION_STACK,
+        "module",
+        "'robench leaderboard' and '--check' in CI build pages from records without torch",
+        except_=("robench.boards.submit", "robench.boards.submit_list"),
+    ),
+    Rule(
+        "submit loads the engine lazily",
+        ("robench.boards.submit",),
+        ("robench.engine",),
+        "module",
+        "importing the boards package must not start the evaluation stack; a submission does, when it runs",
+    ),
 ]
 
 
@@ -178,16 +237,24 @@ def test_in_motion_modules_still_exist():
     assert not moved, f"{moved} moved into robench/boards/: delete them from IN_MOTION"
 
 
-@pytest.mark.parametrize("module", [
-    pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=KNOWN_UPWARD[m])) if m in KNOWN_UPWARD else m
-    for m in MODULES if m not in OUTSIDE
-])
+@pytest.mark.parametrize(
+    "module",
+    [
+        pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=KNOWN_UPWARD[m]))
+        if m in KNOWN_UPWARD
+        else m
+        for m in MODULES
+        if m not in OUTSIDE
+    ],
+)
 def test_imports_flow_downward(module):
     """A module imports its own layer or lower ones, lazily or not."""
     own = layer(module)
-    upward = [f"line {line}: {target} (L{layer(target)}, {scope}-level)"
-              for target, scope, line in imports(module)
-              if within(target, ["robench"]) and target not in OUTSIDE and (layer(target) or 0) > own]
+    upward = [
+        f"line {line}: {target} (L{layer(target)}, {scope}-level)"
+        for target, scope, line in imports(module)
+        if within(target, ["robench"]) and target not in OUTSIDE and (layer(target) or 0) > own
+    ]
     assert not upward, f"{module} (L{own}) imports upward: {upward}"
 
 
@@ -195,19 +262,25 @@ def test_imports_flow_downward(module):
 def test_room_rule(rule):
     subjects = [m for m in MODULES if within(m, rule.subjects) and not within(m, rule.except_)]
     assert subjects, f"rule {rule.name!r} names no existing module: {rule.subjects}"
-    broken = [f"{m} line {line}: {target} ({scope}-level)"
-              for m in subjects for target, scope, line in imports(m)
-              if within(target, rule.forbidden) and (rule.scope == "any" or scope == "module")]
+    broken = [
+        f"{m} line {line}: {target} ({scope}-level)"
+        for m in subjects
+        for target, scope, line in imports(m)
+        if within(target, rule.forbidden) and (rule.scope == "any" or scope == "module")
+    ]
     assert not broken, f"{rule.name} ({rule.why}): {broken}"
 
 
 def test_building_a_board_loads_no_torch():
     """Transitively too: what the package imports must not pull torch in through a side door."""
-    script = ("import sys, robench.boards\n"
-              "robench.boards.build('mnist5k')\n"
-              f"print(sorted(m for m in sys.modules if m.split('.')[0] in {TORCH_STACK!r}))")
+    script = (
+        "import sys, robench.boards\n"
+        "robench.boards.build('mnist5k')\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {TORCH_STACK!r}))"
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]", f"building a board imported {result.stdout.strip()}"

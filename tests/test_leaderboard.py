@@ -120,14 +120,29 @@ def _consistent(values: dict) -> None:
         robust = "1" * round(acc * n) + "0" * (n - round(acc * n))
     extra = max(0, round(values["clean_acc"] * n) - robust.count("1"))  # clean but not robust
     clean = "".join("1" if r == "1" or (extra := extra - 1) >= 0 else "0" for r in robust)
-    values.update(per_example=robust, clean_per_example=clean, robust_acc=robust.count("1") / n,
-                  clean_acc=clean.count("1") / n)
+    values.update(
+        per_example=robust,
+        clean_per_example=clean,
+        robust_acc=robust.count("1") / n,
+        clean_acc=clean.count("1") / n,
+    )
     values["indices"] = {**values["indices"], "stop": values["indices"]["start"] + n}
-    values["config_hash"] = record.config_hash(record.run_identity(
-        model=values["model"], weights=values["model_meta"] or None, dataset=values["dataset"],
-        split=values["indices"].get("split"), n=n, threat=values["threat"], family=values["family"],
-        config=values["threat_config"], seed=values["seed"], batch_size=values["batch_size"],
-        chunk_size=values["chunk_size"], subset=values["indices"].get("subset")))
+    values["config_hash"] = record.config_hash(
+        record.run_identity(
+            model=values["model"],
+            weights=values["model_meta"] or None,
+            dataset=values["dataset"],
+            split=values["indices"].get("split"),
+            n=n,
+            threat=values["threat"],
+            family=values["family"],
+            config=values["threat_config"],
+            seed=values["seed"],
+            batch_size=values["batch_size"],
+            chunk_size=values["chunk_size"],
+            subset=values["indices"].get("subset"),
+        )
+    )
 
 
 def put_model(root, model, clean, pgd, spatial, **kw):
@@ -153,8 +168,15 @@ def test_board_ranks_marks_front_and_lists_what_it_leaves_out(tree, page_table):
     assert [r[0] for r in rows] == ["★", "★", ""]
     assert rows[0][2:5] == ["10.0 [5.5, 17.4]", "90.0 [82.6, 94.5]", "PGD"]  # with 95% Wilson intervals
     assert rows[0][5] == "98.0 [93.0, 99.4]"  # the Clean column
-    assert header == ["Front", "Model", "Spatial grid [95% CI]", "Linf robust [95% CI]", "y measured by",
-                      "Clean [95% CI]", "Flags"]
+    assert header == [
+        "Front",
+        "Model",
+        "Spatial grid [95% CI]",
+        "Linf robust [95% CI]",
+        "y measured by",
+        "Clean [95% CI]",
+        "Flags",
+    ]
     models = section_table(md, "### Models")
     assert models[3][:3] == ["spatial\\_aug", "tiny", "aug\\_30"]  # a card's training mapping: its recipe
     assert "Future threat" not in md  # listed, but its threat has no config yet

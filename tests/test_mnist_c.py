@@ -60,11 +60,14 @@ def test_severities_are_the_authors():
     assert SEVERITY["rotate"] == 2 and SEVERITY["shot_noise"] == 5 and SEVERITY["stripe"] == 0
 
 
-@pytest.mark.parametrize("overrides, needle", [
-    ({"corruptions": ["gaussian_noise"]}, "corruptions"),
-    ({"corruptions": []}, "at least one"),
-    ({"corruptions": ["fog", "fog"]}, "listed twice"),
-])
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [
+        ({"corruptions": ["gaussian_noise"]}, "corruptions"),
+        ({"corruptions": []}, "at least one"),
+        ({"corruptions": ["fog", "fog"]}, "listed twice"),
+    ],
+)
 def test_bad_parameters_fail_in_one_line(overrides, needle):
     with pytest.raises(UsageError) as e:
         create_threat("mnist_c", "mnist5k", **overrides)

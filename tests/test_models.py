@@ -40,19 +40,25 @@ def test_unknown_model_suggests():
         load_card("mnist_cnn_standart")
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"colour": "red"}, "unknown key 'colour'"),
-    ({"arch": None}, "missing key 'arch'"),
-    ({"dataset": "mnist6k"}, "did you mean"),
-    ({"normalization": "imagenett"}, "normalization"),
-    ({"normalization": {"mean": [0.1], "std": [0.0]}}, "positive std"),
-    ({"normalization": {"mean": [float("nan")], "std": [0.3]}}, r"normalization: mean\[0\] must be a finite number"),
-    ({"weights": {"path": "x.safetensors"}}, "sha256"),
-    ({"weights": {"pathh": "x.safetensors", "sha256": "0"}}, "unknown key 'pathh'; did you mean 'path'"),
-    ({"weights": {"path": "x.safetensors", "sha256": "0", "format": "pickel"}}, "format must be one of"),
-    ({"num_classes": True}, "num_classes must be an integer, got True"),
-    ({"library": "keras"}, "library must be one of 'timm', 'torchvision'"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"colour": "red"}, "unknown key 'colour'"),
+        ({"arch": None}, "missing key 'arch'"),
+        ({"dataset": "mnist6k"}, "did you mean"),
+        ({"normalization": "imagenett"}, "normalization"),
+        ({"normalization": {"mean": [0.1], "std": [0.0]}}, "positive std"),
+        (
+            {"normalization": {"mean": [float("nan")], "std": [0.3]}},
+            r"normalization: mean\[0\] must be a finite number",
+        ),
+        ({"weights": {"path": "x.safetensors"}}, "sha256"),
+        ({"weights": {"pathh": "x.safetensors", "sha256": "0"}}, "unknown key 'pathh'; did you mean 'path'"),
+        ({"weights": {"path": "x.safetensors", "sha256": "0", "format": "pickel"}}, "format must be one of"),
+        ({"num_classes": True}, "num_classes must be an integer, got True"),
+        ({"library": "keras"}, "library must be one of 'timm', 'torchvision'"),
+    ],
+)
 def test_bad_cards_are_refused_in_one_line(tmp_path, changes, message):
     with pytest.raises(UsageError, match=message) as info:
         load_card_file(_card(tmp_path, WEIGHTS, **changes))
@@ -137,6 +143,8 @@ def test_url_weights_are_downloaded_once_and_verified(tmp_path, monkeypatch):
 
 def test_pretrained_without_network_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    with pytest.raises(CheckpointError, match="put it at .*/torch/hub/checkpoints/resnet50-0676ba61.pth$") as err:
+    with pytest.raises(
+        CheckpointError, match="put it at .*/torch/hub/checkpoints/resnet50-0676ba61.pth$"
+    ) as err:
         create_model("resnet50")
     assert "\n" not in str(err.value)

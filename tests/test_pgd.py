@@ -22,7 +22,9 @@ def _clean(model, x, y):
 
 
 @pytest.mark.parametrize("norm, eps, steps, step", [("linf", 0.1, 20, 0.01), ("l2", 1.0, 20, 0.1)])
-def test_dominates_torchattacks_from_the_same_start(standard_model, mnist_test, norm, eps, steps, step, monkeypatch):
+def test_dominates_torchattacks_from_the_same_start(
+    standard_model, mnist_test, norm, eps, steps, step, monkeypatch
+):
     """From the same (clean) start both follow the same ascent; ours also checks every iterate, so every
     example torchattacks breaks, ours breaks too."""
     x, y = mnist_test
@@ -42,7 +44,9 @@ def test_random_start_at_least_as_strong_as_torchattacks(standard_model, mnist_t
     clean = _clean(standard_model, x, y)
     ours = threat.run_batch(standard_model, x, y, clean, _ctx())["robust"]
     torch.manual_seed(0)
-    theirs = _clean(standard_model, _torchattacks(standard_model, "linf", 0.1, 0.01, 20, True)(x, y), y) & clean
+    theirs = (
+        _clean(standard_model, _torchattacks(standard_model, "linf", 0.1, 0.01, 20, True)(x, y), y) & clean
+    )
     assert 0 < int(theirs.sum()) < int(clean.sum())
     assert int(ours.sum()) <= int(theirs.sum()), (int(ours.sum()), int(theirs.sum()))
 

@@ -32,8 +32,15 @@ def _brute_force(model, x, y, threat):
     return robust
 
 
-@pytest.mark.parametrize("name, n, curves", [("spatial", 16, False), ("spatial", 16, True),
-                                             ("spatial_rotation", 100, True), ("spatial_translation", 100, True)])
+@pytest.mark.parametrize(
+    "name, n, curves",
+    [
+        ("spatial", 16, False),
+        ("spatial", 16, True),
+        ("spatial_rotation", 100, True),
+        ("spatial_translation", 100, True),
+    ],
+)
 def test_verdicts_equal_brute_force(standard_model, mnist_test, name, n, curves):
     x, y = mnist_test[0][:n], mnist_test[1][:n]
     threat = create_threat(name, "mnist5k", axis_curves=curves)
@@ -71,13 +78,21 @@ def test_axis_details_and_identity_flag(standard_model, mnist_test):
     x, y = mnist_test[0][:50], mnist_test[1][:50]
     with torch.inference_mode():
         clean = standard_model(x).argmax(1) == y
-    stats = {k: v.numpy() for k, v in threat.run_batch(standard_model, x, y, clean, BatchContext(torch.Generator(), 256)).items()}
+    stats = {
+        k: v.numpy()
+        for k, v in threat.run_batch(
+            standard_model, x, y, clean, BatchContext(torch.Generator(), 256)
+        ).items()
+    }
     stats["clean_correct"] = clean.numpy()
     details = threat.summarize(stats)
     rot = details["accuracy_by_rotation"]
-    assert len(rot["rotation_deg"]) == 31 and rot["accuracy"][rot["rotation_deg"].index(0.0)] == pytest.approx(float(clean.float().mean()))
+    assert len(rot["rotation_deg"]) == 31 and rot["accuracy"][
+        rot["rotation_deg"].index(0.0)
+    ] == pytest.approx(float(clean.float().mean()))
     assert len(details["accuracy_by_translation"]["accuracy"]) == 25
     assert threat.flags(stats) == []
     assert "accuracy_by_rotation" not in create_threat("spatial", "mnist5k").summarize(
-        {k: v for k, v in stats.items() if k != "axis_correct"})
+        {k: v for k, v in stats.items() if k != "axis_correct"}
+    )
     assert create_threat("spatial", "mnist5k", n_rotations=4).flags(stats)  # an even count misses 0 degrees

@@ -23,8 +23,9 @@ def test_identity_only_box_gives_clean_accuracy(standard_model, batch, ctx):
 
 def test_gradient_steps_climb_the_loss_inside_the_box(standard_model, batch):
     x, y, _ = batch
-    threat = create_threat("spatial_pgd", "mnist5k", max_rotation=10, max_translation=1, steps=8,
-                           step_size=0.1)
+    threat = create_threat(
+        "spatial_pgd", "mnist5k", max_rotation=10, max_translation=1, steps=8, step_size=0.1
+    )
     start = draw_transforms((len(x),), threat.half, torch.Generator().manual_seed(0))
     fooled, _, params = threat.attack(standard_model, x, y, start)
     assert (params.abs() <= threat.half).all()
@@ -59,8 +60,10 @@ def test_same_seed_same_verdicts(standard_model, batch, ctx):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("override, match", [({"steps": -1}, "steps"), ({"restarts": 0}, "restarts"),
-                                             ({"step_size": 0}, "step_size")])
+@pytest.mark.parametrize(
+    "override, match",
+    [({"steps": -1}, "steps"), ({"restarts": 0}, "restarts"), ({"step_size": 0}, "step_size")],
+)
 def test_bad_parameters_are_usage_errors(override, match):
     with pytest.raises(UsageError, match=match):
         create_threat("spatial_pgd", "mnist5k", **override)

@@ -62,12 +62,20 @@ def test_grid_is_no_weaker_than_random_draws_from_the_same_grid(standard_model, 
 def test_predict_under_is_independent_of_batch_size(standard_model, batch):
     x = batch[0][:16]
     draws = draw_transforms((len(x), 3), box_half_widths(30.0, 3.0), torch.Generator().manual_seed(0))
-    assert torch.equal(predict_under(standard_model, x, draws, warp_transforms, 7),
-                       predict_under(standard_model, x, draws, warp_transforms, 1000))
+    assert torch.equal(
+        predict_under(standard_model, x, draws, warp_transforms, 7),
+        predict_under(standard_model, x, draws, warp_transforms, 1000),
+    )
 
 
-@pytest.mark.parametrize("override, match", [({"k": 0}, "k must be"), ({"max_rotation": -1}, "max_rotation"),
-                                             ({"max_translation": "3"}, "max_translation")])
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ({"k": 0}, "k must be"),
+        ({"max_rotation": -1}, "max_rotation"),
+        ({"max_translation": "3"}, "max_translation"),
+    ],
+)
 def test_bad_parameters_are_usage_errors(override, match):
     with pytest.raises(UsageError, match=match):
         create_threat("spatial_random", "mnist5k", **override)

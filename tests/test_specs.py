@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import put_in_hf_cache
 from safetensors.torch import save_file
 
-from conftest import put_in_hf_cache
 from robench import specs
 from robench.cli import main
 from robench.errors import CheckpointError, UsageError

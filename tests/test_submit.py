@@ -166,7 +166,12 @@ def test_freshly_trained_checkpoint_joins_the_board_in_one_command(root, tmp_pat
     assert set(rows) >= {"random\\_init", "mnist\\_cnn / quick (trained)"}  # the card's display name
     mine = rows["mnist\\_cnn / quick (trained)"]
     cells = [mine[2], mine[3], mine[4], mine[5]]  # values with their 95% intervals after them
-    assert [c.split(" [")[0] for c in cells] == [f"{100 * x:.1f}", f"{100 * y:.1f}", "PGD", f"{100 * clean:.1f}"]
+    assert [c.split(" [")[0] for c in cells] == [
+        f"{100 * x:.1f}",
+        f"{100 * y:.1f}",
+        "PGD",
+        f"{100 * clean:.1f}",
+    ]
     on_front = mine[0] == "★"
     assert f"clean {100 * clean:.1f}%" in out and f"Rotations: {100 * x:.1f}%" in out
     assert ("trained" in out) and (("not on the Pareto front" in out) != on_front)

@@ -50,19 +50,30 @@ def test_every_shipped_recipe_loads(name):
     recipe.perturber()
 
 
-@pytest.mark.parametrize("text, message", [
-    ("base: standard\nmomentum: 0.9\n", "unknown key 'momentum'"),
-    ("base: standard\nepoch: 3\n", "did you mean 'epochs'"),
-    ("description: x\nepochs: 1\nbatch_size: 8\nlr: 0.1\nweight_decay: 0\n", "missing key 'perturbation'"),
-    ("base: standard\nepochs: 0\n", "epochs must be >= 1"),
-    ("base: standard\nepochs: true\n", "epochs must be an integer, got True"),
-    ("base: standard\nlr: .nan\n", "lr must be a finite number"),
-    ("base: standard\nperturbation: rotate\n", "unknown training perturbation 'rotate'"),
-    ("base: standard\nperturbation: shift\nparams: {max_shift: 4, fill: 0}\n", "unknown key 'fill'"),
-    ("base: standard\nperturbation: worst_of_k\nparams: {max_rotation: 30, max_translation: 3}\n", "missing key 'k'"),
-    ("base: standard\nperturbation: pgd\nparams: {norm: linf, eps: 3, steps: 1, step_size: 1, ramp_epochs: 1}\n",
-     "exceeds the"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("base: standard\nmomentum: 0.9\n", "unknown key 'momentum'"),
+        ("base: standard\nepoch: 3\n", "did you mean 'epochs'"),
+        (
+            "description: x\nepochs: 1\nbatch_size: 8\nlr: 0.1\nweight_decay: 0\n",
+            "missing key 'perturbation'",
+        ),
+        ("base: standard\nepochs: 0\n", "epochs must be >= 1"),
+        ("base: standard\nepochs: true\n", "epochs must be an integer, got True"),
+        ("base: standard\nlr: .nan\n", "lr must be a finite number"),
+        ("base: standard\nperturbation: rotate\n", "unknown training perturbation 'rotate'"),
+        ("base: standard\nperturbation: shift\nparams: {max_shift: 4, fill: 0}\n", "unknown key 'fill'"),
+        (
+            "base: standard\nperturbation: worst_of_k\nparams: {max_rotation: 30, max_translation: 3}\n",
+            "missing key 'k'",
+        ),
+        (
+            "base: standard\nperturbation: pgd\nparams: {norm: linf, eps: 3, steps: 1, step_size: 1, ramp_epochs: 1}\n",
+            "exceeds the",
+        ),
+    ],
+)
 def test_bad_recipes_fail_with_one_line(recipe_dir, text, message):
     (recipe_dir / "bad.yaml").write_text(text)
     with pytest.raises(UsageError, match=message) as info:
@@ -108,7 +119,9 @@ def test_worst_of_k_trains_on_the_highest_loss_candidate(model):
     t = RandomAffine(30, 3).draw(len(x) * 10, torch.Generator().manual_seed(5))
     candidates = warp(x.repeat_interleave(10, 0), affine_thetas(t, 28, 28)).view(len(x), 10, 1, 28, 28)
     with torch.no_grad():
-        losses = torch.stack([F.cross_entropy(model(candidates[:, j]), y, reduction="none") for j in range(10)], 1)
+        losses = torch.stack(
+            [F.cross_entropy(model(candidates[:, j]), y, reduction="none") for j in range(10)], 1
+        )
     best = candidates[torch.arange(len(x)), losses.argmax(1)]
     assert torch.allclose(out, best, atol=1e-6)
     with torch.no_grad():
@@ -118,7 +131,9 @@ def test_worst_of_k_trains_on_the_highest_loss_candidate(model):
 @pytest.mark.parametrize("norm, eps, step", [("linf", 0.3, 0.075), ("l2", 2.0, 0.5)])
 def test_pgd_training_stays_in_the_ball_and_raises_the_loss(model, norm, eps, step):
     x, y = _digits(64)
-    pert = create_perturbation("pgd", {"norm": norm, "eps": eps, "steps": 10, "step_size": step, "ramp_epochs": 1})
+    pert = create_perturbation(
+        "pgd", {"norm": norm, "eps": eps, "steps": 10, "step_size": step, "ramp_epochs": 1}
+    )
     out = pert(model, x, y, torch.Generator().manual_seed(0))
     delta = (out - x).flatten(1)
     size = delta.abs().amax(1) if norm == "linf" else delta.norm(dim=1)
@@ -131,15 +146,25 @@ def test_pgd_training_stays_in_the_ball_and_raises_the_loss(model, norm, eps, st
 def test_ramp_scales_the_budget_with_the_epoch(model):
     assert [ramp(e, 4) for e in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
     x, y = _digits(32)
-    pert = create_perturbation("pgd", {"norm": "linf", "eps": 0.3, "steps": 5, "step_size": 0.1, "ramp_epochs": 3})
+    pert = create_perturbation(
+        "pgd", {"norm": "linf", "eps": 0.3, "steps": 5, "step_size": 0.1, "ramp_epochs": 3}
+    )
     out = pert(model, x, y, torch.Generator().manual_seed(0), epoch=0)
     assert (out - x).abs().max() <= 0.1 + 1e-6
 
 
 def test_cusp_is_pgd_around_the_worst_transform_with_ramped_budgets(model):
     x, y = _digits(32)
-    params = {"max_rotation": 30, "max_translation": 3, "k": 4, "norm": "linf", "eps": 0.3, "steps": 3,
-              "step_size": 0.1, "ramp_epochs": 2}
+    params = {
+        "max_rotation": 30,
+        "max_translation": 3,
+        "k": 4,
+        "norm": "linf",
+        "eps": 0.3,
+        "steps": 3,
+        "step_size": 0.1,
+        "ramp_epochs": 2,
+    }
     pert = create_perturbation("cusp", params)
     out = pert(model, x, y, torch.Generator().manual_seed(3), epoch=0)
     warped = pert.spatial.worst(model, x, y, torch.Generator().manual_seed(3), scale=0.5)
@@ -150,8 +175,18 @@ def test_cusp_is_pgd_around_the_worst_transform_with_ramped_budgets(model):
 
 # -- training -----------------------------------------------------------------------------------------
 def test_one_epoch_writes_a_pinned_loadable_card_and_is_deterministic(tmp_path):
-    cards = [train("standard", "mnist_mlp", name="tiny_mlp", out=tmp_path / f"run{i}", epochs=1, seed=3,
-                   progress=False) for i in (1, 2)]
+    cards = [
+        train(
+            "standard",
+            "mnist_mlp",
+            name="tiny_mlp",
+            out=tmp_path / f"run{i}",
+            epochs=1,
+            seed=3,
+            progress=False,
+        )
+        for i in (1, 2)
+    ]
     weights = [c.parent / "tiny_mlp.safetensors" for c in cards]
     assert sha256_file(weights[0]) == sha256_file(weights[1])
     data = yaml.safe_load(cards[0].read_text())
@@ -162,13 +197,24 @@ def test_one_epoch_writes_a_pinned_loadable_card_and_is_deterministic(tmp_path):
     assert accuracy(model, x, y) == data["training"]["clean_acc_test"] > 0.8
     args = build_parser().parse_args(shlex.split(data["training"]["command"])[1:])
     assert (args.recipe, args.arch, args.name, args.seed, args.epochs, Path(args.out)) == (
-        "standard", "mnist_mlp", "tiny_mlp", 3, 1, tmp_path / "run1")
-    different = train("standard", "mnist_mlp", name="tiny_mlp", out=tmp_path / "run3", epochs=1, seed=4, progress=False)
+        "standard",
+        "mnist_mlp",
+        "tiny_mlp",
+        3,
+        1,
+        tmp_path / "run1",
+    )
+    different = train(
+        "standard", "mnist_mlp", name="tiny_mlp", out=tmp_path / "run3", epochs=1, seed=4, progress=False
+    )
     assert sha256_file(different.parent / "tiny_mlp.safetensors") != sha256_file(weights[0])
 
 
 def test_cli_train_errors_are_one_line(tmp_path, capsys):
-    assert main(["train", "--recipe", "standard", "--arch", "mnist_mpl", "--name", "x", "--out", str(tmp_path)]) == 2
+    assert (
+        main(["train", "--recipe", "standard", "--arch", "mnist_mpl", "--name", "x", "--out", str(tmp_path)])
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "unknown timm architecture 'mnist_mpl'" in err
 
@@ -180,7 +226,12 @@ def test_zoo_cards_load_reproduce_their_clean_accuracy_and_name_their_retrain_co
     assert abs(accuracy(create_model(card), x, y) - card.training["clean_acc_test"]) <= 0.001  # one image
     args = build_parser().parse_args(shlex.split(card.training["command"])[1:])
     assert (args.recipe, args.arch, args.name, args.seed, args.epochs) == (
-        card.training["recipe"], card.arch, name, card.training["seed"], card.training["epochs"])
+        card.training["recipe"],
+        card.arch,
+        name,
+        card.training["seed"],
+        card.training["epochs"],
+    )
     assert config.parse_overrides(args.arch_kwargs) == card.arch_kwargs
     Recipe.load(args.recipe)
 

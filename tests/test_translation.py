@@ -28,7 +28,9 @@ def test_sweep_curve_and_headline_equal_a_direct_loop_over_the_shifts(standard_m
     assert curve["magnitude_px"] == [0, 1, 2, 3, 4, 6, 8]
     worst, mean, headline = [], [], clean.clone()
     for m in curve["magnitude_px"]:
-        offsets = sorted({(a * m, b * m) for a in (-1, 0, 1) for b in (-1, 0, 1)} - ({(0, 0)} if m else set()))
+        offsets = sorted(
+            {(a * m, b * m) for a in (-1, 0, 1) for b in (-1, 0, 1)} - ({(0, 0)} if m else set())
+        )
         correct = torch.stack([_correct_under(standard_model, x, y, tx, ty) for tx, ty in offsets], 1)
         worst.append(float(correct.all(1).double().mean()))
         mean.append(float(correct.double().mean()))
@@ -67,9 +69,18 @@ def test_sweep_plot_is_a_reproducible_png(standard_model, batch, ctx):
     assert first.startswith(b"\x89PNG\r\n\x1a\n") and first == second
 
 
-@pytest.mark.parametrize("override", [{"magnitudes": []}, {"magnitudes": [3, 1]}, {"magnitudes": [0, 0, 2]},
-                                      {"magnitudes": [1.5]}, {"magnitudes": "8"}, {"headline_magnitude": 5},
-                                      {"headline_magnitude": 4.0}])
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"magnitudes": []},
+        {"magnitudes": [3, 1]},
+        {"magnitudes": [0, 0, 2]},
+        {"magnitudes": [1.5]},
+        {"magnitudes": "8"},
+        {"headline_magnitude": 5},
+        {"headline_magnitude": 4.0},
+    ],
+)
 def test_bad_magnitudes_are_usage_errors(override):
     with pytest.raises(UsageError, match="magnitude"):
         create_threat("translation_sweep", "mnist5k", **override)

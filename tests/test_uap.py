@@ -72,19 +72,37 @@ def test_fitting_never_sees_the_evaluation_split(standard_model, tmp_path, monke
         def load(name, split="test", n=None, data_dir=None, **options):
             seen[where].append((name, split))
             return loader(name, split, n, data_dir, **options)
+
         return load
 
     monkeypatch.setattr(fitting, "load_tensors", spy("fit", load_tensors))
     monkeypatch.setattr(plan, "first_examples", spy("evaluate", first_examples))  # the streamed subset
-    record = engine.evaluate(standard_model, "uap_linf", "mnist5k", n_examples=50, device="cpu",
-                             overrides=QUICK, model_name="mnist_cnn_standard", progress=False)
+    record = engine.evaluate(
+        standard_model,
+        "uap_linf",
+        "mnist5k",
+        n_examples=50,
+        device="cpu",
+        overrides=QUICK,
+        model_name="mnist_cnn_standard",
+        progress=False,
+    )
     fit_split = dataset_info("mnist5k").fit_split
     assert fit_split != "test"
     assert seen == {"fit": [("mnist5k", fit_split)], "evaluate": [("mnist5k", "test")]}
     assert record.details["fit"]["split"] == fit_split and record.details["fit"]["n_examples"] == 4000
     with pytest.raises(UsageError, match="fitted on it"):  # evaluating on the fit split is refused
-        engine.evaluate(standard_model, "uap_linf", "mnist5k", n_examples=50, device="cpu", split=fit_split,
-                        overrides=QUICK, model_name="mnist_cnn_standard", progress=False)
+        engine.evaluate(
+            standard_model,
+            "uap_linf",
+            "mnist5k",
+            n_examples=50,
+            device="cpu",
+            split=fit_split,
+            overrides=QUICK,
+            model_name="mnist_cnn_standard",
+            progress=False,
+        )
 
 
 def test_threats_get_data_and_ranks_only_from_the_engine():
@@ -95,8 +113,13 @@ def test_threats_get_data_and_ranks_only_from_the_engine():
     forbidden = {"robench.datasets", "robench.distributed", "robench.engine", "torch.distributed"}
     for path in Path(uap_module.__file__).parent.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module] if isinstance(node, ast.ImportFrom) else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             bad = [n for n in names if n and any(n == f or n.startswith(f + ".") for f in forbidden)]
             assert not bad, f"{path.name} imports {bad}"
 
@@ -188,28 +211,57 @@ def test_artifacts_are_the_delta_and_an_amplified_png(fitted):
     assert image.shape[0] >= 112 and (image.min() == 0 or image.max() == 255)  # amplified to the full range
 
 
-@pytest.mark.parametrize("setting, message", [
-    ("eps=-1", "eps must be > 0"),
-    ("eps=0", "eps must be > 0"),
-    ("eps=2", "exceeds the [0,1] pixel range"),
-    ("norm=l3", "norm must be one of 'linf', 'l2'"),
-    ("epochs=-3", "epochs must be >= 1"),
-    ("epochs=true", "epochs must be an integer, got True"),
-    ("step_size=0", "step_size must be > 0"),
-    ("shifts=[0,-2]", "shifts must be"),
-    ("target=10", "target 10 is not a class"),
-])
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("eps=-1", "eps must be > 0"),
+        ("eps=0", "eps must be > 0"),
+        ("eps=2", "exceeds the [0,1] pixel range"),
+        ("norm=l3", "norm must be one of 'linf', 'l2'"),
+        ("epochs=-3", "epochs must be >= 1"),
+        ("epochs=true", "epochs must be an integer, got True"),
+        ("step_size=0", "step_size must be > 0"),
+        ("shifts=[0,-2]", "shifts must be"),
+        ("target=10", "target 10 is not a class"),
+    ],
+)
 def test_bad_parameters_are_one_line_usage_errors(tmp_path, capsys, setting, message):
-    code = cli.main(["eval", "--model", "mnist_cnn_standard", "--threat", "uap_linf", "--set", setting,
-                     "--out", str(tmp_path / "runs"), "--device", "cpu"])
+    code = cli.main(
+        [
+            "eval",
+            "--model",
+            "mnist_cnn_standard",
+            "--threat",
+            "uap_linf",
+            "--set",
+            setting,
+            "--out",
+            str(tmp_path / "runs"),
+            "--device",
+            "cpu",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
 def test_absurd_l2_eps_is_refused(tmp_path, capsys):
-    code = cli.main(["eval", "--model", "mnist_cnn_standard", "--threat", "uap_l2", "--set", "eps=100",
-                     "--out", str(tmp_path / "runs"), "--device", "cpu"])
+    code = cli.main(
+        [
+            "eval",
+            "--model",
+            "mnist_cnn_standard",
+            "--threat",
+            "uap_l2",
+            "--set",
+            "eps=100",
+            "--out",
+            str(tmp_path / "runs"),
+            "--device",
+            "cpu",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "exceeds the diameter" in err and len(err.strip().splitlines()) == 1
 
@@ -226,8 +278,14 @@ def _fit_on_rank(rank: int, world_size: int, port: int, out: str) -> None:
     try:
         threat = create_threat("uap_linf", "mnist5k", epochs=1, fit_batch_size=64)
         x, y = load_tensors("mnist5k", "train", 256)
-        delta, info = threat.fit(create_model("mnist_cnn_standard"), x, y, torch.device("cpu"),
-                                 torch.Generator().manual_seed(0), Ranks(rank, world_size, all_reduce_sum))
+        delta, info = threat.fit(
+            create_model("mnist_cnn_standard"),
+            x,
+            y,
+            torch.device("cpu"),
+            torch.Generator().manual_seed(0),
+            Ranks(rank, world_size, all_reduce_sum),
+        )
         if rank == 0:
             np.save(out, delta.numpy())
             assert info["ranks"] == world_size

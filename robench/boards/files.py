@@ -47,8 +47,10 @@ def _targets(names: list[str] | None, root: Path | None) -> tuple[list[str], Pat
     """The named boards (default: every board config) and the root (default: the repository)."""
     root = Path(root) if root is not None else default_root()
     if not (root / BOARDS_DIR).is_dir():  # a mistyped --root would otherwise get a fresh, empty board
-        raise UsageError(f"{root} holds no {BOARDS_DIR.as_posix()}/ folder: give the folder that holds "
-                         "configs/ and leaderboards/")
+        raise UsageError(
+            f"{root} holds no {BOARDS_DIR.as_posix()}/ folder: give the folder that holds "
+            "configs/ and leaderboards/"
+        )
     return (board_names() if names is None else list(names)), root
 
 

@@ -36,8 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from robench import config
-from robench import schema
+from robench import config, schema
 from robench.errors import UsageError
 from robench.record import check_name
 from robench.registry import unknown_name
@@ -127,9 +126,18 @@ def load_board(name: str) -> Board:
             f"{where}: none of the y.prefer threats {[c.threat for c in prefer]} has a config in configs/threats"
         )
     return Board(
-        name=name, title=raw.title, dataset=raw.dataset, split=raw.split, n_examples=raw.n_examples,
-        seed=raw.seed, require=tuple(raw.require), x=Column(raw.x.threat, raw.x.label), x_note=raw.x.note,
-        y_label=raw.y.label, y_note=raw.y.note, y_prefer=y_prefer,
+        name=name,
+        title=raw.title,
+        dataset=raw.dataset,
+        split=raw.split,
+        n_examples=raw.n_examples,
+        seed=raw.seed,
+        require=tuple(raw.require),
+        x=Column(raw.x.threat, raw.x.label),
+        x_note=raw.x.note,
+        y_label=raw.y.label,
+        y_note=raw.y.note,
+        y_prefer=y_prefer,
         columns=tuple(c for c in columns if c.threat in known),
     )
 

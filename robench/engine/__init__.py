@@ -21,16 +21,25 @@ from torch import nn
 
 from robench import record as rec
 from robench.datasets import example_labels
+from robench.devices import describe_device, resolve_device, versions
 from robench.engine import fitting, loop
 from robench.engine.forward import Speed
-from robench.devices import describe_device, resolve_device, versions
 from robench.engine.loop import ShardResult, chunk_seed, run_chunk
 from robench.engine.plan import DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SIZE, Plan, make_plan
 from robench.threats import Threat
 
 __all__ = [
-    "DEFAULT_BATCH_SIZE", "DEFAULT_CHUNK_SIZE", "Plan", "ShardResult", "chunk_seed", "describe_device", "evaluate",
-    "make_plan", "resolve_device", "run_chunk", "versions",
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_CHUNK_SIZE",
+    "Plan",
+    "ShardResult",
+    "chunk_seed",
+    "describe_device",
+    "evaluate",
+    "make_plan",
+    "resolve_device",
+    "run_chunk",
+    "versions",
 ]
 
 
@@ -75,11 +84,35 @@ def evaluate(
     started = time.time()
     started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     loop.check_shard(shard, out_dir)
-    plan = make_plan(model, threat, dataset, n_examples, batch_size, device, seed, split=split, data_dir=data_dir,
-                     chunk_size=chunk_size, overrides=overrides, allow_pickle=allow_pickle,
-                     model_name=model_name, subset_file=subset_file, workers=workers,
-                     speed=Speed(precision, channels_last, compile))
-    fitting.prepare(plan.threat, plan.model, plan.dataset, plan.split, plan.data_dir, plan.device, plan.seed,
-                    labels=example_labels(plan.examples) if plan.threat.reads_corrupted_set else None,
-                    subset_file=plan.subset_file)
-    return loop.run(plan, out_dir=out_dir, shard=shard, progress=progress, started=started, started_at=started_at)
+    plan = make_plan(
+        model,
+        threat,
+        dataset,
+        n_examples,
+        batch_size,
+        device,
+        seed,
+        split=split,
+        data_dir=data_dir,
+        chunk_size=chunk_size,
+        overrides=overrides,
+        allow_pickle=allow_pickle,
+        model_name=model_name,
+        subset_file=subset_file,
+        workers=workers,
+        speed=Speed(precision, channels_last, compile),
+    )
+    fitting.prepare(
+        plan.threat,
+        plan.model,
+        plan.dataset,
+        plan.split,
+        plan.data_dir,
+        plan.device,
+        plan.seed,
+        labels=example_labels(plan.examples) if plan.threat.reads_corrupted_set else None,
+        subset_file=plan.subset_file,
+    )
+    return loop.run(
+        plan, out_dir=out_dir, shard=shard, progress=progress, started=started, started_at=started_at
+    )

@@ -69,7 +69,11 @@ class FitCache:
         self.ranks = ranks
 
     def fetch_or_fit(
-        self, key: str, shape: tuple, fit: Callable[[], tuple[torch.Tensor, dict]], accept: Callable[[torch.Tensor], bool]
+        self,
+        key: str,
+        shape: tuple,
+        fit: Callable[[], tuple[torch.Tensor, dict]],
+        accept: Callable[[torch.Tensor], bool],
     ) -> tuple[torch.Tensor, dict]:
         """The cached tensor ([1, *shape], on the device) if every rank read a valid one, else ``fit()``'s.
 
@@ -99,12 +103,16 @@ class FitCache:
             record.atomic_write_bytes(path, blob)
             record.atomic_write_bytes(path.with_suffix(".json"), json.dumps(sidecar, sort_keys=True).encode())
         except WriteError as e:  # the cache saves time, the run does not need it
-            print(f"robench: cannot write the fit cache {e.path} ({e.reason}); the run goes on, and the next "
-                  "run fits again", file=sys.stderr)
+            print(
+                f"robench: cannot write the fit cache {e.path} ({e.reason}); the run goes on, and the next "
+                "run fits again",
+                file=sys.stderr,
+            )
 
     @staticmethod
-    def _load(path: Path, shape: tuple, accept: Callable[[torch.Tensor], bool]
-              ) -> tuple[torch.Tensor, dict] | None:
+    def _load(
+        path: Path, shape: tuple, accept: Callable[[torch.Tensor], bool]
+    ) -> tuple[torch.Tensor, dict] | None:
         """A cached tensor that its sidecar vouches for, of the right shape, finite float32 and passing
         ``accept``; else None, with one line on stderr when a cached file was there but is refused."""
         if not path.exists():
@@ -118,8 +126,11 @@ class FitCache:
             problem = f"unreadable ({type(e).__name__})"
         else:
             vouched = {"key": path.stem, "sha256": hashlib.sha256(blob).hexdigest()}
-            if not (isinstance(sidecar, dict) and isinstance(sidecar.get("info"), dict)
-                    and all(sidecar.get(k) == v for k, v in vouched.items())):
+            if not (
+                isinstance(sidecar, dict)
+                and isinstance(sidecar.get("info"), dict)
+                and all(sidecar.get(k) == v for k, v in vouched.items())
+            ):
                 problem = "not the file its sidecar describes"
             elif array.shape != shape or array.dtype != np.float32 or not np.isfinite(array).all():
                 problem = f"a {array.dtype} array of shape {array.shape}, not finite float32 {shape}"
@@ -131,9 +142,17 @@ class FitCache:
         return torch.from_numpy(array)[None], sidecar["info"]
 
 
-def prepare(threat: Threat, model: torch.nn.Module, dataset: str, split: str, data_dir: str | None,
-            device: torch.device, seed: int, labels: torch.Tensor | None = None,
-            subset_file: Path | None = None) -> None:
+def prepare(
+    threat: Threat,
+    model: torch.nn.Module,
+    dataset: str,
+    split: str,
+    data_dir: str | None,
+    device: torch.device,
+    seed: int,
+    labels: torch.Tensor | None = None,
+    subset_file: Path | None = None,
+) -> None:
     """Call ``threat.prepare`` with everything it may use; a threat that fits on data gets the fit split
     (never the evaluated one), a fingerprint of ``model`` and the cache; a threat that reads an official
     corrupted set gets it, aligned with the evaluated examples (whose ``labels`` it checks)."""
@@ -142,20 +161,33 @@ def prepare(threat: Threat, model: torch.nn.Module, dataset: str, split: str, da
     ctx = PrepareContext(dataset=dataset, num_classes=info.num_classes, device=device, seed=seed, ranks=ranks)
     if threat.fits_on_data:
         if split == info.fit_split:
-            raise UsageError(f"{threat.family}: cannot evaluate on split {split!r} of {dataset}: the threat is "
-                             "fitted on it; evaluate on a disjoint split (e.g. --split test)")
+            raise UsageError(
+                f"{threat.family}: cannot evaluate on split {split!r} of {dataset}: the threat is "
+                "fitted on it; evaluate on a disjoint split (e.g. --split test)"
+            )
         # preprocessed as the evaluated images, and never one of a subset file's images (#11)
         card = getattr(model, "card", None)
-        x, y = load_tensors(dataset, info.fit_split, None, data_dir, subset_file=subset_file,
-                            preprocessing=card.preprocessing if card is not None else None)
+        x, y = load_tensors(
+            dataset,
+            info.fit_split,
+            None,
+            data_dir,
+            subset_file=subset_file,
+            preprocessing=card.preprocessing if card is not None else None,
+        )
         ctx = dataclasses.replace(
-            ctx, fit=FitData(info.fit_split, x, y, data_fingerprint(x, y)), model_fingerprint=model_fingerprint(model),
+            ctx,
+            fit=FitData(info.fit_split, x, y, data_fingerprint(x, y)),
+            model_fingerprint=model_fingerprint(model),
             cache=FitCache(threat.family, device, ranks),
         )
     if threat.reads_corrupted_set:
         if subset_file is not None:  # the set's copies are matched to the split rule's images, not a list's
-            raise UsageError(f"{threat.family}: an official corrupted set is read for the test split's own "
-                             "images; evaluate it without --subset-file")
-        ctx = dataclasses.replace(ctx, corrupted=open_corrupted_set(
-            dataset, threat.suite, split, labels, threat.pairs(), data_dir))
+            raise UsageError(
+                f"{threat.family}: an official corrupted set is read for the test split's own "
+                "images; evaluate it without --subset-file"
+            )
+        ctx = dataclasses.replace(
+            ctx, corrupted=open_corrupted_set(dataset, threat.suite, split, labels, threat.pairs(), data_dir)
+        )
     threat.prepare(model, ctx)

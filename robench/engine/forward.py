@@ -124,9 +124,7 @@ class Forward:
         self.limit: int | None = None  # rows per model call after an out-of-memory; None: unlimited
 
     @classmethod
-    def make(
-        cls, model: nn.Module, threat, speed: Speed, device: torch.device, examples: Dataset
-    ) -> Forward:
+    def make(cls, model: nn.Module, threat, speed: Speed, device: torch.device, examples: Dataset) -> Forward:
         """The plain model, or the checked fast path where ``speed`` asks for one and ``threat`` allows it."""
         if not speed.fast or not threat.argmax_verdicts:
             return cls(model)

@@ -71,10 +71,14 @@ def check_logits(logits: torch.Tensor, batch: int, num_classes: int, model_name:
         )
     bad = ~torch.isfinite(logits).all(1)
     if bad.any():
-        raise EvaluationError(f"model {model_name!r} returned non-finite logits for {int(bad.sum())} of {batch} examples")
+        raise EvaluationError(
+            f"model {model_name!r} returned non-finite logits for {int(bad.sum())} of {batch} examples"
+        )
 
 
-def run_chunk(model, threat, x, y, batch_size, seed, num_classes, model_name, start=0) -> dict[str, np.ndarray]:
+def run_chunk(
+    model, threat, x, y, batch_size, seed, num_classes, model_name, start=0
+) -> dict[str, np.ndarray]:
     """Per-example results of one chunk given as tensors (already on the device; ``start`` is the position
     of its first example in the split), with its generator seeded by ``seed``; needs no plan, so
     scripts/gpu_check.py runs the same batch loop on synthetic data."""
@@ -83,9 +87,16 @@ def run_chunk(model, threat, x, y, batch_size, seed, num_classes, model_name, st
     return run_batches(forward, threat, batches, batch_size, seed, num_classes, model_name, start)
 
 
-def run_batches(forward: Forward, threat, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-                batch_size: int, seed: int, num_classes: int, model_name: str, start: int = 0
-                ) -> dict[str, np.ndarray]:
+def run_batches(
+    forward: Forward,
+    threat,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    batch_size: int,
+    seed: int,
+    num_classes: int,
+    model_name: str,
+    start: int = 0,
+) -> dict[str, np.ndarray]:
     """Per-example results of one chunk's ``batches`` (streamed, on the device), generator seeded by ``seed``;
     ``start`` is the split position of the chunk's first example (threats that read per-example files use it).
 
@@ -130,7 +141,9 @@ def _bounds(plan: Plan) -> list[tuple[int, int]]:
     return [(c * plan.chunk_size, min(plan.n, (c + 1) * plan.chunk_size)) for c in range(n_chunks)]
 
 
-def _compute(plan: Plan, queue: ChunkQueue, partial: Path | None, progress: bool | None) -> tuple[Chunks, int]:
+def _compute(
+    plan: Plan, queue: ChunkQueue, partial: Path | None, progress: bool | None
+) -> tuple[Chunks, int]:
     """This process's chunks (read back from ``partial`` when already there) and how many examples it
     computed rather than read."""
     bounds = _bounds(plan)
@@ -138,16 +151,30 @@ def _compute(plan: Plan, queue: ChunkQueue, partial: Path | None, progress: bool
     computed = 0
     todo = sum(bounds[c][1] - bounds[c][0] for c in queue.chunks)
     identity = chunk_identity(plan.identity, plan.threat.state_fingerprint())
-    with tqdm(total=todo, desc=f"{plan.model_name} | {plan.threat_name}", unit="ex", file=sys.stderr, leave=False,
-              disable=True if queue.rank else (None if progress is None else not progress)) as bar:
+    with tqdm(
+        total=todo,
+        desc=f"{plan.model_name} | {plan.threat_name}",
+        unit="ex",
+        file=sys.stderr,
+        leave=False,
+        disable=True if queue.rank else (None if progress is None else not progress),
+    ) as bar:
         for c in queue:
             lo, hi = bounds[c]
             path = partial / f"chunk-{c:05d}.npz" if partial else None
             stats = load_chunk(path, hi - lo, identity) if path else None
             if stats is None:
                 batches = stream_batches(plan.examples, lo, hi, plan.batch_size, plan.device, plan.workers)
-                stats = run_batches(plan.forward, plan.threat, batches, plan.batch_size,
-                                    chunk_seed(plan.seed, c), plan.num_classes, plan.model_name, start=lo)
+                stats = run_batches(
+                    plan.forward,
+                    plan.threat,
+                    batches,
+                    plan.batch_size,
+                    chunk_seed(plan.seed, c),
+                    plan.num_classes,
+                    plan.model_name,
+                    start=lo,
+                )
                 computed += hi - lo
                 if path:
                     save_chunk(path, stats, identity)
@@ -160,19 +187,37 @@ def _record(plan: Plan, stats: dict[str, np.ndarray], world_size: int, timing: d
     threat = plan.threat
     flags = list(threat.flags(stats))
     if (stats["robust_claimed"] & ~stats["clean_correct"]).any():
-        flags.append("robust_above_clean: the threat reported misclassified examples as robust (counted as not robust)")
+        flags.append(
+            "robust_above_clean: the threat reported misclassified examples as robust (counted as not robust)"
+        )
     return rec.RunRecord(
-        model=plan.model_name, dataset=plan.dataset, threat=plan.threat_name, family=threat.family,
-        threat_config=plan.identity["config"], config_hash=plan.config_hash, n_examples=plan.n,
-        clean_acc=float(stats["clean_correct"].mean()), robust_acc=float(stats["robust"].mean()),
-        per_example=rec.bits(stats["robust"]), clean_per_example=rec.bits(stats["clean_correct"]),
-        indices={"split": plan.split, "start": 0, "stop": plan.n,
-                 **({"subset": plan.identity["subset"]} if "subset" in plan.identity else {})},
-        details=threat.summarize(stats), flags=flags,
-        seed=plan.seed, device=describe_device(plan.device) + (f" x {world_size} ranks" if world_size > 1 else ""),
-        batch_size=plan.batch_size, chunk_size=plan.chunk_size,
-        model_meta=plan.card.meta() if plan.card else {}, versions=versions(),
-        execution=plan.forward.record_fields(), **timing,
+        model=plan.model_name,
+        dataset=plan.dataset,
+        threat=plan.threat_name,
+        family=threat.family,
+        threat_config=plan.identity["config"],
+        config_hash=plan.config_hash,
+        n_examples=plan.n,
+        clean_acc=float(stats["clean_correct"].mean()),
+        robust_acc=float(stats["robust"].mean()),
+        per_example=rec.bits(stats["robust"]),
+        clean_per_example=rec.bits(stats["clean_correct"]),
+        indices={
+            "split": plan.split,
+            "start": 0,
+            "stop": plan.n,
+            **({"subset": plan.identity["subset"]} if "subset" in plan.identity else {}),
+        },
+        details=threat.summarize(stats),
+        flags=flags,
+        seed=plan.seed,
+        device=describe_device(plan.device) + (f" x {world_size} ranks" if world_size > 1 else ""),
+        batch_size=plan.batch_size,
+        chunk_size=plan.chunk_size,
+        model_meta=plan.card.meta() if plan.card else {},
+        versions=versions(),
+        execution=plan.forward.record_fields(),
+        **timing,
     )
 
 
@@ -191,8 +236,15 @@ def _write(plan: Plan, record: rec.RunRecord, out_dir, partial: Path) -> None:
         pass
 
 
-def run(plan: Plan, *, out_dir, shard: tuple[int, int] | None, progress: bool | None, started: float,
-        started_at: str) -> rec.RunRecord | ShardResult:
+def run(
+    plan: Plan,
+    *,
+    out_dir,
+    shard: tuple[int, int] | None,
+    progress: bool | None,
+    started: float,
+    started_at: str,
+) -> rec.RunRecord | ShardResult:
     """Compute (or resume) every chunk of a prepared plan and return its record, written to ``out_dir``
     when given; with ``shard``, only that task's chunks, kept on disk.
 
@@ -208,8 +260,15 @@ def run(plan: Plan, *, out_dir, shard: tuple[int, int] | None, progress: bool | 
         return _run(plan, **kwargs)
 
 
-def _run(plan: Plan, *, out_dir, shard: tuple[int, int] | None, progress: bool | None, started: float,
-         started_at: str) -> rec.RunRecord | ShardResult:
+def _run(
+    plan: Plan,
+    *,
+    out_dir,
+    shard: tuple[int, int] | None,
+    progress: bool | None,
+    started: float,
+    started_at: str,
+) -> rec.RunRecord | ShardResult:
     partial = plan.partial_dir(out_dir) if out_dir is not None else None
     bounds = _bounds(plan)
     queue = ChunkQueue(c for c in range(len(bounds)) if shard is None or c % shard[1] == shard[0])
@@ -221,14 +280,23 @@ def _run(plan: Plan, *, out_dir, shard: tuple[int, int] | None, progress: bool |
     results = {c: chunk for chunks, _ in gathered for c, chunk in chunks.items()}
     computed = sum(count for _, count in gathered)
     if computed < plan.n and queue.rank == 0 and progress is not False:
-        print(f"robench: {plan.model_name} | {plan.threat_name}: resumed {plan.n - computed} of {plan.n} examples "
-              f"from {partial}", file=sys.stderr)
+        print(
+            f"robench: {plan.model_name} | {plan.threat_name}: resumed {plan.n - computed} of {plan.n} examples "
+            f"from {partial}",
+            file=sys.stderr,
+        )
     loop_time = time.time() - loop_start
     stats = {k: np.concatenate([results[c][k] for c in range(len(bounds))]) for k in results[0]}
-    record = _record(plan, stats, queue.world_size, {
-        "started_at": started_at, "duration_s": round(time.time() - started, 3),
-        "examples_per_s": round(computed / loop_time, 3) if computed and loop_time > 0 else 0.0,
-    })
+    record = _record(
+        plan,
+        stats,
+        queue.world_size,
+        {
+            "started_at": started_at,
+            "duration_s": round(time.time() - started, 3),
+            "examples_per_s": round(computed / loop_time, 3) if computed and loop_time > 0 else 0.0,
+        },
+    )
     if out_dir is not None and queue.rank == 0:
         _write(plan, record, out_dir, partial)
     return record

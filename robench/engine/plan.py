@@ -79,8 +79,9 @@ def _positive(label: str, value) -> None:
 
 def check_workers(workers) -> None:
     if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 0):
-        raise UsageError(f"workers must be an integer >= 0 (decode processes; 0: decode in this one), "
-                         f"got {workers!r}")
+        raise UsageError(
+            f"workers must be an integer >= 0 (decode processes; 0: decode in this one), got {workers!r}"
+        )
 
 
 def _model(model: str | nn.Module, device: torch.device, allow_pickle: bool, model_name: str | None):
@@ -103,10 +104,23 @@ def _threat(threat: str | Threat, dataset: str, overrides: dict | None) -> tuple
 
 
 def make_plan(
-    model: str | nn.Module, threat: str | Threat, dataset: str, n_examples: int | None, batch_size: int | None,
-    device: str | torch.device | None, seed: int, *, split: str, data_dir: str | None, chunk_size: int | None,
-    overrides: dict | None, allow_pickle: bool, model_name: str | None, subset_file: str | Path | None = None,
-    workers: int | None = None, speed: Speed = Speed(),
+    model: str | nn.Module,
+    threat: str | Threat,
+    dataset: str,
+    n_examples: int | None,
+    batch_size: int | None,
+    device: str | torch.device | None,
+    seed: int,
+    *,
+    split: str,
+    data_dir: str | None,
+    chunk_size: int | None,
+    overrides: dict | None,
+    allow_pickle: bool,
+    model_name: str | None,
+    subset_file: str | Path | None = None,
+    workers: int | None = None,
+    speed: Speed = Speed(),
 ) -> Plan:
     """Resolve :func:`robench.engine.evaluate`'s arguments (see there) into a :class:`Plan`."""
     for label, value in (("n_examples", n_examples), ("batch_size", batch_size), ("chunk_size", chunk_size)):
@@ -120,22 +134,44 @@ def make_plan(
     check_workers(workers)
     # ImageNet files are resized and cropped as the model's card says; a subset file picks the images
     preprocessing = card.preprocessing if card is not None else None
-    examples = first_examples(dataset, split, n_examples, data_dir, preprocessing=preprocessing,
-                              subset_file=subset_file)
+    examples = first_examples(
+        dataset, split, n_examples, data_dir, preprocessing=preprocessing, subset_file=subset_file
+    )
     forward = Forward.make(model, threat, speed, dev, examples)
     batch_size = batch_size or DEFAULT_BATCH_SIZE
     chunk_size = chunk_size or DEFAULT_CHUNK_SIZE
     identity = rec.run_identity(
-        model=model_name, weights=card.meta() if card else None, dataset=dataset, split=split,
-        n=len(examples), threat=threat_name, family=threat.family, config=threat.config(), seed=seed,
-        batch_size=batch_size, chunk_size=chunk_size,
+        model=model_name,
+        weights=card.meta() if card else None,
+        dataset=dataset,
+        split=split,
+        n=len(examples),
+        threat=threat_name,
+        family=threat.family,
+        config=threat.config(),
+        seed=seed,
+        batch_size=batch_size,
+        chunk_size=chunk_size,
         subset=subset_identity(subset_file) if subset_file is not None else None,
     )
     return Plan(
-        model=model, model_name=model_name, card=card, threat=threat, threat_name=threat_name, dataset=dataset,
-        num_classes=info.num_classes, split=split, data_dir=data_dir,
-        subset_file=Path(subset_file) if subset_file is not None else None, examples=examples,
-        workers=default_workers(examples) if workers is None else workers, forward=forward, device=dev,
-        seed=seed, batch_size=batch_size, chunk_size=chunk_size, identity=identity,
+        model=model,
+        model_name=model_name,
+        card=card,
+        threat=threat,
+        threat_name=threat_name,
+        dataset=dataset,
+        num_classes=info.num_classes,
+        split=split,
+        data_dir=data_dir,
+        subset_file=Path(subset_file) if subset_file is not None else None,
+        examples=examples,
+        workers=default_workers(examples) if workers is None else workers,
+        forward=forward,
+        device=dev,
+        seed=seed,
+        batch_size=batch_size,
+        chunk_size=chunk_size,
+        identity=identity,
         config_hash=rec.config_hash(identity),
     )

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from robench import distributed
 from robench.datasets import create_dataset
-from robench.engine import evaluate
 from robench.devices import resolve_device
+from robench.engine import evaluate
 from robench.engine.forward import Speed
 from robench.engine.loop import ShardResult
 from robench.engine.plan import check_workers
@@ -73,19 +73,37 @@ def run_request(request: EvalRequest) -> Iterator[RunRecord | ShardResult]:
     device = resolve_device(request.device)
     out = writable_dir(request.out_dir)
     # missing data fails here, before any heavy work
-    create_dataset(dataset, request.split, request.data_dir, preprocessing=card.preprocessing,
-                   subset_file=request.subset_file)
+    create_dataset(
+        dataset,
+        request.split,
+        request.data_dir,
+        preprocessing=card.preprocessing,
+        subset_file=request.subset_file,
+    )
     with distributed.process_group(device) as device:  # under torchrun: join the group, one GPU per rank
         lead = distributed.world()[0] == 0
         model = create_model(card, device=device, allow_pickle=request.allow_pickle)
         for name in request.threats:
             result = evaluate(
-                model, name, dataset, n_examples=request.n_examples, batch_size=request.batch_size, device=device,
-                seed=request.seed, split=request.split, data_dir=request.data_dir, out_dir=out,
-                chunk_size=request.chunk_size, overrides=request.overrides, model_name=card.name, shard=request.shard,
+                model,
+                name,
+                dataset,
+                n_examples=request.n_examples,
+                batch_size=request.batch_size,
+                device=device,
+                seed=request.seed,
+                split=request.split,
+                data_dir=request.data_dir,
+                out_dir=out,
+                chunk_size=request.chunk_size,
+                overrides=request.overrides,
+                model_name=card.name,
+                shard=request.shard,
                 subset_file=request.subset_file,
-                workers=request.workers, precision=request.speed.precision,
-                channels_last=request.speed.channels_last, compile=request.speed.compile,
+                workers=request.workers,
+                precision=request.speed.precision,
+                channels_last=request.speed.channels_last,
+                compile=request.speed.compile,
             )
             if lead:
                 yield result

@@ -7,9 +7,19 @@ configured instance with the dataset's published budgets (docs/protocols.md) and
 from __future__ import annotations
 
 from robench import config, schema
-from robench.threats import clean, pgd, spatial  # noqa: F401  (register the families)
-from robench.threats import autoattack, consistency, spatial_pgd, spatial_random, translation  # noqa: F401
-from robench.threats import corruptions, mnist_c, uap  # noqa: F401
+from robench.threats import (  # noqa: F401  (register the families)  # noqa: F401  # noqa: F401
+    autoattack,
+    clean,
+    consistency,
+    corruptions,
+    mnist_c,
+    pgd,
+    spatial,
+    spatial_pgd,
+    spatial_random,
+    translation,
+    uap,
+)
 from robench.threats.base import FAMILIES, BatchContext, PrepareContext, Threat
 
 

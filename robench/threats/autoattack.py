@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Literal
 import logging
 import re
 import sys
 import warnings
+from typing import Literal
 
 import numpy as np
 import torch
@@ -32,13 +32,19 @@ from robench.threats.base import FAMILIES, Threat, require_budget
 
 #: AutoAttack's checks, by a phrase of their message -> (flag name, what it means). Order fixes the bits.
 CHECKS = [
-    ("randomized defense", "randomized",
-     "the model's outputs change between identical calls (use version='rand')"),
+    (
+        "randomized defense",
+        "randomized",
+        "the model's outputs change between identical calls (use version='rand')",
+    ),
     ("probability distribution", "probability_output", "the model seems to output probabilities, not logits"),
     ("dynamic defense", "dynamic", "the forward pass computes gradients (a dynamic defence)"),
     ("zero gradient", "zero_gradients", "some points have an all-zero input gradient"),
-    ("Square Attack has decreased", "square_stronger",
-     "the black-box Square attack broke points the gradient attacks missed"),
+    (
+        "Square Attack has decreased",
+        "square_stronger",
+        "the black-box Square attack broke points the gradient attacks missed",
+    ),
     ("target classes|DLR loss", "n_classes", "too few classes for the targeted attacks"),
 ]
 _OTHER = ("other", "another AutoAttack warning (see stderr)")
@@ -114,14 +120,23 @@ class AutoAttackThreat(Threat):
             xs, ys = x[idx].clone(), y[idx].clone()
             devices = [x.device] if x.device.type == "cuda" else []
             with torch.random.fork_rng(devices=devices), captured_warnings() as messages:
-                attack = AutoAttack(model, norm={"linf": "Linf", "l2": "L2"}[self.norm], eps=self.eps,
-                                    version=self.version, seed=seed, device=x.device)
+                attack = AutoAttack(
+                    model,
+                    norm={"linf": "Linf", "l2": "L2"}[self.norm],
+                    eps=self.eps,
+                    version=self.version,
+                    seed=seed,
+                    device=x.device,
+                )
                 x_adv, _ = attack.run_standard_evaluation(xs, ys, batch_size=ctx.batch_size)
             with torch.inference_mode():
                 wrong = model(x_adv).argmax(1) != ys
             size = self.perturbation_norms(x_adv - xs)
-            valid = (size <= self.eps * (1 + _SLACK) + _SLACK) & (x_adv.flatten(1).amin(1) >= -_SLACK) & (
-                x_adv.flatten(1).amax(1) <= 1 + _SLACK)
+            valid = (
+                (size <= self.eps * (1 + _SLACK) + _SLACK)
+                & (x_adv.flatten(1).amin(1) >= -_SLACK)
+                & (x_adv.flatten(1).amax(1) <= 1 + _SLACK)
+            )
             cpu = idx.cpu()
             robust[cpu] = (~(wrong & valid)).cpu()
             out_of_budget[cpu] = (wrong & ~valid).cpu()
@@ -133,7 +148,8 @@ class AutoAttackThreat(Threat):
         norms = stats["adversarial_norm"]
         found = norms[~np.isnan(norms)]
         return {
-            "attacks": "apgd-ce, apgd-t, fab-t, square" if self.version == "standard"
+            "attacks": "apgd-ce, apgd-t, fab-t, square"
+            if self.version == "standard"
             else "apgd-ce, apgd-dlr, fab, square, apgd-t, fab-t",
             "broken": int(found.size),
             "median_adversarial_norm": float(np.median(found)) if found.size else None,
@@ -148,10 +164,14 @@ class AutoAttackThreat(Threat):
             hit = (warned >> bit) & 1 == 1
             if hit.any():
                 share = float(hit[attacked].mean()) if attacked.any() else 0.0
-                out.append(f"autoattack_{name}: AutoAttack warned that {meaning}, on batches holding "
-                           f"{share:.1%} of the attacked examples (see its flags_doc.md)")
+                out.append(
+                    f"autoattack_{name}: AutoAttack warned that {meaning}, on batches holding "
+                    f"{share:.1%} of the attacked examples (see its flags_doc.md)"
+                )
         rejected = int(stats["out_of_budget"].sum())
         if rejected:
-            out.append(f"autoattack_out_of_budget: {rejected} adversarial points AutoAttack returned lie "
-                       "outside the ε-ball or [0,1] and were not counted as breaks")
+            out.append(
+                f"autoattack_out_of_budget: {rejected} adversarial points AutoAttack returned lie "
+                "outside the ε-ball or [0,1] and were not counted as breaks"
+            )
         return out

@@ -26,7 +26,7 @@ import torch
 from robench.errors import UsageError
 from robench.registry import Registry
 
-FAMILIES: Registry[type["Threat"]] = Registry("threat family", name_attr="family")  # sets Threat.family
+FAMILIES: Registry[type[Threat]] = Registry("threat family", name_attr="family")  # sets Threat.family
 
 
 @dataclasses.dataclass
@@ -75,7 +75,11 @@ class FitCache(Protocol):
     """The engine's store of fitted results (``robench.engine.fitting``), as a threat sees it."""
 
     def fetch_or_fit(
-        self, key: str, shape: tuple, fit: Callable[[], tuple[torch.Tensor, dict]], accept: Callable[[torch.Tensor], bool]
+        self,
+        key: str,
+        shape: tuple,
+        fit: Callable[[], tuple[torch.Tensor, dict]],
+        accept: Callable[[torch.Tensor], bool],
     ) -> tuple[torch.Tensor, dict]:
         """The cached tensor of ``shape`` under ``key`` if every rank has one that ``accept`` passes,
         else ``fit()``'s, stored; the info says which (``cached``)."""
@@ -144,7 +148,12 @@ class Threat(ABC):
 
     @abstractmethod
     def run_batch(
-        self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, clean_correct: torch.Tensor, ctx: BatchContext
+        self,
+        model: torch.nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        clean_correct: torch.Tensor,
+        ctx: BatchContext,
     ) -> dict[str, torch.Tensor]:
         """Per-example results for one batch; must contain ``robust`` (bool [N]).
 

@@ -40,8 +40,12 @@ class Consistency(Threat):
         offsets = torch.randint(-self.max_shift, self.max_shift + 1, (len(x), 2, 2), generator=ctx.generator)
         pred = predict_under(model, x, offsets.to(x.device), shift, ctx.batch_size)
         agree = pred[:, 0] == pred[:, 1]
-        return {"robust": clean_correct & agree, "agree": agree, "shifted_correct": pred == y.view(-1, 1),
-                "offsets": offsets}
+        return {
+            "robust": clean_correct & agree,
+            "agree": agree,
+            "shifted_correct": pred == y.view(-1, 1),
+            "offsets": offsets,
+        }
 
     def summarize(self, stats):
         agree, clean = stats["agree"], stats["clean_correct"]
@@ -51,7 +55,7 @@ class Consistency(Threat):
             "consistency_of_clean_correct": float(agree[clean].mean()) if clean.any() else None,
             "accuracy_under_a_shift": float(shifted.mean()) if shifted.size else 0.0,
             "headline": "robust_acc: clean-correct and both shifted labels agree; Zhang's agreement rate "
-                        "over all examples is 'consistency'",
+            "over all examples is 'consistency'",
             "convention": "two integer shifts per image, offsets uniform in [-S, S]^2, out(p) = in(p + t), "
-                          "zero fill",
+            "zero fill",
         }

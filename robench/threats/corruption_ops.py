@@ -63,7 +63,9 @@ def _correlate1d(x: torch.Tensor, kernel: torch.Tensor, dim: int, mode: str) -> 
     """
     n, r = x.shape[dim], len(kernel) // 2
     cols = _index(n, torch.arange(n)[:, None] + torch.arange(-r, r + 1)[None], mode)
-    m = torch.zeros(n, n, dtype=torch.float64).scatter_add_(1, cols, kernel.double().expand(n, -1).contiguous())
+    m = torch.zeros(n, n, dtype=torch.float64).scatter_add_(
+        1, cols, kernel.double().expand(n, -1).contiguous()
+    )
     m = m.to(x)
     return torch.einsum("...hw,jw->...hj", x, m) if dim == -1 else torch.einsum("ih,...hw->...iw", m, x)
 
@@ -141,7 +143,7 @@ def motion_blur_lines(x: torch.Tensor, radius: float, sigma: float, angles: torc
     one-sided Gaussian; a shift past the border ends that image's sum, as in the reference."""
     n, c, h, w = x.shape
     width = int(2 * radius + 1)
-    k = torch.exp(-torch.arange(width, dtype=torch.float64) ** 2 / (2 * sigma**2))
+    k = torch.exp(-(torch.arange(width, dtype=torch.float64) ** 2) / (2 * sigma**2))
     k = k / k.sum()
     rad = torch.deg2rad(angles.double().cpu())
     i = torch.arange(width, dtype=torch.float64)
@@ -165,7 +167,10 @@ def plasma_fractal(n: int, size: int, decay: float, generator: torch.Generator) 
     step, wibble = size, 100.0
 
     def wibbled_mean(total):
-        return total / 4 + wibble * (torch.rand(total.shape, generator=generator, dtype=torch.float64) * 2 - 1) * wibble
+        return (
+            total / 4
+            + wibble * (torch.rand(total.shape, generator=generator, dtype=torch.float64) * 2 - 1) * wibble
+        )
 
     while step >= 2:
         half = step // 2
@@ -233,8 +238,9 @@ def glass_blur(x, c, gen):
         src_h = (hs[None, :, None] + d[..., 1]).to(x.device)
         src_w = (ws[None, None, :] + d[..., 0]).to(x.device)
         if reach == 1:
-            x[:, :, hs[:, None], ws[None, :]] = x[torch.arange(n, device=x.device)[:, None, None], :, src_h, src_w
-                                                  ].permute(0, 3, 1, 2)
+            x[:, :, hs[:, None], ws[None, :]] = x[
+                torch.arange(n, device=x.device)[:, None, None], :, src_h, src_w
+            ].permute(0, 3, 1, 2)
             continue
         batch = torch.arange(n, device=x.device)
         for i, hh in enumerate(hs.tolist()):
@@ -270,8 +276,10 @@ def _frost_pictures(scale: float) -> tuple[torch.Tensor, ...]:
     """The authors' first five frost pictures ([3, h, w] in [0, 1], CPU), resized by ``scale`` as cv2 does."""
     spec = importlib.util.find_spec("imagecorruptions")
     if spec is None or not spec.submodule_search_locations:
-        raise UsageError("corruption 'frost' needs the frost pictures of the imagecorruptions package: "
-                         "pip install 'robench[corruptions]', or leave frost out of `corruptions`")
+        raise UsageError(
+            "corruption 'frost' needs the frost pictures of the imagecorruptions package: "
+            "pip install 'robench[corruptions]', or leave frost out of `corruptions`"
+        )
     from PIL import Image
 
     folder = Path(next(iter(spec.submodule_search_locations))) / "frost"
@@ -280,8 +288,16 @@ def _frost_pictures(scale: float) -> tuple[torch.Tensor, ...]:
         rgb = np.asarray(Image.open(folder / name).convert("RGB"), dtype=np.float32) / 255
         pic = torch.from_numpy(rgb).permute(2, 0, 1)[None]
         if scale != 1:
-            pic = _levels(F.interpolate(pic, scale_factor=scale, mode="bilinear", align_corners=False,
-                                        recompute_scale_factor=False), "round")
+            pic = _levels(
+                F.interpolate(
+                    pic,
+                    scale_factor=scale,
+                    mode="bilinear",
+                    align_corners=False,
+                    recompute_scale_factor=False,
+                ),
+                "round",
+            )
         out.append(pic[0])
     return tuple(out)
 
@@ -335,16 +351,21 @@ def elastic_transform(x, c, gen):
     centre = torch.tensor([h // 2, w // 2], dtype=torch.float64)
     side = min(h, w) // 3
     pts1 = torch.stack([centre + side, torch.stack([centre[0] + side, centre[1] - side]), centre - side])
-    pts2 = pts1 + _uniform((n, 3, 2), -spread, spread, gen, "cpu").float().double()  # float32, as the authors'
+    pts2 = (
+        pts1 + _uniform((n, 3, 2), -spread, spread, gen, "cpu").float().double()
+    )  # float32, as the authors'
     affine = torch.linalg.solve(torch.cat([pts1, torch.ones(3, 1, dtype=torch.float64)], 1), pts2)  # [n,3,2]
     lin, shift = affine[:, :2].transpose(1, 2), affine[:, 2]  # dst = lin @ src + shift
-    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
-                            indexing="ij")
+    yy, xx = torch.meshgrid(
+        torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij"
+    )
     dst = torch.stack([xx, yy], -1).reshape(1, -1, 2) - shift[:, None]
     src = torch.linalg.solve(lin[:, None], dst.unsqueeze(-1)).squeeze(-1).view(n, h, w, 2).to(x.device)
     x = _bilinear(x, src[..., 1].to(x), src[..., 0].to(x), "reflect101")
-    fields = [gaussian_blur(_uniform((n, 1, h, w), -1, 1, gen, "cpu"), sigma, "symmetric", 3.0) * alpha
-              for _ in range(2)]
+    fields = [
+        gaussian_blur(_uniform((n, 1, h, w), -1, 1, gen, "cpu"), sigma, "symmetric", 3.0) * alpha
+        for _ in range(2)
+    ]
     dx, dy = (f.float().to(x)[:, 0] for f in fields)
     return _bilinear(x, yy.to(x) + dy, xx.to(x) + dx, "symmetric")
 
@@ -395,28 +416,56 @@ _TABLE = {
     "gaussian_noise": ([0.04, 0.06, 0.08, 0.09, 0.10], [0.08, 0.12, 0.18, 0.26, 0.38]),
     "shot_noise": ([500, 250, 100, 75, 50], [60, 25, 12, 5, 3]),
     "impulse_noise": ([0.01, 0.02, 0.03, 0.05, 0.07], [0.03, 0.06, 0.09, 0.17, 0.27]),
-    "defocus_blur": ([(0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1)],
-                     [(3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5)]),
-    "glass_blur": ([(0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)],
-                   [(0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2)]),
-    "motion_blur": ([(6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5)],
-                    [(10, 3), (15, 5), (15, 8), (15, 12), (20, 15)]),
-    "zoom_blur": ([(1, 1.06, 0.01), (1, 1.11, 0.01), (1, 1.16, 0.01), (1, 1.21, 0.01), (1, 1.26, 0.01)],
-                  [(1, 1.11, 0.01), (1, 1.16, 0.01), (1, 1.21, 0.02), (1, 1.26, 0.02), (1, 1.31, 0.03)]),
-    "snow": ([(0.1, 0.2, 1, 0.6, 8, 3, 0.95), (0.1, 0.2, 1, 0.5, 10, 4, 0.9), (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
-              (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85), (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8)],
-             [(0.1, 0.3, 3, 0.5, 10, 4, 0.8), (0.2, 0.3, 2, 0.5, 12, 4, 0.7), (0.55, 0.3, 4, 0.9, 12, 8, 0.7),
-              (0.55, 0.3, 4.5, 0.85, 12, 8, 0.65), (0.55, 0.3, 2.5, 0.85, 12, 12, 0.55)]),
-    "frost": ([(1, 0.2, 0.2), (1, 0.3, 0.2), (0.9, 0.4, 0.2), (0.85, 0.4, 0.2), (0.75, 0.45, 0.2)],
-              [(1, 0.4, 1), (0.8, 0.6, 1), (0.7, 0.7, 1), (0.65, 0.7, 1), (0.6, 0.75, 1)]),
-    "fog": ([(0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)],
-            [(1.5, 2), (2, 2), (2.5, 1.7), (2.5, 1.5), (3, 1.4)]),
+    "defocus_blur": (
+        [(0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1)],
+        [(3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5)],
+    ),
+    "glass_blur": (
+        [(0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)],
+        [(0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2)],
+    ),
+    "motion_blur": (
+        [(6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5)],
+        [(10, 3), (15, 5), (15, 8), (15, 12), (20, 15)],
+    ),
+    "zoom_blur": (
+        [(1, 1.06, 0.01), (1, 1.11, 0.01), (1, 1.16, 0.01), (1, 1.21, 0.01), (1, 1.26, 0.01)],
+        [(1, 1.11, 0.01), (1, 1.16, 0.01), (1, 1.21, 0.02), (1, 1.26, 0.02), (1, 1.31, 0.03)],
+    ),
+    "snow": (
+        [
+            (0.1, 0.2, 1, 0.6, 8, 3, 0.95),
+            (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
+            (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
+            (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
+            (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
+        ],
+        [
+            (0.1, 0.3, 3, 0.5, 10, 4, 0.8),
+            (0.2, 0.3, 2, 0.5, 12, 4, 0.7),
+            (0.55, 0.3, 4, 0.9, 12, 8, 0.7),
+            (0.55, 0.3, 4.5, 0.85, 12, 8, 0.65),
+            (0.55, 0.3, 2.5, 0.85, 12, 12, 0.55),
+        ],
+    ),
+    "frost": (
+        [(1, 0.2, 0.2), (1, 0.3, 0.2), (0.9, 0.4, 0.2), (0.85, 0.4, 0.2), (0.75, 0.45, 0.2)],
+        [(1, 0.4, 1), (0.8, 0.6, 1), (0.7, 0.7, 1), (0.65, 0.7, 1), (0.6, 0.75, 1)],
+    ),
+    "fog": (
+        [(0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)],
+        [(1.5, 2), (2, 2), (2.5, 1.7), (2.5, 1.5), (3, 1.4)],
+    ),
     "brightness": ([0.05, 0.1, 0.15, 0.2, 0.3], [0.1, 0.2, 0.3, 0.4, 0.5]),
     "contrast": ([0.75, 0.5, 0.4, 0.3, 0.15], [0.4, 0.3, 0.2, 0.1, 0.05]),
     # (alpha, sigma, affine spread) x size; the authors wrote 244 (not 224) for ImageNet, kept as 244/224
-    "elastic_transform": ([(0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03)],
-                          _elastic(244 / 224, [(2, 0.7, 0.1), (2, 0.08, 0.2), (0.05, 0.01, 0.02),
-                                               (0.07, 0.01, 0.02), (0.12, 0.01, 0.02)])),
+    "elastic_transform": (
+        [(0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03)],
+        _elastic(
+            244 / 224,
+            [(2, 0.7, 0.1), (2, 0.08, 0.2), (0.05, 0.01, 0.02), (0.07, 0.01, 0.02), (0.12, 0.01, 0.02)],
+        ),
+    ),
     "pixelate": ([0.95, 0.9, 0.85, 0.75, 0.65], [0.6, 0.5, 0.4, 0.3, 0.25]),
     "jpeg_compression": ([80, 65, 58, 50, 40], [25, 18, 15, 10, 7]),
 }
@@ -443,4 +492,12 @@ def corrupt(x: torch.Tensor, name: str, severity: int, generator: torch.Generato
     return _levels(out).to(x.dtype)
 
 
-__all__ = ["CORRUPTIONS", "corrupt", "gaussian_blur", "motion_blur_lines", "params", "plasma_fractal", "table_for"]
+__all__ = [
+    "CORRUPTIONS",
+    "corrupt",
+    "gaussian_blur",
+    "motion_blur_lines",
+    "params",
+    "plasma_fractal",
+    "table_for",
+]

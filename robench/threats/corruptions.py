@@ -37,8 +37,21 @@ from robench.threats.base import FAMILIES, Threat, require
 from robench.threats.corruption_ops import CORRUPTIONS, corrupt, table_for
 
 CorruptionName = Literal[
-    "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
-    "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression",
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "defocus_blur",
+    "glass_blur",
+    "motion_blur",
+    "zoom_blur",
+    "snow",
+    "frost",
+    "fog",
+    "brightness",
+    "contrast",
+    "elastic_transform",
+    "pixelate",
+    "jpeg_compression",
 ]
 assert set(CorruptionName.__args__) == set(CORRUPTIONS)  # one list of names, checked at import
 
@@ -73,7 +86,8 @@ class PairedCorruptions(Threat):
                 images = self._images(x, name, severity, ctx)
                 for lo in range(0, len(x), ctx.batch_size):
                     correct[lo : lo + ctx.batch_size, k] = (
-                        model(images[lo : lo + ctx.batch_size]).argmax(1) == y[lo : lo + ctx.batch_size])
+                        model(images[lo : lo + ctx.batch_size]).argmax(1) == y[lo : lo + ctx.batch_size]
+                    )
         counted = torch.tensor([self._counted(s) for _, s in pairs], device=x.device)
         return {"robust": clean_correct & correct[:, counted].all(1), "correct": correct}
 
@@ -103,13 +117,18 @@ class _CorruptionGrid(PairedCorruptions):
     def __post_init__(self):
         family = self.family
         require(len(self.corruptions) > 0, f"{family}: `corruptions` must name at least one corruption")
-        require(len(set(self.corruptions)) == len(self.corruptions),
-                f"{family}: a corruption is listed twice")
-        require(len(self.severities) > 0 and all(1 <= s <= 5 for s in self.severities),
-                f"{family}: severities must be integers from 1 to 5, got {self.severities!r}")
+        require(
+            len(set(self.corruptions)) == len(self.corruptions), f"{family}: a corruption is listed twice"
+        )
+        require(
+            len(self.severities) > 0 and all(1 <= s <= 5 for s in self.severities),
+            f"{family}: severities must be integers from 1 to 5, got {self.severities!r}",
+        )
         require(len(set(self.severities)) == len(self.severities), f"{family}: a severity is listed twice")
-        require(any(s <= self.robust_severity for s in self.severities) and self.robust_severity <= 5,
-                f"{family}: robust_severity {self.robust_severity!r} must be <= 5 and >= a listed severity")
+        require(
+            any(s <= self.robust_severity for s in self.severities) and self.robust_severity <= 5,
+            f"{family}: robust_severity {self.robust_severity!r} must be <= 5 and >= a listed severity",
+        )
 
     def pairs(self) -> list[tuple[str, int]]:
         return [(c, s) for c in self.corruptions for s in self.severities]
@@ -118,8 +137,9 @@ class _CorruptionGrid(PairedCorruptions):
         return severity <= self.robust_severity
 
     def _robust_definition(self) -> str:
-        return (f"clean-correct and correct under every listed corruption at severities "
-                f"<= {self.robust_severity}")
+        return (
+            f"clean-correct and correct under every listed corruption at severities <= {self.robust_severity}"
+        )
 
 
 @FAMILIES.register("corruptions")
@@ -137,8 +157,11 @@ class Corruptions(_CorruptionGrid):
 
     def summarize(self, stats):
         side = int(stats["side"][0]) if len(stats["side"]) else None
-        return {**super().summarize(stats), "parameter_table": table_for(side, side) if side else None,
-                "source": "computed"}
+        return {
+            **super().summarize(stats),
+            "parameter_table": table_for(side, side) if side else None,
+            "source": "computed",
+        }
 
 
 class ReadsOfficialSet:
@@ -151,15 +174,19 @@ class ReadsOfficialSet:
     suite: ClassVar[str]  # a key of robench.corruption_sets.SUITES
 
     def prepare(self, model, ctx):
-        require(ctx.corrupted is not None,
-                f"{self.family}: no corrupted set was handed in (run it through robench.engine.evaluate)")
+        require(
+            ctx.corrupted is not None,
+            f"{self.family}: no corrupted set was handed in (run it through robench.engine.evaluate)",
+        )
         self._set = ctx.corrupted
 
     def _images(self, x, name, severity, ctx):
         images = self._set.images(name, severity, ctx.start, ctx.start + len(x))
         if images.shape != x.shape:
-            raise EvaluationError(f"{self._set.name} {name} severity {severity}: images of shape "
-                                  f"{tuple(images.shape)} for a batch of {tuple(x.shape)}")
+            raise EvaluationError(
+                f"{self._set.name} {name} severity {severity}: images of shape "
+                f"{tuple(images.shape)} for a batch of {tuple(x.shape)}"
+            )
         return images.to(x.device)
 
     def summarize(self, stats):

@@ -27,8 +27,10 @@ from robench.threats.base import require
 def check_box(family: str, max_rotation, max_translation) -> tuple[float, float]:
     """Validate the (rotation, translation) box of a spatial threat; returns it as floats."""
     for key, value in (("max_rotation", max_rotation), ("max_translation", max_translation)):
-        require(isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0,
-                f"{family}: {key} must be a number >= 0, got {value!r}")
+        require(
+            isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0,
+            f"{family}: {key} must be a number >= 0, got {value!r}",
+        )
     require(max_rotation <= 180, f"{family}: max_rotation {max_rotation} exceeds 180 degrees")
     return float(max_rotation), float(max_translation)
 
@@ -74,8 +76,9 @@ def warp(x: torch.Tensor, theta: torch.Tensor, align_corners: bool = False) -> t
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=align_corners)
 
 
-def warp_transforms(images: torch.Tensor, transforms: torch.Tensor, align_corners: bool = False
-                    ) -> torch.Tensor:
+def warp_transforms(
+    images: torch.Tensor, transforms: torch.Tensor, align_corners: bool = False
+) -> torch.Tensor:
     """Warp each image by its own (angle, tx, ty) row: images [N, C, H, W], transforms [N, 3]."""
     h, w = images.shape[-2:]
     return warp(images, affine_thetas(transforms, h, w), align_corners)

@@ -21,8 +21,21 @@ from robench.threats.corruptions import PairedCorruptions, ReadsOfficialSet
 from robench.threats.mnist_c_ops import CORRUPTIONS, SEVERITY, SIDE, corrupt
 
 MnistCName = Literal[
-    "shot_noise", "impulse_noise", "glass_blur", "motion_blur", "shear", "scale", "rotate", "brightness",
-    "translate", "stripe", "fog", "spatter", "dotted_line", "zigzag", "canny_edges",
+    "shot_noise",
+    "impulse_noise",
+    "glass_blur",
+    "motion_blur",
+    "shear",
+    "scale",
+    "rotate",
+    "brightness",
+    "translate",
+    "stripe",
+    "fog",
+    "spatter",
+    "dotted_line",
+    "zigzag",
+    "canny_edges",
 ]
 assert set(MnistCName.__args__) == set(CORRUPTIONS)  # one list of names, checked at import
 
@@ -49,8 +62,10 @@ class MnistC(PairedCorruptions):
 
     def _images(self, x, name, severity, ctx):
         if tuple(x.shape[1:]) != (1, SIDE, SIDE):
-            raise UsageError(f"mnist_c: MNIST-C is defined on grey {SIDE}x{SIDE} images, not "
-                             f"{tuple(x.shape[1:])}; use the threat 'corruptions' for other datasets")
+            raise UsageError(
+                f"mnist_c: MNIST-C is defined on grey {SIDE}x{SIDE} images, not "
+                f"{tuple(x.shape[1:])}; use the threat 'corruptions' for other datasets"
+            )
         return corrupt(x, name, ctx.generator)
 
     def summarize(self, stats):

@@ -88,8 +88,9 @@ def translate(x, gen):
     out = torch.zeros_like(x)
     for k in range(len(x)):
         dx, dy = int(d[k, 0]), int(d[k, 1])
-        out[k, :, max(0, -dy) : SIDE - max(0, dy), max(0, -dx) : SIDE - max(0, dx)] = \
-            x[k, :, max(0, dy) : SIDE - max(0, -dy), max(0, dx) : SIDE - max(0, -dx)]
+        out[k, :, max(0, -dy) : SIDE - max(0, dy), max(0, -dx) : SIDE - max(0, dx)] = x[
+            k, :, max(0, dy) : SIDE - max(0, -dy), max(0, dx) : SIDE - max(0, -dx)
+        ]
     return out
 
 
@@ -146,10 +147,12 @@ def zigzag(x, gen):
     theta = torch.atan((r1 - r0) / 23)
     d = 23 / torch.cos(theta)
     pieces = int(((d - 2) // 4).max()) + 1  # 6 for every slope the draw allows (d in [23, 23.6])
-    ends_c = [torch.zeros(n, dtype=torch.float64)] + [torch.full((n,), (2 * i + 1) * 2.0, dtype=torch.float64)
-                                                     for i in range(pieces)]
-    ends_r = [torch.zeros(n, dtype=torch.float64)] + [torch.full((n,), (-1.0) ** i * 2, dtype=torch.float64)
-                                                     for i in range(pieces)]
+    ends_c = [torch.zeros(n, dtype=torch.float64)] + [
+        torch.full((n,), (2 * i + 1) * 2.0, dtype=torch.float64) for i in range(pieces)
+    ]
+    ends_r = [torch.zeros(n, dtype=torch.float64)] + [
+        torch.full((n,), (-1.0) ** i * 2, dtype=torch.float64) for i in range(pieces)
+    ]
     last = 4 * torch.floor(d / 4)
     ends_c.append(d)
     ends_r.append(ends_r[-1] / (2 * (d - last)))  # the authors' closing point (d differs from last here)
@@ -184,6 +187,7 @@ def canny_edges(x, gen):
     x64 = x.double().cpu()
     k = ops._gaussian_kernel(1.0, 4.0)
     r = len(k) // 2
+
     def blur(image):  # mode constant: zeros outside, then divided by how much of the kernel was inside
         return F.conv2d(F.conv2d(F.pad(image, (r, r, r, r)), k.view(1, 1, 1, -1)), k.view(1, 1, -1, 1))
 
@@ -222,13 +226,44 @@ def canny_edges(x, gen):
 
 
 #: corruption -> its function, in the authors' order
-CORRUPTIONS = {f.__name__: f for f in (
-    shot_noise, impulse_noise, glass_blur, motion_blur, shear, scale, rotate, brightness, translate, stripe,
-    fog, spatter, dotted_line, zigzag, canny_edges)}
+CORRUPTIONS = {
+    f.__name__: f
+    for f in (
+        shot_noise,
+        impulse_noise,
+        glass_blur,
+        motion_blur,
+        shear,
+        scale,
+        rotate,
+        brightness,
+        translate,
+        stripe,
+        fog,
+        spatter,
+        dotted_line,
+        zigzag,
+        canny_edges,
+    )
+}
 #: the severity (1-5 in the authors' tables) each MNIST-C corruption is made at; 0 where it has no table
-SEVERITY = {"shot_noise": 5, "impulse_noise": 4, "glass_blur": 1, "motion_blur": 1, "shear": 2, "scale": 3,
-            "rotate": 2, "brightness": 5, "translate": 3, "stripe": 0, "fog": 5, "spatter": 4,
-            "dotted_line": 0, "zigzag": 0, "canny_edges": 0}
+SEVERITY = {
+    "shot_noise": 5,
+    "impulse_noise": 4,
+    "glass_blur": 1,
+    "motion_blur": 1,
+    "shear": 2,
+    "scale": 3,
+    "rotate": 2,
+    "brightness": 5,
+    "translate": 3,
+    "stripe": 0,
+    "fog": 5,
+    "spatter": 4,
+    "dotted_line": 0,
+    "zigzag": 0,
+    "canny_edges": 0,
+}
 
 
 def corrupt(x: torch.Tensor, name: str, generator: torch.Generator) -> torch.Tensor:

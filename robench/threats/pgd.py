@@ -137,7 +137,8 @@ class PGD(Threat):
     def flags(self, stats):
         frac = float(stats["zero_grad"].mean()) if stats["zero_grad"].size else 0.0
         if frac > 0.01:
-            return [f"zero_input_gradients: {frac:.1%} of examples have an all-zero input gradient at the "
-                    "start point (possible gradient masking; try a gradient-free attack)"]
+            return [
+                f"zero_input_gradients: {frac:.1%} of examples have an all-zero input gradient at the "
+                "start point (possible gradient masking; try a gradient-free attack)"
+            ]
         return []
-

@@ -58,21 +58,29 @@ class SpatialGrid(Threat):
     axis_curves: bool  # also classify every example under every one-factor transform (accuracy curves)
 
     def __post_init__(self):
-        self.max_rotation, self.max_translation = check_box(self.family, self.max_rotation,
-                                                            self.max_translation)
+        self.max_rotation, self.max_translation = check_box(
+            self.family, self.max_rotation, self.max_translation
+        )
         for key in ("n_rotations", "n_translations"):
             require(getattr(self, key) >= 1, f"spatial_grid: {key} must be >= 1, got {getattr(self, key)!r}")
         size = self.n_rotations * self.n_translations**2
-        require(size <= MAX_TRANSFORMS, f"spatial_grid: {self.n_rotations} x {self.n_translations}^2 = {size} "
-                                        f"transforms; at most {MAX_TRANSFORMS:,} (each costs a forward pass)")
-        self.transforms = grid_transforms(self.max_rotation, self.n_rotations, self.max_translation, self.n_translations)
+        require(
+            size <= MAX_TRANSFORMS,
+            f"spatial_grid: {self.n_rotations} x {self.n_translations}^2 = {size} "
+            f"transforms; at most {MAX_TRANSFORMS:,} (each costs a forward pass)",
+        )
+        self.transforms = grid_transforms(
+            self.max_rotation, self.n_rotations, self.max_translation, self.n_translations
+        )
         a, tx, ty = self.transforms.T
         self.on_axis = ((tx == 0) & (ty == 0)) | (a == 0)
         is_identity = (a == 0) & (tx == 0) & (ty == 0)
         self.identity = int(torch.nonzero(is_identity).flatten()[0]) if is_identity.any() else None
         self.angle_values, self.angle_id = torch.unique(a, return_inverse=True)
         self.shift_values, self.shift_id = torch.unique(self.transforms[:, 1:], dim=0, return_inverse=True)
-        self.extremity = (a.abs() / max(self.max_rotation, 1e-9) + (tx.abs() + ty.abs()) / max(self.max_translation, 1e-9)).tolist()
+        self.extremity = (
+            a.abs() / max(self.max_rotation, 1e-9) + (tx.abs() + ty.abs()) / max(self.max_translation, 1e-9)
+        ).tolist()
 
     # -- evaluation ---------------------------------------------------------------------------------
     def correct_under(self, model, x, y, thetas, batch_size) -> torch.Tensor:
@@ -119,7 +127,9 @@ class SpatialGrid(Threat):
                 score = (angle_fools[self.angle_id] + shift_fools[self.shift_id]).tolist()
                 remaining.sort(key=lambda i: (-score[i], -self.extremity[i], i))
                 group, remaining = torch.tensor(remaining[:size]), remaining[size:]
-                correct = self.correct_under(model, x[active], y[active], thetas[group.to(x.device)], ctx.batch_size)
+                correct = self.correct_under(
+                    model, x[active], y[active], thetas[group.to(x.device)], ctx.batch_size
+                )
                 ok = correct.all(1)
                 self._count(angle_fools, shift_fools, group, correct)
                 broken = active[~ok]
@@ -145,9 +155,10 @@ class SpatialGrid(Threat):
             "n_transforms": len(self.transforms),
             "identity_in_grid": self.identity is not None,
             "convention": "out(p) = in(R p + t), p in pixels about the image centre, x right / y down, "
-                          "bilinear, zero fill",
+            "bilinear, zero fill",
             "most_damaging": [
-                {"rotation": float(a[i]), "tx": float(tx[i]), "ty": float(ty[i]), "fooled": int(counts[i])} for i in top
+                {"rotation": float(a[i]), "tx": float(tx[i]), "ty": float(ty[i]), "fooled": int(counts[i])}
+                for i in top
             ],
             "mean_transforms_tried": float(stats["tried"].mean()) if stats["tried"].size else 0.0,
         }
@@ -157,16 +168,22 @@ class SpatialGrid(Threat):
             rot = [c for c, i in enumerate(axis_idx) if tx[i] == 0 and ty[i] == 0]
             shift = [c for c, i in enumerate(axis_idx) if a[i] == 0]
             details["accuracy_by_rotation"] = {  # translation 0
-                "rotation_deg": [float(a[axis_idx[c]]) for c in rot], "accuracy": [float(acc[c]) for c in rot],
+                "rotation_deg": [float(a[axis_idx[c]]) for c in rot],
+                "accuracy": [float(acc[c]) for c in rot],
             }
             details["accuracy_by_translation"] = {  # rotation 0
-                "tx": [float(tx[axis_idx[c]]) for c in shift], "ty": [float(ty[axis_idx[c]]) for c in shift],
+                "tx": [float(tx[axis_idx[c]]) for c in shift],
+                "ty": [float(ty[axis_idx[c]]) for c in shift],
                 "accuracy": [float(acc[c]) for c in shift],
             }
         return details
 
     def flags(self, stats):
         if self.identity is None:
-            return [("grid_misses_identity: the grid does not contain the identity transform, so spatial "
-                     "accuracy is not bounded by clean accuracy")]
+            return [
+                (
+                    "grid_misses_identity: the grid does not contain the identity transform, so spatial "
+                    "accuracy is not bounded by clean accuracy"
+                )
+            ]
         return []

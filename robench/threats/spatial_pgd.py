@@ -37,12 +37,15 @@ class SpatialPGD(Threat):
     align_corners: bool
 
     def __post_init__(self):
-        self.max_rotation, self.max_translation = check_box(self.family, self.max_rotation,
-                                                            self.max_translation)
+        self.max_rotation, self.max_translation = check_box(
+            self.family, self.max_rotation, self.max_translation
+        )
         require(self.steps >= 0, f"spatial_pgd: steps must be >= 0, got {self.steps!r}")
         require(self.restarts >= 1, f"spatial_pgd: restarts must be >= 1, got {self.restarts!r}")
-        require(0 < self.step_size <= 2,
-                f"spatial_pgd: step_size must be in (0, 2] (a fraction of the box half-width), got {self.step_size!r}")
+        require(
+            0 < self.step_size <= 2,
+            f"spatial_pgd: step_size must be in (0, 2] (a fraction of the box half-width), got {self.step_size!r}",
+        )
         self.half = box_half_widths(self.max_rotation, self.max_translation)
 
     def project(self, params: torch.Tensor) -> torch.Tensor:
@@ -105,6 +108,6 @@ class SpatialPGD(Threat):
             "broken_by_gradient_steps": int((broken % per_restart != 0).sum()),
             "median_iterate_broken": float(np.median(broken)) if broken.size else None,
             "convention": "sign-gradient steps of step_size x half-width on (angle deg, tx px, ty px), "
-                          "clipped to the box; warp as in spatial_grid: out(p) = in(R p + t), bilinear, "
-                          "zero fill",
+            "clipped to the box; warp as in spatial_grid: out(p) = in(R p + t), bilinear, "
+            "zero fill",
         }

@@ -34,26 +34,28 @@ class SpatialRandom(Threat):
     align_corners: bool
 
     def __post_init__(self):
-        self.max_rotation, self.max_translation = check_box(self.family, self.max_rotation,
-                                                            self.max_translation)
+        self.max_rotation, self.max_translation = check_box(
+            self.family, self.max_rotation, self.max_translation
+        )
         require(self.k >= 1, f"spatial_random: k must be >= 1, got {self.k!r}")
 
     def run_batch(self, model, x, y, clean_correct, ctx):
-        draws = draw_transforms((len(x), self.k), box_half_widths(self.max_rotation, self.max_translation),
-                                ctx.generator)
+        draws = draw_transforms(
+            (len(x), self.k), box_half_widths(self.max_rotation, self.max_translation), ctx.generator
+        )
         transform = functools.partial(warp_transforms, align_corners=self.align_corners)
         correct = predict_under(model, x, draws, transform, ctx.batch_size) == y.view(-1, 1)
         return {"robust": clean_correct & correct.all(1), "correct": correct, "draws": draws}
 
     def summarize(self, stats):
         correct = stats["correct"].reshape(len(stats["robust"]), self.k)
-        worst_of = [float(correct[:, :j].all(1).mean()) if len(correct) else 0.0
-                    for j in range(1, self.k + 1)]
+        worst_of = [
+            float(correct[:, :j].all(1).mean()) if len(correct) else 0.0 for j in range(1, self.k + 1)
+        ]
         return {
             "random_accuracy": worst_of[0],  # k = 1: the first draw, whatever the clean verdict
             "mean_accuracy_over_draws": float(correct.mean()) if correct.size else 0.0,
             "worst_of_j_accuracy": worst_of,  # j = 1..k, over the draws only (robust_acc also needs clean)
             "convention": "draws uniform in the continuous box, per example; warp as in spatial_grid: "
-                          "out(p) = in(R p + t), bilinear, zero fill",
+            "out(p) = in(R p + t), bilinear, zero fill",
         }
-

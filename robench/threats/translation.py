@@ -34,8 +34,9 @@ def sweep_shifts(magnitudes: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """
     rows, group = [], []
     for i, m in enumerate(magnitudes):
-        offsets = [(0, 0)] if m == 0 else [(m, 0), (-m, 0), (0, m), (0, -m),
-                                           (m, m), (m, -m), (-m, m), (-m, -m)]
+        offsets = (
+            [(0, 0)] if m == 0 else [(m, 0), (-m, 0), (0, m), (0, -m), (m, m), (m, -m), (-m, m), (-m, -m)]
+        )
         rows += offsets
         group += [i] * len(offsets)
     return torch.tensor(rows, dtype=torch.long), torch.tensor(group, dtype=torch.long)
@@ -75,12 +76,19 @@ class TranslationSweep(Threat):
 
     def __post_init__(self):
         ok = len(self.magnitudes) > 0 and all(m >= 0 for m in self.magnitudes)
-        require(ok, f"translation_sweep: magnitudes must be a non-empty list of integers >= 0, got {self.magnitudes!r}")
-        require(list(self.magnitudes) == sorted(set(self.magnitudes)),
-                f"translation_sweep: magnitudes must be increasing without repeats, got {self.magnitudes!r}")
-        require(self.headline_magnitude in self.magnitudes,
-                f"translation_sweep: headline_magnitude must be one of the magnitudes {self.magnitudes}, "
-                f"got {self.headline_magnitude!r}")
+        require(
+            ok,
+            f"translation_sweep: magnitudes must be a non-empty list of integers >= 0, got {self.magnitudes!r}",
+        )
+        require(
+            list(self.magnitudes) == sorted(set(self.magnitudes)),
+            f"translation_sweep: magnitudes must be increasing without repeats, got {self.magnitudes!r}",
+        )
+        require(
+            self.headline_magnitude in self.magnitudes,
+            f"translation_sweep: headline_magnitude must be one of the magnitudes {self.magnitudes}, "
+            f"got {self.headline_magnitude!r}",
+        )
         self.magnitudes = list(self.magnitudes)
         self.shifts, self.group = sweep_shifts(self.magnitudes)
         self.in_headline = self.group <= self.magnitudes.index(self.headline_magnitude)
@@ -102,14 +110,20 @@ class TranslationSweep(Threat):
         return {
             "curve": self._curve,
             "headline": f"robust_acc: clean-correct and correct under all {int(self.in_headline.sum())} "
-                        f"listed shifts of magnitude <= {self.headline_magnitude} px",
+            f"listed shifts of magnitude <= {self.headline_magnitude} px",
             "convention": "integer shifts out(p) = in(p + t), zero fill, no interpolation; per magnitude m "
-                          "the worst case over (±m, 0), (0, ±m), (±m, ±m)",
+            "the worst case over (±m, 0), (0, ±m), (±m, ±m)",
         }
 
     def artifacts(self):
         if self._curve is None:
             return {}
         c = self._curve
-        return {"png": plot_png(c["magnitude_px"], c["worst_case_accuracy"], c["mean_accuracy"],
-                                f"{self.name or self.family}: accuracy vs. shift")}
+        return {
+            "png": plot_png(
+                c["magnitude_px"],
+                c["worst_case_accuracy"],
+                c["mean_accuracy"],
+                f"{self.name or self.family}: accuracy vs. shift",
+            )
+        }

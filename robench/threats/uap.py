@@ -43,8 +43,10 @@ from robench.threats.base import FAMILIES, Ranks, Threat, require, require_budge
 
 #: Bump when the fitting algorithm changes, so that cached perturbations from the old one are not reused.
 FIT_VERSION = 1
-SHIFT_CONVENTION = ("δ translated by (s, s) px, i.e. s px right and s px down, vacated pixels zero "
-                    "(no wrap-around), then added to x and clipped to [0,1]")
+SHIFT_CONVENTION = (
+    "δ translated by (s, s) px, i.e. s px right and s px down, vacated pixels zero "
+    "(no wrap-around), then added to x and clipped to [0,1]"
+)
 _PNG_MIN_SIDE = 112  # small images are upscaled (nearest) so the pattern is visible
 
 
@@ -86,8 +88,10 @@ class UAP(Threat):
         require(self.fit_batch_size >= 1, f"uap: fit_batch_size must be >= 1, got {self.fit_batch_size!r}")
         require(self.beta > 0, f"uap: beta must be > 0, got {self.beta!r}")
         require(self.target >= 0, f"uap: target must be a class index >= 0, got {self.target!r}")
-        require(len(self.shifts) > 0 and all(s >= 0 for s in self.shifts),
-                f"uap: shifts must be a non-empty list of integers >= 0 (pixels), got {self.shifts!r}")
+        require(
+            len(self.shifts) > 0 and all(s >= 0 for s in self.shifts),
+            f"uap: shifts must be a non-empty list of integers >= 0 (pixels), got {self.shifts!r}",
+        )
         self.delta: torch.Tensor | None = None  # [1, C, H, W] once prepared
         self.control: torch.Tensor | None = None
         self.fit_info: dict = {}
@@ -122,16 +126,34 @@ class UAP(Threat):
         return (signs * amplitude).to(like.device)
 
     # -- fitting ------------------------------------------------------------------------------------
-    def fit_key(self, model_fingerprint: str, dataset: str, split: str, data_fingerprint: str, seed: int) -> str:
+    def fit_key(
+        self, model_fingerprint: str, dataset: str, split: str, data_fingerprint: str, seed: int
+    ) -> str:
         """The cache key: model function, fit data, every fit parameter and the seed."""
-        fit_params = {k: v for k, v in self.config().items() if k != "shifts"}  # shifts only affect evaluation
-        return record.config_hash({
-            "version": FIT_VERSION, "model": model_fingerprint, "dataset": dataset, "split": split,
-            "data": data_fingerprint, "params": fit_params, "seed": seed,
-        })
+        fit_params = {
+            k: v for k, v in self.config().items() if k != "shifts"
+        }  # shifts only affect evaluation
+        return record.config_hash(
+            {
+                "version": FIT_VERSION,
+                "model": model_fingerprint,
+                "dataset": dataset,
+                "split": split,
+                "data": data_fingerprint,
+                "params": fit_params,
+                "seed": seed,
+            }
+        )
 
-    def fit(self, model, x: torch.Tensor, y: torch.Tensor, device: torch.device, generator: torch.Generator,
-            ranks: Ranks | None = None):
+    def fit(
+        self,
+        model,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        device: torch.device,
+        generator: torch.Generator,
+        ranks: Ranks | None = None,
+    ):
         """Fit δ on (x, y) (CPU tensors; minibatches go to ``device``), sharing every minibatch among
         ``ranks`` (default: this process alone). Returns (δ [1,C,H,W], info)."""
         ranks = ranks or Ranks()
@@ -159,8 +181,11 @@ class UAP(Threat):
                 delta = self.step(delta, grad)
             loss_by_epoch.append(float(ranks.all_reduce_sum(loss_sum)) / len(x))
         info = {
-            "fit_time_s": round(time.perf_counter() - started, 3), "steps": steps, "zero_gradient_steps": zero_steps,
-            "clipped_ce_by_epoch": [round(v, 4) for v in loss_by_epoch], "ranks": ranks.size,
+            "fit_time_s": round(time.perf_counter() - started, 3),
+            "steps": steps,
+            "zero_gradient_steps": zero_steps,
+            "clipped_ce_by_epoch": [round(v, 4) for v in loss_by_epoch],
+            "ranks": ranks.size,
             # not part of the cache key (a δ fitted on a GPU serves a CPU run), but it changes the float
             # summation order, which sign steps amplify: the record says where δ was fitted
             "device": device.type,
@@ -171,22 +196,35 @@ class UAP(Threat):
         data = ctx.fit  # the fit split, handed in by the engine (fits_on_data)
         dims = data.x[0].numel()
         if self.norm == "l2" and self.eps > math.sqrt(dims):
-            raise UsageError(f"uap: an l2 eps of {self.eps} exceeds the diameter {math.sqrt(dims):.1f} of the "
-                             f"[0,1] box of {ctx.dataset} images")
+            raise UsageError(
+                f"uap: an l2 eps of {self.eps} exceeds the diameter {math.sqrt(dims):.1f} of the "
+                f"[0,1] box of {ctx.dataset} images"
+            )
         if self.target >= ctx.num_classes:
-            raise UsageError(f"uap: target {self.target} is not a class of {ctx.dataset} (0..{ctx.num_classes - 1})")
+            raise UsageError(
+                f"uap: target {self.target} is not a class of {ctx.dataset} (0..{ctx.num_classes - 1})"
+            )
         generator = torch.Generator().manual_seed(ctx.seed)
         # drawn before fitting, so the control is the same whether δ is fitted or read from the cache
         signs = (torch.randint(0, 2, (1, *data.x.shape[1:]), generator=generator) * 2 - 1).float()
         key = self.fit_key(ctx.model_fingerprint, ctx.dataset, data.split, data.fingerprint, ctx.seed)
         delta, fit = ctx.cache.fetch_or_fit(
-            key, tuple(data.x.shape[1:]),
+            key,
+            tuple(data.x.shape[1:]),
             fit=lambda: self.fit(model, data.x, data.y, ctx.device, generator, ctx.ranks),
-            accept=lambda cached: self.size(cached) <= self.eps * (1 + 1e-6),  # a cached δ must lie in the ball
+            accept=lambda cached: (
+                self.size(cached) <= self.eps * (1 + 1e-6)
+            ),  # a cached δ must lie in the ball
         )
         self.delta = delta
         self.control = self.random_control(delta, signs)
-        self.fit_info = {"split": data.split, "n_examples": len(data.x), "seed": ctx.seed, "cache_key": key, **fit}
+        self.fit_info = {
+            "split": data.split,
+            "n_examples": len(data.x),
+            "seed": ctx.seed,
+            "cache_key": key,
+            **fit,
+        }
 
     # -- evaluation ---------------------------------------------------------------------------------
     def run_batch(self, model, x, y, clean_correct, ctx):
@@ -196,8 +234,10 @@ class UAP(Threat):
             clean_pred = model(x).argmax(1)
             adv_pred = model((x + self.delta).clamp(0, 1)).argmax(1)
             control_pred = model((x + self.control).clamp(0, 1)).argmax(1)
-            shifted = [adv_pred if s == 0 else model((x + self.shifted_delta(s)).clamp(0, 1)).argmax(1)
-                       for s in self.shifts]
+            shifted = [
+                adv_pred if s == 0 else model((x + self.shifted_delta(s)).clamp(0, 1)).argmax(1)
+                for s in self.shifts
+            ]
         return {
             "robust": clean_correct & (adv_pred == y),
             "fooled": adv_pred != clean_pred,
@@ -227,20 +267,24 @@ class UAP(Threat):
             },
             "fooling_rate_by_shift": {
                 "shift_px": list(self.shifts),
-                "fooling_rate": [rate(col) for col in np.asarray(stats["fooled_shifted"]).reshape(-1, len(self.shifts)).T],
+                "fooling_rate": [
+                    rate(col) for col in np.asarray(stats["fooled_shifted"]).reshape(-1, len(self.shifts)).T
+                ],
                 "convention": SHIFT_CONVENTION,
             },
             "definitions": "fooling rate: prediction under x+δ differs from the clean prediction, over all "
-                           "evaluated examples; targeted success: predicted as the target, over examples whose "
-                           "label is not the target",
+            "evaluated examples; targeted success: predicted as the target, over examples whose "
+            "label is not the target",
             "delta_norm": {"linf": float(delta.abs().max()), "l2": float(delta.norm())},
             "fit": dict(self.fit_info),
         }
 
     def flags(self, stats):
         if self.delta is not None and not self.delta.any():
-            return ["uap_zero_delta: fitting never moved δ (every gradient was zero: masked gradients, or every "
-                    "loss already above beta)"]
+            return [
+                "uap_zero_delta: fitting never moved δ (every gradient was zero: masked gradients, or every "
+                "loss already above beta)"
+            ]
         return []
 
     def state_fingerprint(self):
