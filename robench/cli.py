@@ -107,6 +107,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="job-array task I of N: compute only chunks c with c %% N == I into --out, write no "
         "record (rerun without --shard to write it)",
     )
+    ev.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="processes decoding image files (default: min(8, cores); in-memory datasets: 0)",
+    )
+    ev.add_argument(
+        "--precision",
+        default="fp32",
+        help="fp32 (default) or bf16: argmax-verdict threats search in bf16 autocast, every close "
+        "verdict re-checked in fp32 (records equal fp32's; gradient attacks stay fp32)",
+    )
+    ev.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="run the search in channels_last memory format (checked like --precision bf16)",
+    )
+    ev.add_argument(
+        "--compile", action="store_true", help="torch.compile the search's model (checked likewise)"
+    )
     ev.set_defaults(func=cmd_eval)
 
     tr = sub.add_parser(
@@ -307,6 +327,7 @@ def _shard(value: str) -> tuple[int, int]:
 
 def cmd_eval(args) -> int:
     from robench import config
+    from robench.engine.forward import Speed
     from robench.engine.request import EvalRequest, run_request
     from robench.record import RunRecord
 
@@ -327,6 +348,8 @@ def cmd_eval(args) -> int:
         shard=args.shard,
         weights=args.weights,
         subset_file=args.subset_file,
+        workers=args.workers,
+        speed=Speed(args.precision, args.channels_last, args.compile),
     )
     rows = []
     for result in run_request(request):  # rank 0's results only: one printout under torchrun

@@ -25,7 +25,7 @@ import contextlib
 import os
 import sys
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,7 +132,27 @@ def load_tensors(
     """The first ``n`` examples (all if ``None``) of a split, decoded once: ``x`` float32 [N,C,H,W] in
     [0,1] and ``y`` int64 [N].
 
-    The evaluation engine keeps these on the device for the whole run instead of re-decoding per batch.
+    For what is needed whole (fitting and training data); the evaluation engine instead streams its
+    subset through :func:`stream_batches`, so its memory does not grow with ``n``.
+    """
+    dataset = first_examples(name, split, n, data_dir, preprocessing=preprocessing, subset_file=subset_file)
+    if isinstance(dataset, _UInt8Images):  # in memory already: slice, no per-example Python loop
+        return dataset.images.float() / 255, dataset.labels.clone()
+    batches = list(DataLoader(dataset, batch_size=256, num_workers=0))
+    return torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches]).long()
+
+
+def first_examples(
+    name: str,
+    split: str = "test",
+    n: int | None = None,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    preprocessing: Preprocessing | None = None,
+    subset_file: str | os.PathLike | None = None,
+) -> Dataset:
+    """The first ``n`` examples (all if ``None``) of a split, not decoded yet: what an evaluation streams.
+
     Asking for more examples than the split has is a :class:`UsageError` rather than a silent
     truncation, so that a record's ``n_examples`` is always what was evaluated.
     """
@@ -142,10 +162,58 @@ def load_tensors(
         n = total
     elif not 1 <= n <= total:
         raise UsageError(f"n_examples must be between 1 and {total} for {name!r} split {split!r}, got {n}")
-    if isinstance(dataset, _UInt8Images):  # in memory already: slice, no per-example Python loop
-        return dataset.images[:n].float() / 255, dataset.labels[:n].clone()
-    batches = list(DataLoader(Subset(dataset, range(n)), batch_size=256, num_workers=0))
-    return torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches]).long()
+    if isinstance(dataset, _UInt8Images):
+        return _UInt8Images(dataset.images[:n], dataset.labels[:n])
+    return Subset(dataset, range(n))
+
+
+def example_labels(examples: Dataset) -> torch.Tensor:
+    """The labels of :func:`first_examples`' output, int64 [N], without decoding images where the dataset
+    keeps its labels apart (in-memory arrays, image files, torchvision's ``targets``)."""
+    if isinstance(examples, _UInt8Images):
+        return examples.labels.clone()
+    base, indices = (
+        (examples.dataset, list(examples.indices)) if isinstance(examples, Subset) else (examples, None)
+    )
+    indices = indices if indices is not None else range(len(base))
+    if hasattr(base, "samples"):
+        return torch.tensor([int(base.samples[i][1]) for i in indices], dtype=torch.long)
+    if hasattr(base, "targets"):
+        return torch.tensor([int(base.targets[i]) for i in indices], dtype=torch.long)
+    return torch.tensor([int(examples[i][1]) for i in range(len(examples))], dtype=torch.long)
+
+
+def default_workers(examples: Dataset) -> int:
+    """Decode processes for :func:`stream_batches`: none for images already in memory (slicing beats any
+    worker), else one per core up to 8 (JPEG decode scales with processes; more rarely pays)."""
+    if isinstance(examples, _UInt8Images):
+        return 0
+    return min(8, len(os.sched_getaffinity(0)))
+
+
+def stream_batches(
+    examples: Dataset, lo: int, hi: int, batch_size: int, device: torch.device, workers: int = 0
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Examples ``lo:hi`` of ``examples`` as ``(x, y)`` batches on ``device``, decoded as they are needed.
+
+    Memory is bounded by the batch (times the loader's prefetch), not by the number of examples: the
+    evaluation engine streams each chunk through here instead of holding the whole subset. Batches start
+    at ``lo`` and hold ``batch_size`` examples (the last one fewer), the same boundaries as slicing
+    :func:`load_tensors`' output, and the values are the same: the same per-example decode, in workers.
+    With ``workers`` > 0 files are decoded in that many processes; on CUDA the batches are pinned and
+    copied without blocking, so the copy overlaps the previous batch's work.
+    """
+    if isinstance(examples, _UInt8Images):
+        for i in range(lo, hi, batch_size):
+            j = min(hi, i + batch_size)
+            yield (examples.images[i:j].float() / 255).to(device), examples.labels[i:j].to(device)
+        return
+    cuda = device.type == "cuda"
+    loader = DataLoader(
+        Subset(examples, range(lo, hi)), batch_size=batch_size, num_workers=workers, pin_memory=cuda
+    )
+    for x, y in loader:
+        yield x.to(device, non_blocking=cuda), y.long().to(device, non_blocking=cuda)
 
 
 class _UInt8Images(Dataset):

@@ -76,6 +76,18 @@ def rank_device(device: torch.device) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
+def cpu_threads() -> int:
+    """Threads per process for CPU ranks: this machine's cores shared by its local ranks.
+
+    Every rank using every core oversubscribes the machine (one run was 20x slower); torchrun's own
+    default of one thread leaves cores idle. ``ROBENCH_THREADS`` overrides.
+    """
+    if "ROBENCH_THREADS" in os.environ:
+        return max(1, int(os.environ["ROBENCH_THREADS"]))
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, len(os.sched_getaffinity(0)) // local)
+
+
 @contextlib.contextmanager
 def process_group(device: torch.device) -> Iterator[torch.device]:
     """Under torchrun: join the process group (NCCL for CUDA, gloo for CPU) and yield this rank's device.
@@ -93,6 +105,8 @@ def process_group(device: torch.device) -> Iterator[torch.device]:
     if device.type == "cuda":
         torch.cuda.set_device(device)
         kwargs["device_id"] = device
+    else:
+        torch.set_num_threads(cpu_threads())
     dist.init_process_group(
         "nccl" if device.type == "cuda" else "gloo",
         store=store,

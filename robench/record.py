@@ -109,9 +109,16 @@ class RunRecord:
     examples_per_s: float
     artifacts: dict = dataclasses.field(default_factory=dict)  # name -> file next to the record
     schema_version: int = SCHEMA_VERSION
+    #: how the forwards ran when not the plain fp32 path (precision, memory format, compile, a forward batch
+    #: halved after an out-of-memory); written only when non-empty, so plain records are unchanged and a
+    #: record without it is an fp32 one (docs/performance.md)
+    execution: dict = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True, indent=1) + "\n"
+        data = dataclasses.asdict(self)
+        if not data["execution"]:
+            del data["execution"]
+        return json.dumps(data, sort_keys=True, indent=1) + "\n"
 
     @classmethod
     def from_dict(cls, data: dict) -> RunRecord:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.utils.data import TensorDataset
 
 from robench.corruption_sets import open_corrupted_set
 from robench.errors import DataError, UsageError
@@ -94,7 +95,9 @@ def test_read_threat_through_the_engine_matches_the_files(tmp_path, monkeypatch)
     folder, labels = _cifar_c(tmp_path)
     clean = torch.full((M, 3, 32, 32), 0.05)  # floor(10 * 0.05) = 0: clean-correct only for label 0
     monkeypatch.setattr(
-        plan, "load_tensors", lambda name, split, n, data_dir, **options: (clean[:n], labels[:n])
+        plan,
+        "first_examples",
+        lambda name, split, n, data_dir, **options: TensorDataset(clean[:n], labels[:n]),
     )
     threat = create_threat(
         "corruptions_read", "cifar10", corruptions=["gaussian_noise", "contrast"], robust_severity=5
@@ -177,7 +180,9 @@ def test_mnist_c_read_through_the_engine_matches_the_files(tmp_path, monkeypatch
     labels = _mnist_c(tmp_path)
     clean = torch.full((M, 1, 28, 28), 0.05)
     monkeypatch.setattr(
-        plan, "load_tensors", lambda name, split, n, data_dir, **options: (clean[:n], labels[:n])
+        plan,
+        "first_examples",
+        lambda name, split, n, data_dir, **options: TensorDataset(clean[:n], labels[:n]),
     )
     threat = create_threat("mnist_c_read", "mnist", corruptions=["fog", "stripe"])
     record = evaluate(

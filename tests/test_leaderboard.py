@@ -140,6 +140,7 @@ def _consistent(values: dict) -> None:
             seed=values["seed"],
             batch_size=values["batch_size"],
             chunk_size=values["chunk_size"],
+            subset=values["indices"].get("subset"),
         )
     )
 

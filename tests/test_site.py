@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from robench.boards import site
+from robench.boards import site, standings
+from robench.boards.pareto import pareto_front
 from robench.cli import main
 from robench.errors import UsageError
 
@@ -37,10 +38,15 @@ EVIL = (
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """The site of the repository's committed records (the mnist5k board has eleven models)."""
+    """The site of the repository's committed records (every ranked model of the mnist5k board)."""
     out = tmp_path_factory.mktemp("site")
     assert site.write_site(out, ["mnist5k"], REPO)
     return out
+
+
+def ranked() -> list[str]:
+    """The mnist5k board's ranked models, best first, as the markdown page orders them."""
+    return standings("mnist5k", REPO)["model"].tolist()
 
 
 def board_data(html: str) -> dict:
@@ -51,7 +57,7 @@ def board_data(html: str) -> dict:
 def test_site_has_a_board_page_and_a_page_per_ranked_model(built):
     data = board_data((built / "mnist5k" / "index.html").read_text())
     models = [m["model"] for m in data["models"]]
-    assert len(models) == 11 and models[0] == "mnist_cnn_pgd_linf"  # ranked as on the markdown page
+    assert models == ranked()  # ranked as on the markdown page
     cusp = next(m for m in data["models"] if m["model"] == "mnist_cnn_cusp")
     assert cusp["front"] and not cusp["tie"] and cusp["acc"]["spatial"][0] == 0.526
     assert [round(100 * v, 1) for v in cusp["acc"]["spatial"][1:]] == [49.5, 55.7]  # Wilson, as on the page
@@ -217,25 +223,29 @@ def test_board_sorts_filters_hovers_and_links_in_chromium(driver, built, shots):
     driver.get((built / "index.html").as_uri())
     driver.save_screenshot(str(shots / "1-index.png"))
     driver.find_element(By.LINK_TEXT, "mnist5k: spatial vs. ℓ∞ robustness").click()
-    assert len(rows(driver)) == 11 and rows(driver)[0] == "mnist_cnn_pgd_linf"
+    assert rows(driver) == ranked()
     driver.save_screenshot(str(shots / "2-board.png"))
 
     header = driver.find_element(By.CSS_SELECTOR, 'th[data-key="x"]')
     header.click()  # numbers sort best first
-    assert rows(driver)[:2] == ["mnist_cnn_worst_of_10", "mnist_cnn_aug30"]
+    table = standings("mnist5k", REPO)
+    assert rows(driver)[:2] == table.sort_values("x", ascending=False)["model"].tolist()[:2]
     assert header.get_attribute("aria-sort") == "descending"
     header.click()
     assert rows(driver)[-1] == "mnist_cnn_worst_of_10" and header.get_attribute("aria-sort") == "ascending"
 
     driver.find_element(By.ID, "search").send_keys("vit")
     assert sorted(rows(driver)) == ["mnist_vit_crop4", "mnist_vit_standard"]
-    assert driver.find_element(By.ID, "count").text == "2 of 11 models shown"
+    assert driver.find_element(By.ID, "count").text == f"2 of {len(ranked())} models shown"
     assert (
         len(driver.find_elements(By.CSS_SELECTOR, "#scatter circle")) == 2
     )  # the scatter follows the filter
     driver.find_element(By.ID, "search").send_keys(Keys.BACKSPACE * 3)  # as a reader would: fires input
     Select(driver.find_element(By.ID, "f-flags")).select_by_value("flagged")
-    assert sorted(rows(driver)) == ["mnist_cnn_cusp", "mnist_cnn_pgd_linf"]
+    models = board_data((built / "mnist5k" / "index.html").read_text())["models"]
+    flagged = sorted(m["model"] for m in models if m["flags"])
+    assert {"mnist_cnn_cusp", "mnist_cnn_pgd_linf"} <= set(flagged)  # AutoAttack flagged both
+    assert sorted(rows(driver)) == flagged
     Select(driver.find_element(By.ID, "f-flags")).select_by_value("")
     Select(driver.find_element(By.ID, "f-arch")).select_by_value("mnist_mlp")
     assert sorted(rows(driver)) == ["mnist_mlp_crop4", "mnist_mlp_standard"]
@@ -252,12 +262,16 @@ def test_board_sorts_filters_hovers_and_links_in_chromium(driver, built, shots):
     ]
     driver.save_screenshot(str(shots / "3-hover.png"))
 
-    Select(driver.find_element(By.ID, "ax-y")).select_by_value(
-        "uap_linf"
-    )  # another y: the front is recomputed
+    def front_on(y_threat):  # robench.boards.pareto's front of the shown models on (spatial, y_threat)
+        x = [m["acc"]["spatial"][0] if "spatial" in m["acc"] else None for m in models]
+        y = [m["acc"][y_threat][0] if y_threat in m["acc"] else None for m in models]
+        return {m["model"] for m, on in zip(models, pareto_front(x, y), strict=True) if on}
+
+    board_front = {m["model"] for m in models if m["front"]}
+    y_threat = next(t for t in ("uap_linf", "pgd_l2", "uap_l2", "corruptions") if front_on(t) != board_front)
+    Select(driver.find_element(By.ID, "ax-y")).select_by_value(y_threat)  # another y: the front is recomputed
     red = driver.find_elements(By.CSS_SELECTOR, '#scatter circle[fill="#c0392b"]')
-    front = {c.get_attribute("data-model") for c in red}  # aug30: 9.9% beats worst_of_10's 9.8% on UAP
-    assert front == {"mnist_cnn_pgd_linf", "mnist_cnn_cusp", "mnist_cnn_aug30", "mnist_cnn_worst_of_10"}
+    assert {c.get_attribute("data-model") for c in red} == front_on(y_threat) != board_front
     driver.save_screenshot(str(shots / "4-uap-axis.png"))
 
     driver.find_element(By.CSS_SELECTOR, '#models tr[data-model="mnist_cnn_cusp"] a').click()
@@ -278,7 +292,7 @@ def test_site_served_over_http_works_too(driver, built, shots):
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}"
         driver.get(f"{base}/mnist5k/index.html")
-        assert len(rows(driver)) == 11
+        assert len(rows(driver)) == len(ranked())
         driver.get(f"{base}/mnist5k/mnist_cnn_worst_of_10.html")
         assert driver.title.startswith("mnist_cnn / worst_of_10")
         assert errors(driver) == []

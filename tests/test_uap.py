@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from robench import cli, engine
-from robench.datasets import dataset_info, load_tensors
+from robench.datasets import dataset_info, first_examples, load_tensors
 from robench.engine import fitting, plan
 from robench.errors import UsageError
 from robench.threats import BatchContext, create_threat
@@ -68,15 +68,15 @@ def test_delta_respects_its_norm_bound(standard_model, norm, eps, step):
 def test_fitting_never_sees_the_evaluation_split(standard_model, tmp_path, monkeypatch):
     seen: dict[str, list] = {"fit": [], "evaluate": []}
 
-    def spy(where):
+    def spy(where, loader):
         def load(name, split="test", n=None, data_dir=None, **options):
             seen[where].append((name, split))
-            return load_tensors(name, split, n, data_dir, **options)
+            return loader(name, split, n, data_dir, **options)
 
         return load
 
-    monkeypatch.setattr(fitting, "load_tensors", spy("fit"))
-    monkeypatch.setattr(plan, "load_tensors", spy("evaluate"))
+    monkeypatch.setattr(fitting, "load_tensors", spy("fit", load_tensors))
+    monkeypatch.setattr(plan, "first_examples", spy("evaluate", first_examples))  # the streamed subset
     record = engine.evaluate(
         standard_model,
         "uap_linf",

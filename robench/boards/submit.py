@@ -313,6 +313,7 @@ def _card(request: SubmitRequest, root: Path, models_dir: Path) -> tuple[str, di
 def submit(request: SubmitRequest) -> None:
     """Validate, evaluate, commit, and print where the model stands on each board."""
     root = Path(request.root).resolve() if request.root is not None else default_root().resolve()
+    config.checkout_configs(root)  # a root whose configs are not in use fails before anything is written
     with files.checkout_lock(root):  # one submission per checkout; boards are not regenerated meanwhile
         _submit(request, root)
 

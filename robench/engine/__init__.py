@@ -20,8 +20,10 @@ import torch
 from torch import nn
 
 from robench import record as rec
+from robench.datasets import example_labels
 from robench.devices import describe_device, resolve_device, versions
 from robench.engine import fitting, loop
+from robench.engine.forward import Speed
 from robench.engine.loop import ShardResult, chunk_seed, run_chunk
 from robench.engine.plan import DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SIZE, Plan, make_plan
 from robench.threats import Threat
@@ -60,6 +62,10 @@ def evaluate(
     model_name: str | None = None,
     shard: tuple[int, int] | None = None,
     subset_file: str | Path | None = None,
+    workers: int | None = None,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    compile: bool = False,
 ) -> rec.RunRecord | ShardResult:
     """Evaluate ``model`` under ``threat`` on the first ``n_examples`` of ``dataset``/``split``.
 
@@ -69,6 +75,11 @@ def evaluate(
     returned instead of a record. Under ``torchrun`` every rank makes the same call and gets the same
     record; rank 0 writes it. ``subset_file`` lists the ImageNet images to evaluate instead of the split's
     rule (:mod:`robench.imagenet`); the record's ``indices`` then name it.
+
+    ``workers`` decode processes feed each chunk's batches (default: none for in-memory datasets, else one
+    per core up to 8). ``precision="bf16"``, ``channels_last`` and ``compile`` ask for the fast path, which
+    families with argmax verdicts take with every close verdict re-checked in fp32 (records equal to fp32's;
+    docs/performance.md); the others run in fp32.
     """
     started = time.time()
     started_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -88,6 +99,8 @@ def evaluate(
         allow_pickle=allow_pickle,
         model_name=model_name,
         subset_file=subset_file,
+        workers=workers,
+        speed=Speed(precision, channels_last, compile),
     )
     fitting.prepare(
         plan.threat,
@@ -97,7 +110,7 @@ def evaluate(
         plan.data_dir,
         plan.device,
         plan.seed,
-        labels=plan.y,
+        labels=example_labels(plan.examples) if plan.threat.reads_corrupted_set else None,
         subset_file=plan.subset_file,
     )
     return loop.run(

@@ -18,6 +18,7 @@ import dataclasses
 import shutil
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +27,12 @@ from tqdm import tqdm
 
 from robench import locks
 from robench import record as rec
+from robench.datasets import stream_batches
 from robench.devices import describe_device, versions
 from robench.distributed import ChunkQueue, world
 from robench.engine import stop
 from robench.engine.chunks import chunk_identity, load_chunk, save_chunk
+from robench.engine.forward import Forward
 from robench.engine.plan import Plan
 from robench.errors import EvaluationError, UsageError
 from robench.threats import BatchContext
@@ -77,26 +80,61 @@ def check_logits(logits: torch.Tensor, batch: int, num_classes: int, model_name:
 def run_chunk(
     model, threat, x, y, batch_size, seed, num_classes, model_name, start=0
 ) -> dict[str, np.ndarray]:
-    """Per-example results of one chunk (tensors already on the device; ``start`` is the position of its
-    first example in the split), with its generator seeded by ``seed``; needs no plan, so
+    """Per-example results of one chunk given as tensors (already on the device; ``start`` is the position
+    of its first example in the split), with its generator seeded by ``seed``; needs no plan, so
     scripts/gpu_check.py runs the same batch loop on synthetic data."""
+    forward = model if isinstance(model, Forward) else Forward(model)
+    batches = zip(x.split(batch_size), y.split(batch_size), strict=True)
+    return run_batches(forward, threat, batches, batch_size, seed, num_classes, model_name, start)
+
+
+def run_batches(
+    forward: Forward,
+    threat,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    batch_size: int,
+    seed: int,
+    num_classes: int,
+    model_name: str,
+    start: int = 0,
+) -> dict[str, np.ndarray]:
+    """Per-example results of one chunk's ``batches`` (streamed, on the device), generator seeded by ``seed``;
+    ``start`` is the split position of the chunk's first example (threats that read per-example files use it).
+
+    A batch that runs out of device memory is run again from the same generator state with the model's
+    forwards halved (:meth:`Forward.halve`), until it fits: the threat sees the same batch, so the same
+    verdicts. A SIGINT/SIGTERM ends the run at a batch boundary (:mod:`robench.engine.stop`).
+    """
     generator = torch.Generator().manual_seed(seed)
     parts: list[dict[str, np.ndarray]] = []
-    for i in range(0, len(x), batch_size):
-        xb, yb = x[i : i + batch_size], y[i : i + batch_size]
-        ctx = BatchContext(generator=generator, batch_size=batch_size, start=start + i)
-        with torch.inference_mode():
-            logits = model(xb)
-        check_logits(logits, len(xb), num_classes, model_name)
-        clean_correct = logits.argmax(1) == yb
-        out = threat.run_batch(model, xb, yb, clean_correct, ctx)
-        out = {k: v.detach().cpu().numpy() for k, v in out.items()}
-        out["clean_correct"] = clean_correct.cpu().numpy()
-        out["robust_claimed"] = out["robust"].astype(bool)
-        out["robust"] = out["robust_claimed"] & out["clean_correct"]
-        parts.append(out)
-        stop.check()  # a SIGINT/SIGTERM ends the run here, at a batch boundary (robench.engine.stop)
+    for xb, yb in batches:
+        ctx = BatchContext(generator=generator, batch_size=batch_size, start=start)
+        state = generator.get_state()
+        while True:
+            try:
+                parts.append(_run_batch(forward.model, threat, xb, yb, ctx, num_classes, model_name))
+                break
+            except torch.OutOfMemoryError:
+                forward.halve(len(xb))
+                generator.set_state(state)
+                if xb.is_cuda:
+                    torch.cuda.empty_cache()
+        start += len(xb)
+        stop.check()
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _run_batch(model, threat, xb, yb, ctx, num_classes, model_name) -> dict[str, np.ndarray]:
+    with torch.inference_mode():
+        logits = model(xb)
+    check_logits(logits, len(xb), num_classes, model_name)
+    clean_correct = logits.argmax(1) == yb
+    out = threat.run_batch(model, xb, yb, clean_correct, ctx)
+    out = {k: v.detach().cpu().numpy() for k, v in out.items()}
+    out["clean_correct"] = clean_correct.cpu().numpy()
+    out["robust_claimed"] = out["robust"].astype(bool)
+    out["robust"] = out["robust_claimed"] & out["clean_correct"]
+    return out
 
 
 def _bounds(plan: Plan) -> list[tuple[int, int]]:
@@ -127,11 +165,11 @@ def _compute(
             path = partial / f"chunk-{c:05d}.npz" if partial else None
             stats = load_chunk(path, hi - lo, identity) if path else None
             if stats is None:
-                stats = run_chunk(
-                    plan.model,
+                batches = stream_batches(plan.examples, lo, hi, plan.batch_size, plan.device, plan.workers)
+                stats = run_batches(
+                    plan.forward,
                     plan.threat,
-                    plan.x[lo:hi],
-                    plan.y[lo:hi],
+                    batches,
                     plan.batch_size,
                     chunk_seed(plan.seed, c),
                     plan.num_classes,
@@ -179,6 +217,7 @@ def _record(plan: Plan, stats: dict[str, np.ndarray], world_size: int, timing: d
         chunk_size=plan.chunk_size,
         model_meta=plan.card.meta() if plan.card else {},
         versions=versions(),
+        execution=plan.forward.record_fields(),
         **timing,
     )
 

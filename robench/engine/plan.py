@@ -12,10 +12,12 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from robench import record as rec
-from robench.datasets import dataset_info, load_tensors
+from robench.datasets import dataset_info, default_workers, first_examples
 from robench.devices import resolve_device
+from robench.engine.forward import Forward, Speed
 from robench.errors import UsageError
 from robench.imagenet import subset_identity
 from robench.models import ModelCard, check_dataset, create_model
@@ -29,7 +31,10 @@ DEFAULT_CHUNK_SIZE = 500
 class Plan:
     """One (model, threat, dataset) evaluation, resolved.
 
-    ``x``/``y`` are the evaluated examples (the first ``n`` of ``split``), already on ``device``.
+    ``examples`` are the evaluated examples (the first ``n`` of ``split``), not decoded: the loop streams
+    each chunk's batches to ``device`` through ``workers`` decode processes, so memory does not grow with
+    ``n``. ``forward`` is how the threat's forwards run (precision, memory format, compile; see
+    :mod:`robench.engine.forward`): it never changes a verdict, so it is not part of the identity.
     ``identity`` holds every input that can change a verdict, plus the chunk size (it sets the chunks'
     seeds) and the batch size; ``config_hash`` is its hash, recorded and used to name the chunk folder.
     """
@@ -44,8 +49,9 @@ class Plan:
     split: str
     data_dir: str | None
     subset_file: Path | None  # ImageNet images named by a file instead of the split's rule (#11)
-    x: torch.Tensor
-    y: torch.Tensor
+    examples: Dataset
+    workers: int
+    forward: Forward
     device: torch.device
     seed: int
     batch_size: int
@@ -55,7 +61,7 @@ class Plan:
 
     @property
     def n(self) -> int:
-        return len(self.x)
+        return len(self.examples)
 
     def record_path(self, out_dir: str | Path) -> Path:
         return rec.path_for(out_dir, self.dataset, self.model_name, self.threat_name)
@@ -69,6 +75,13 @@ class Plan:
 def _positive(label: str, value) -> None:
     if value is not None and (not isinstance(value, int) or value < 1):
         raise UsageError(f"{label} must be a positive integer, got {value!r}")
+
+
+def check_workers(workers) -> None:
+    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 0):
+        raise UsageError(
+            f"workers must be an integer >= 0 (decode processes; 0: decode in this one), got {workers!r}"
+        )
 
 
 def _model(model: str | nn.Module, device: torch.device, allow_pickle: bool, model_name: str | None):
@@ -106,6 +119,8 @@ def make_plan(
     allow_pickle: bool,
     model_name: str | None,
     subset_file: str | Path | None = None,
+    workers: int | None = None,
+    speed: Speed | None = None,
 ) -> Plan:
     """Resolve :func:`robench.engine.evaluate`'s arguments (see there) into a :class:`Plan`."""
     for label, value in (("n_examples", n_examples), ("batch_size", batch_size), ("chunk_size", chunk_size)):
@@ -116,11 +131,13 @@ def make_plan(
     if card is not None:
         check_dataset(card, dataset)
     threat, threat_name = _threat(threat, dataset, overrides)
+    check_workers(workers)
     # ImageNet files are resized and cropped as the model's card says; a subset file picks the images
     preprocessing = card.preprocessing if card is not None else None
-    x, y = load_tensors(
+    examples = first_examples(
         dataset, split, n_examples, data_dir, preprocessing=preprocessing, subset_file=subset_file
     )
+    forward = Forward.make(model, threat, speed or Speed(), dev, examples)
     batch_size = batch_size or DEFAULT_BATCH_SIZE
     chunk_size = chunk_size or DEFAULT_CHUNK_SIZE
     identity = rec.run_identity(
@@ -128,7 +145,7 @@ def make_plan(
         weights=card.meta() if card else None,
         dataset=dataset,
         split=split,
-        n=len(x),
+        n=len(examples),
         threat=threat_name,
         family=threat.family,
         config=threat.config(),
@@ -148,8 +165,9 @@ def make_plan(
         split=split,
         data_dir=data_dir,
         subset_file=Path(subset_file) if subset_file is not None else None,
-        x=x.to(dev),
-        y=y.to(dev),
+        examples=examples,
+        workers=default_workers(examples) if workers is None else workers,
+        forward=forward,
         device=dev,
         seed=seed,
         batch_size=batch_size,

@@ -17,7 +17,9 @@ from robench import distributed
 from robench.datasets import create_dataset
 from robench.devices import resolve_device
 from robench.engine import evaluate
+from robench.engine.forward import Speed
 from robench.engine.loop import ShardResult
+from robench.engine.plan import check_workers
 from robench.errors import UsageError
 from robench.models import check_dataset, create_model, load_card
 from robench.record import RunRecord
@@ -45,6 +47,8 @@ class EvalRequest:
     shard: tuple[int, int] | None = None
     weights: str | None = None  # a local file for a timm:/torchvision: spec (#11)
     subset_file: str | None = None  # ImageNet images to evaluate, one per line (#11)
+    workers: int | None = None
+    speed: Speed = Speed()
 
 
 def writable_dir(path: Path) -> Path:
@@ -63,6 +67,7 @@ def run_request(request: EvalRequest) -> Iterator[RunRecord | ShardResult]:
     card = load_card(request.model, weights=request.weights)
     dataset = request.dataset or card.dataset
     check_dataset(card, dataset)
+    check_workers(request.workers)
     for name in request.threats:  # validate every threat before any work
         create_threat(name, dataset, **request.overrides)
     device = resolve_device(request.device)
@@ -95,6 +100,10 @@ def run_request(request: EvalRequest) -> Iterator[RunRecord | ShardResult]:
                 model_name=card.name,
                 shard=request.shard,
                 subset_file=request.subset_file,
+                workers=request.workers,
+                precision=request.speed.precision,
+                channels_last=request.speed.channels_last,
+                compile=request.speed.compile,
             )
             if lead:
                 yield result

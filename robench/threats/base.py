@@ -128,6 +128,10 @@ class Threat(ABC):
     #: engine then opens the set of the family's ``suite`` for its ``pairs()`` and hands it in
     #: (``PrepareContext.corrupted``).
     reads_corrupted_set: ClassVar[bool] = False
+    #: True for families whose verdicts are argmaxes of forwards only (no gradients in ``run_batch``): only
+    #: those may run on the engine's fast path, which keeps every argmax equal to fp32's by re-checking
+    #: close margins (robench.engine.forward); a gradient attack's path depends on every rounding.
+    argmax_verdicts: ClassVar[bool] = False
 
     def config(self) -> dict:
         """The fully resolved parameters, as recorded in every run record."""

@@ -12,5 +12,7 @@ from robench.threats.base import FAMILIES, Threat
 class Clean(Threat):
     """No perturbation: robust means correctly classified."""
 
+    argmax_verdicts = True
+
     def run_batch(self, model, x, y, clean_correct, ctx):
         return {"robust": clean_correct.clone()}

@@ -29,6 +29,8 @@ from robench.threats.predict import predict_under
 class Consistency(Threat):
     """Agreement of the top-1 label between two random integer shifts of the same image."""
 
+    argmax_verdicts = True
+
     max_shift: int  # px: offsets uniform in [-max_shift, max_shift] on each axis
 
     def __post_init__(self):

@@ -48,6 +48,8 @@ MAX_TRANSFORMS = 10**6
 class SpatialGrid(Threat):
     """Per-example worst case over rotations x translations x translations."""
 
+    argmax_verdicts = True
+
     max_rotation: float  # degrees
     n_rotations: int
     max_translation: float  # pixels

@@ -26,6 +26,8 @@ from robench.threats.predict import predict_under
 class SpatialRandom(Threat):
     """Robust only if correct under all k random transforms of the box."""
 
+    argmax_verdicts = True
+
     max_rotation: float  # degrees
     max_translation: float  # pixels
     k: int

@@ -69,6 +69,8 @@ def plot_png(magnitudes: list[int], worst: list[float], mean: list[float], title
 class TranslationSweep(Threat):
     """Worst case over 8 integer shifts per magnitude; robust only if correct under all of them."""
 
+    argmax_verdicts = True
+
     magnitudes: list[int]  # px, non-negative, increasing
     headline_magnitude: int  # px, one of the magnitudes: robust_acc is the worst case over shifts up to it
 

@@ -68,6 +68,8 @@ def delta_png(delta: np.ndarray) -> bytes:
 class UAP(Threat):
     """One perturbation δ, fitted on the fit split, added to every evaluated image."""
 
+    argmax_verdicts = True
+
     norm: Literal["linf", "l2"]
     eps: float
     epochs: int  # passes over the fit split
