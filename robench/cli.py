@@ -50,7 +50,19 @@ def build_parser() -> argparse.ArgumentParser:
         "(repeatable)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _eval_parser(sub)
+    _train_parser(sub)
+    _leaderboard_parser(sub)
+    _verify_parser(sub)
+    _compare_parser(sub)
+    _submit_parser(sub)
+    _corruptions_report_parser(sub)
+    _ls_parser(sub)
+    return parser
 
+
+def _eval_parser(sub) -> None:
+    """The options of ``robench eval``."""
     ev = sub.add_parser("eval", help="evaluate a model under one or more threats, one record each")
     ev.add_argument(
         "--model",
@@ -129,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.set_defaults(func=cmd_eval)
 
+
+def _train_parser(sub) -> None:
+    """The options of ``robench train``."""
     tr = sub.add_parser(
         "train", help="train a model with a reference recipe; writes weights and a model card"
     )
@@ -151,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--card-dir", help="write the card here instead, e.g. robench/configs/models")
     tr.set_defaults(func=cmd_train)
 
+
+def _leaderboard_parser(sub) -> None:
+    """The options of ``robench leaderboard``."""
     lb = sub.add_parser("leaderboard", help="regenerate leaderboards/*.md from the committed run records")
     lb.add_argument(
         "--board",
@@ -177,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lb.set_defaults(func=cmd_leaderboard)
 
+
+def _verify_parser(sub) -> None:
+    """The options of ``robench verify``."""
     vf = sub.add_parser(
         "verify",
         help="re-run committed records and compare them with the files, bit for bit",
@@ -204,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     vf.add_argument("--root", type=Path, help="folder holding leaderboards/ (default: the checkout)")
     vf.set_defaults(func=cmd_verify)
 
+
+def _compare_parser(sub) -> None:
+    """The options of ``robench compare``."""
     cp = sub.add_parser(
         "compare",
         help="paired comparison of two models' committed records, threat by threat",
@@ -229,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--root", type=Path, help="folder holding leaderboards/ (default: the checkout)")
     cp.set_defaults(func=cmd_compare)
 
+
+def _submit_parser(sub) -> None:
+    """The options of ``robench submit``."""
     sm = sub.add_parser(
         "submit",
         help="re-evaluate a checkpoint on its board's threats and add it to the board",
@@ -297,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sm.set_defaults(func=cmd_submit)
 
+
+def _corruptions_report_parser(sub) -> None:
+    """The options of ``robench corruptions-report``."""
     cr = sub.add_parser(
         "corruptions-report",
         help="mCE and relative mCE of a model's corruption record "
@@ -310,10 +340,12 @@ def build_parser() -> argparse.ArgumentParser:
     cr.add_argument("--json", action="store_true", help="print the report as JSON")
     cr.set_defaults(func=cmd_corruptions_report)
 
+
+def _ls_parser(sub) -> None:
+    """The options of ``robench ls``."""
     ls = sub.add_parser("ls", help="list models, threats, datasets or boards")
     ls.add_argument("what", choices=["models", "threats", "datasets", "boards"])
     ls.set_defaults(func=cmd_ls)
-    return parser
 
 
 def _shard(value: str) -> tuple[int, int]:
