@@ -9,7 +9,16 @@ import pytest
 import torch
 
 from robench.errors import UsageError
-from robench.threats.geometry import box_half_widths, check_box, draw_transforms, shift, warp, warp_transforms
+from robench.threats.geometry import (
+    affine_thetas,
+    box_half_widths,
+    check_box,
+    draw_transforms,
+    shift,
+    warp,
+    warp_each,
+    warp_transforms,
+)
 
 ATOL = 1e-5
 
@@ -118,3 +127,26 @@ def test_check_box_returns_floats():
 def test_check_box_rejects_bad_boxes(rotation, translation, match):
     with pytest.raises(UsageError, match=match):
         check_box("fam", rotation, translation)
+
+
+@pytest.mark.parametrize("shape", [(3, 1, 28, 28), (2, 3, 17, 23)])
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_warp_each_equals_warp_on_the_repeated_pairs(shape, align_corners):
+    """The grid search warps images x transforms with one sampling grid per transform; its verdicts stay the
+    committed ones only if that is bit-identical to warping every (image, transform) pair on its own."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(*shape, generator=g)
+    k = 6
+    transforms = torch.cat(
+        [
+            torch.rand(k, 1, generator=g, dtype=torch.float64) * 60 - 30,
+            torch.rand(k, 2, generator=g, dtype=torch.float64) * 6 - 3,
+        ],
+        dim=1,
+    )
+    theta = affine_thetas(transforms, *shape[-2:])
+    pairs = warp(x.repeat_interleave(k, 0), theta.repeat(shape[0], 1, 1), align_corners)
+    each = warp_each(x, theta, align_corners)
+    assert torch.equal(each, pairs)
+    # image-major: row i * k + j is image i under transform j
+    assert torch.equal(each[1 * k + 4], warp(x[1:2], theta[4:5], align_corners)[0])

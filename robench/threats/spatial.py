@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from robench.threats.base import FAMILIES, Threat, require
-from robench.threats.geometry import affine_thetas, check_box, warp
+from robench.threats.geometry import affine_thetas, check_box, warp_each
 
 
 def grid_transforms(max_rotation, n_rotations, max_translation, n_translations) -> torch.Tensor:
@@ -94,7 +94,7 @@ class SpatialGrid(Threat):
             for j in range(0, t, max(1, batch_size // b)):
                 th = thetas[j : j + max(1, batch_size // b)]
                 k = th.shape[0]
-                warped = warp(xb.repeat_interleave(k, 0), th.repeat(b, 1, 1), self.align_corners)
+                warped = warp_each(xb, th, self.align_corners)
                 pred = model(warped).argmax(1).view(b, k)
                 out[i : i + b, j : j + k] = pred == yb.view(-1, 1)
         return out
