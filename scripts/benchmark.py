@@ -31,7 +31,7 @@ import time
 
 import torch
 
-from robench import datasets
+from robench import datasets, imagenet
 from robench.datasets import load_tensors
 from robench.engine import evaluate
 from robench.engine.forward import Forward, Speed
@@ -250,7 +250,7 @@ def rss_child(size: int, folder: str, arch: str) -> None:
     """
     import torchvision
 
-    datasets.IMAGENET_PER_CLASS = size // 1000
+    imagenet.IMAGENET_PER_CLASS = size // 1000  # the module that splits the folder reads it
     torch.manual_seed(0)
     if arch == "pool":  # a near-free model: the data path alone
         layers = torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(48, 1000)
