@@ -62,6 +62,13 @@ class Speed:
     def fast(self) -> bool:
         return self != Speed()
 
+    @property
+    def label(self) -> str:
+        """``"bf16+channels_last+compile"``: what the options ask for, as records and tables name it."""
+        return "+".join(
+            [self.precision] + ["channels_last"] * self.channels_last + ["compile"] * self.compile
+        )
+
 
 class _Fast(nn.Module):
     """The fast model beside the exact one, and the calibrated bound that says when their argmaxes may differ.
@@ -190,11 +197,7 @@ class Forward:
     @property
     def search(self) -> str | None:
         """What a gradient search ran in when not fp32 (``"bf16+channels_last"``), else None."""
-        if not isinstance(self.fast, Search):
-            return None
-        speed = self.speed
-        parts = [speed.precision] + ["channels_last"] * speed.channels_last + ["compile"] * speed.compile
-        return "+".join(parts)
+        return self.speed.label if isinstance(self.fast, Search) else None
 
     def halve(self, rows: int) -> None:
         """After an out-of-memory on a batch of ``rows``: at most half as many rows per model call."""
