@@ -193,11 +193,14 @@ class _Liar(_Zero):
         return super().forward(x) + (lie if self.calls > 1 else 0)
 
 
-def test_pgd_never_claims_a_fooling_the_fp32_model_does_not_make():
+@pytest.mark.parametrize("limit", [None, 4])  # 4: forwards split as after an out-of-memory
+def test_pgd_never_claims_a_fooling_the_fp32_model_does_not_make(limit):
     x, y = torch.rand(12, 1, 28, 28), torch.zeros(12, dtype=torch.long)
     pgd = create_threat("pgd_linf", "mnist5k", steps=5)
     search = Search(_Zero(), _Liar(), Speed("bf16"))
-    stats = run_chunk(Forward(_Zero(), search, Speed("bf16")), pgd, x, y, 6, 0, 10, "zero")
+    forward = Forward(_Zero(), search, Speed("bf16"))
+    forward.limit = limit
+    stats = run_chunk(forward, pgd, x, y, 6, 0, 10, "zero")
     assert stats["clean_correct"].all() and stats["robust"].all() and (stats["fooled_at"] == -1).all()
     assert search.rechecked == search.rows and search.bound > 0  # every lie went back to fp32
 
