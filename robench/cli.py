@@ -128,8 +128,9 @@ def _eval_parser(sub) -> None:
     ev.add_argument(
         "--precision",
         default="fp32",
-        help="fp32 (default) or bf16: argmax-verdict threats search in bf16 autocast, every close "
-        "verdict re-checked in fp32 (records equal fp32's; gradient attacks stay fp32)",
+        help="fp32 (default) or bf16 (autocast): argmax-verdict threats re-check every close verdict in "
+        "fp32 (records equal fp32's); PGD takes its gradients in bf16 and every verdict in fp32 (another "
+        "protocol: recorded as execution.search, not on boards); AutoAttack and spatial_pgd stay fp32",
     )
     ev.add_argument(
         "--channels-last",

@@ -51,12 +51,15 @@ def run_identity(
     batch_size: int,
     chunk_size: int,
     subset: dict | None = None,
+    search: str | None = None,
 ) -> dict:
     """Every input that can change a verdict, plus the chunk size (it sets the chunks' seeds) and the
     batch size: what a record's ``config_hash`` hashes. Everything in it is also a field of the record,
     so a reader can recompute the hash and catch a record edited without it (:func:`problem`).
     ``subset`` (an ImageNet subset file's name and sha256, kept in the record's ``indices``) enters only
-    when given, so every run without one keeps the identity it always had."""
+    when given, so every run without one keeps the identity it always had. ``search`` likewise: what a
+    gradient attack searched in when not fp32 (``execution.search``, e.g. ``"bf16+channels_last"``), whose
+    trajectory and so verdicts may differ from the fp32 run's, which must not resume from its chunks."""
     identity = {
         "model": model,
         "weights": weights,
@@ -72,6 +75,8 @@ def run_identity(
     }
     if subset is not None:
         identity["subset"] = subset
+    if search is not None:
+        identity["search"] = search
     return identity
 
 
@@ -189,6 +194,7 @@ def problem(rec: RunRecord) -> str | None:
         batch_size=rec.batch_size,
         chunk_size=rec.chunk_size,
         subset=rec.indices.get("subset"),
+        search=rec.execution.get("search") if isinstance(rec.execution, dict) else None,
     )
     if config_hash(identity) != rec.config_hash:
         return "config_hash is not the hash of the protocol the record states (edited by hand?)"

@@ -83,7 +83,7 @@ def fast_spatial(model, threat, xs, ys, args, device, fp32_stats) -> dict:
     sync(device)
     seconds = time.perf_counter() - start
     equal = all((stats[k] == fp32_stats[k]).all() for k in ("robust", "fooled_by", "tried", "clean_correct"))
-    checked = forward.checked
+    checked = forward.fast
     fwd = raw_rate(model, xs[: args.batch_size].to(device), backward=False)
     rechecked = checked.rechecked / max(1, checked.rows)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")

@@ -141,6 +141,7 @@ def _consistent(values: dict) -> None:
             batch_size=values["batch_size"],
             chunk_size=values["chunk_size"],
             subset=values["indices"].get("subset"),
+            search=values.get("execution", {}).get("search"),
         )
     )
 
@@ -225,6 +226,25 @@ def test_records_on_different_weights_are_not_mixed(tree, page_table):
     md = boards.build("x", tree).markdown
     assert page_table(md) == []
     assert md.count("run on different weights") == 3
+
+
+def test_bf16_searched_pgd_is_not_placed_in_a_column_but_argmax_fast_records_are(tree, page_table):
+    """A bf16 PGD search has fp32-checked verdicts but not the fp32 trajectory: listed as stale, not shown.
+    A fast argmax record equals the fp32 one, so it stays on the board."""
+    fast = {
+        "precision": "bf16",
+        "memory_format": "channels_last",
+        "compile": False,
+        "verdicts": "fp32-checked",
+    }
+    put_model(tree, "m", 0.9, 0.5, 0.2)
+    put(tree, "m", "spatial", 0.2, execution=fast)
+    put(tree, "m", "pgd_linf", 0.45, execution={**fast, "search": "bf16+channels_last"})
+    md = boards.build("x", tree).markdown
+    assert page_table(md) == [] and "- m: missing `pgd_linf`" in md
+    stale = md.split("## Stale records (not shown)")[1]
+    assert "m / pgd\\_linf: searched in bf16+channels\\_last, not the fp32 protocol" in stale
+    assert "m / spatial" not in stale
 
 
 def test_empty_board_says_so_and_writes_no_plot(tree):

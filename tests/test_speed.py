@@ -5,6 +5,7 @@ Each test compares against the plain path, so it fails if a speed feature change
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 from pathlib import Path
 
@@ -12,14 +13,16 @@ import pytest
 import torch
 from torch import nn
 
-from robench import datasets, distributed
+from robench import datasets, distributed, record
 from robench.cli import main
-from robench.engine import evaluate
-from robench.engine.forward import Checked, Speed
+from robench.engine import evaluate, make_plan, run_chunk
+from robench.engine.forward import Checked, Forward, Search, Speed
 from robench.errors import UsageError
 from robench.models import create_model
+from robench.threats import BatchContext, create_threat
 
 ROOT = Path(__file__).resolve().parents[1]
+PLAN = dict(split="test", data_dir=None, chunk_size=None, overrides=None, allow_pickle=False, model_name="m")
 VERDICTS = ("per_example", "clean_per_example", "robust_acc", "clean_acc", "details", "flags", "config_hash")
 
 
@@ -136,15 +139,104 @@ def test_fast_path_keeps_grid_verdicts_and_is_recorded():
     }
 
 
-def test_gradient_attacks_stay_fp32_whatever_is_asked():
+def test_gradient_attacks_without_fast_search_stay_fp32_whatever_is_asked():
     model = create_model("mnist_cnn_standard", device="cpu")
     kwargs = dict(n_examples=20, progress=False, model_name="m")
     plain, asked = (
-        evaluate(model, "pgd_linf", **kwargs),
-        evaluate(model, "pgd_linf", precision="bf16", **kwargs),
+        evaluate(model, "spatial_pgd", **kwargs),
+        evaluate(model, "spatial_pgd", precision="bf16", channels_last=True, **kwargs),
     )
     _same_verdicts(plain, asked)
     assert asked.execution == {}
+
+
+def test_pgd_fast_search_is_recorded_with_its_own_identity(tmp_path):
+    """A bf16-searched PGD number may differ from fp32's: the record says so, its hash (and so its chunk
+    folder) differs from the fp32 run's, and the record still checks out as self-consistent."""
+    model = create_model("mnist_cnn_pgd_linf", device="cpu")
+    kwargs = dict(n_examples=24, batch_size=24, progress=False, model_name="m")
+    plain = evaluate(model, "pgd_linf", **kwargs)
+    fast = evaluate(model, "pgd_linf", precision="bf16", channels_last=True, **kwargs)
+    assert fast.execution == {
+        "precision": "bf16",
+        "memory_format": "channels_last",
+        "compile": False,
+        "verdicts": "fp32-checked",
+        "search": "bf16+channels_last",
+    }
+    assert fast.config_hash != plain.config_hash and record.problem(fast) is None
+    assert fast.clean_per_example == plain.clean_per_example  # clean verdicts are fp32's too
+    plans = [
+        make_plan(model, "pgd_linf", "mnist5k", 24, 24, "cpu", 0, **PLAN, speed=speed)
+        for speed in (Speed(), Speed("bf16", True))
+    ]
+    assert plans[0].partial_dir(tmp_path) != plans[1].partial_dir(tmp_path)
+    assert plans[0].config_hash == plain.config_hash and plans[1].config_hash == fast.config_hash
+
+
+class _Zero(nn.Module):
+    """An exact model that says class 0 whatever the input: no perturbation can fool it on label 0."""
+
+    def forward(self, x):
+        return torch.nn.functional.one_hot(torch.zeros(len(x)).long(), 10).float() + x.flatten(1)[:, :10] * 0
+
+
+class _Liar(_Zero):
+    """A 'fast' model exact on its first call (so the bound calibrates to 0), then saying class 1 by a
+    wide margin: only the re-check of every fast 'fooled' can catch it."""
+
+    calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        lie = torch.nn.functional.one_hot(torch.ones(len(x)).long(), 10) * 50.0
+        return super().forward(x) + (lie if self.calls > 1 else 0)
+
+
+@pytest.mark.parametrize("limit", [None, 4])  # 4: forwards split as after an out-of-memory
+def test_pgd_never_claims_a_fooling_the_fp32_model_does_not_make(limit):
+    x, y = torch.rand(12, 1, 28, 28), torch.zeros(12, dtype=torch.long)
+    pgd = create_threat("pgd_linf", "mnist5k", steps=5)
+    search = Search(_Zero(), _Liar(), Speed("bf16"))
+    forward = Forward(_Zero(), search, Speed("bf16"))
+    forward.limit = limit
+    stats = run_chunk(forward, pgd, x, y, 6, 0, 10, "zero")
+    assert stats["clean_correct"].all() and stats["robust"].all() and (stats["fooled_at"] == -1).all()
+    assert search.rechecked == search.rows and search.bound > 0  # every lie went back to fp32
+
+
+def test_every_fast_pgd_fooling_is_an_fp32_fooling_at_its_iterate():
+    """Each example attacked alone on a Search that logs its iterates: at the iterate the record names,
+    the plain fp32 model misclassifies it, and every verdict on the way was the fp32 argmax."""
+    model = create_model("mnist_cnn_standard", device="cpu")
+    x, y = datasets.load_tensors("mnist5k", "test", 24)
+    pgd = create_threat("pgd_linf", "mnist5k", eps=0.1, steps=10, step_size=0.02)
+
+    class Logged(Search):
+        def labels(self, xs, logits, ys):
+            got = super().labels(xs, logits, ys)
+            self.seen.append((xs.detach().clone(), got))
+            return got
+
+    search = Logged(model, copy.deepcopy(model).to(memory_format=torch.channels_last), Speed("bf16", True))
+    fooled = 0
+    for i in range(len(x)):
+        search.seen = []
+        out = pgd.run_batch(search, x[i : i + 1], y[i : i + 1], torch.ones(1, dtype=torch.bool), _ctx())
+        with torch.no_grad():
+            exact = [model(xs).argmax(1) for xs, _ in search.seen]
+        assert all(torch.equal(e, got) for e, (_, got) in zip(exact, search.seen, strict=True))
+        at = int(out["fooled_at"][0])
+        if at >= 0:
+            fooled += 1
+            assert exact[at].item() != y[i].item()
+        else:
+            assert all(e.item() == y[i].item() for e in exact)
+    assert 0 < fooled < len(x)  # the case has both outcomes
+
+
+def _ctx():
+    return BatchContext(torch.Generator().manual_seed(0), 1)
 
 
 def test_checked_forward_sends_close_margins_back_to_fp32():

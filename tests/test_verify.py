@@ -103,3 +103,20 @@ def test_a_record_that_cannot_be_rerun_is_reported_and_the_rest_go_on(tmp_path, 
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("mnist5k/ghost/clean: DIFFERS: not re-run: unknown model 'ghost'")
     assert lines[1].startswith("mnist5k/mnist_cnn_standard/clean: OK")
+
+
+def test_a_bf16_searched_record_is_rerun_on_its_own_path(tmp_path):
+    """Its trajectory is bf16's: only the same fast path reproduces it (fp32 has another hash)."""
+    from robench.engine import evaluate
+
+    evaluate(
+        "mnist_cnn_standard",
+        "pgd_linf",
+        n_examples=20,
+        out_dir=tmp_path / RUNS_DIR,
+        progress=False,
+        precision="bf16",
+        channels_last=True,
+    )
+    [outcome] = verify([tmp_path / RUNS_DIR / "mnist5k" / "mnist_cnn_standard" / "pgd_linf.json"])
+    assert outcome.differs == ()

@@ -2,7 +2,8 @@
 
 Only comparable numbers are mixed on a page. A record is shown only if its resolved ``threat_config``
 equals the current ``config.threat_config(threat, dataset)`` and its split, example count, seed and
-model weights match the board; every other record is returned as :class:`Rejected`, with the reason, so
+model weights match the board, and it was searched in fp32 (no ``execution.search``: a bf16 PGD search
+may reach another number); every other record is returned as :class:`Rejected`, with the reason, so
 the page can list it below the table instead of dropping it silently.
 """
 
@@ -96,6 +97,9 @@ def _stale(rec: record.RunRecord, board: Board, current) -> str | None:
         subset = rec.indices["subset"]
         name = subset.get("file") if isinstance(subset, dict) else format_value(subset)
         reasons.append(f"images from subset file {name}, not the board's split rule")
+    search = rec.execution.get("search") if isinstance(rec.execution, dict) else None
+    if search is not None:  # a bf16 PGD search: fp32-checked verdicts, but not the fp32 trajectory
+        reasons.append(f"searched in {format_value(search)}, not the fp32 protocol (verdicts fp32-checked)")
     return "; ".join(reasons) or None
 
 

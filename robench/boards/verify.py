@@ -173,11 +173,26 @@ def verify_one(path: Path, n_examples: int | None, data_dir: str | None) -> Outc
             chunk_size=old.chunk_size,
             progress=False,
             model_name=old.model,
+            **_search_speed(old),
         )
         new_folder = record.path_for(out, new.dataset, new.model, new.threat).parent
         differs = [f"record damaged ({damaged})"] * bool(damaged)
         differs += compare(old, new, m, path.parent, new_folder)
     return Outcome(path, m, tuple(differs), time.time() - started)
+
+
+def _search_speed(old: record.RunRecord) -> dict:
+    """The fast-path options of a record whose gradient search ran on it (``execution.search``): its
+    trajectory is that path's, so only the same path can reproduce it. Other records are re-run in fp32
+    (a fast argmax record's verdicts are fp32's)."""
+    execution = old.execution if isinstance(old.execution, dict) else {}
+    if execution.get("search") is None:
+        return {}
+    return {
+        "precision": execution.get("precision", "fp32"),
+        "channels_last": execution.get("memory_format") == "channels_last",
+        "compile": bool(execution.get("compile")),
+    }
 
 
 def _read(path: Path) -> record.RunRecord:

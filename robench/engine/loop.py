@@ -36,6 +36,7 @@ from robench.engine.forward import Forward
 from robench.engine.plan import Plan
 from robench.errors import EvaluationError, UsageError
 from robench.threats import BatchContext
+from robench.threats.base import predicted
 
 Chunks = dict[int, dict[str, np.ndarray]]
 
@@ -128,7 +129,7 @@ def _run_batch(model, threat, xb, yb, ctx, num_classes, model_name) -> dict[str,
     with torch.inference_mode():
         logits = model(xb)
     check_logits(logits, len(xb), num_classes, model_name)
-    clean_correct = logits.argmax(1) == yb
+    clean_correct = predicted(model, xb, logits, yb) == yb
     out = threat.run_batch(model, xb, yb, clean_correct, ctx)
     out = {k: v.detach().cpu().numpy() for k, v in out.items()}
     out["clean_correct"] = clean_correct.cpu().numpy()

@@ -34,7 +34,8 @@ class Plan:
     ``examples`` are the evaluated examples (the first ``n`` of ``split``), not decoded: the loop streams
     each chunk's batches to ``device`` through ``workers`` decode processes, so memory does not grow with
     ``n``. ``forward`` is how the threat's forwards run (precision, memory format, compile; see
-    :mod:`robench.engine.forward`): it never changes a verdict, so it is not part of the identity.
+    :mod:`robench.engine.forward`): it never changes a verdict, so it is not part of the identity, except
+    a gradient search on the fast model (``forward.search``), whose trajectory is not fp32's.
     ``identity`` holds every input that can change a verdict, plus the chunk size (it sets the chunks'
     seeds) and the batch size; ``config_hash`` is its hash, recorded and used to name the chunk folder.
     """
@@ -153,6 +154,7 @@ def make_plan(
         batch_size=batch_size,
         chunk_size=chunk_size,
         subset=subset_identity(subset_file) if subset_file is not None else None,
+        search=forward.search,
     )
     return Plan(
         model=model,

@@ -40,6 +40,26 @@ class BatchContext:
     start: int = 0
 
 
+class SearchModel(torch.nn.Module):
+    """A model whose logits steer a gradient search but do not decide its verdicts on their own.
+
+    The engine's fast path for gradient attacks (``robench.engine.forward.Search``) hands one to families
+    with ``fast_search``: its forward gives bf16 logits, good for gradients, and :meth:`labels` the labels
+    the verdicts use, decided by the fp32 model wherever the bf16 ones could differ. A threat never asks
+    which it got: it calls :func:`predicted`, which is a plain argmax for any other module.
+    """
+
+    def labels(self, x: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The predicted labels [N] of ``x``, whose forward gave ``logits``; ``y`` are the true labels."""
+        raise NotImplementedError
+
+
+def predicted(model: torch.nn.Module, x: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The labels a verdict on ``x`` uses, given ``logits = model(x)``: their argmax, or, for a
+    :class:`SearchModel`, its fp32-decided :meth:`~SearchModel.labels`."""
+    return model.labels(x, logits, y) if isinstance(model, SearchModel) else logits.argmax(1)
+
+
 def _alone(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
@@ -132,6 +152,11 @@ class Threat(ABC):
     #: those may run on the engine's fast path, which keeps every argmax equal to fp32's by re-checking
     #: close margins (robench.engine.forward); a gradient attack's path depends on every rounding.
     argmax_verdicts: ClassVar[bool] = False
+    #: True for gradient families whose every verdict goes through :func:`predicted`: those may search on
+    #: the engine's fast model (a :class:`SearchModel`: bf16 gradients, fp32-decided verdicts). Their
+    #: trajectory then differs from fp32's, so such a run has its own identity and is not the fp32
+    #: protocol (docs/performance.md, "Fast path").
+    fast_search: ClassVar[bool] = False
 
     def config(self) -> dict:
         """The fully resolved parameters, as recorded in every run record."""

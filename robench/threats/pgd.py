@@ -5,6 +5,9 @@ ascent on the cross-entropy from a random start, but an example counts as broken
 (the random start, every step, the last point) is misclassified, not only the last one. Examples are
 dropped from the batch as soon as they are broken, so fooled examples cost nothing further, and only
 input gradients are computed (``torch.autograd.grad``; model parameters are frozen).
+
+Every iterate's verdict goes through :func:`~robench.threats.base.predicted`, so the family can search on
+the engine's bf16 fast model (``fast_search``): gradients from bf16, each verdict the fp32 one.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from robench.threats.base import FAMILIES, Threat, require, require_budget
+from robench.threats.base import FAMILIES, Threat, predicted, require, require_budget
 
 _TINY = 1e-12
 
@@ -36,6 +39,8 @@ class PGD(Threat):
     steps: int
     step_size: float
     restarts: int
+
+    fast_search = True
 
     def __post_init__(self):
         require_budget(self.family, self.norm, self.eps)
@@ -91,7 +96,7 @@ class PGD(Threat):
             with torch.enable_grad():
                 xa = x_adv.detach().requires_grad_(True)
                 logits = model(xa)
-                wrong = logits.argmax(1) != y[active]
+                wrong = predicted(model, xa, logits, y[active]) != y[active]
                 if t == self.steps:  # the last iterate only needs its verdict
                     grad = None
                 else:
