@@ -15,7 +15,8 @@ transform. They differ in the warp that a grid point (angle, tx, ty) names:
   the centre), then ``tf.contrib.image.transform`` with [1, 0, -tx, 0, 1, -ty] (a second bilinear
   resampling, content moves by +t), then crop back. So out(p) = in(R (p - t)): the rotation comes first,
   the translation is along the image axes after it, and fractional shifts interpolate twice. Their code is
-  TensorFlow 1 for CIFAR-10; ``madrylab_warp`` re-implements it in PyTorch for any image size.
+  TensorFlow 1 for CIFAR-10; ``robench.threats.geometry.madrylab_warp`` re-implements it in PyTorch for
+  any image size, and is what the spatial threats' ``warp: madrylab`` uses (``spatial_madrylab``).
 
 Foolbox's warp is robench's own matrix read with align_corners=True (``robench_aligned``: the ``spatial``
 threat's ``align_corners: true``); the script checks that on pixels (``transform_pt`` against it, largest
@@ -48,15 +49,14 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from robench.datasets import load_tensors
 from robench.models import create_model, load_card
-from robench.threats.spatial import affine_thetas, grid_transforms, warp
+from robench.threats.geometry import madrylab_warp, sample_pixels, warp_transforms
+from robench.threats.spatial import grid_transforms
 
 ROOT = Path(__file__).resolve().parent.parent
 GRID = {"max_rotation": 30.0, "n_rotations": 31, "max_translation": 3.0, "n_translations": 5}
-MADRY_PAD = 16  # resnet.py: tf.pad(x, [[0,0], [16,16], [16,16], [0,0]], pad_mode="constant")
 
 
 def _pixel_grid(size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,14 +66,6 @@ def _pixel_grid(size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     return xx, yy
 
 
-def _sample(x: torch.Tensor, src_x: torch.Tensor, src_y: torch.Tensor) -> torch.Tensor:
-    """Bilinear, zero fill, at centred pixel-index source coordinates [N, H, W] (pixel centres at integers,
-    as in TF's ImageProjectiveTransform): align_corners=True normalisation is exact for that."""
-    h, w = x.shape[-2:]
-    grid = torch.stack([src_x / ((w - 1) / 2), src_y / ((h - 1) / 2)], dim=-1).to(x.dtype)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-
-
 def _rotation(transforms: torch.Tensor):
     rad = transforms[:, 0].double() * (math.pi / 180.0)
     return torch.cos(rad)[:, None, None], torch.sin(rad)[:, None, None]
@@ -81,7 +73,7 @@ def _rotation(transforms: torch.Tensor):
 
 def robench_warp(x, transforms):
     """robench's own warp, from the module the ``spatial`` threat uses."""
-    return warp(x, affine_thetas(transforms, *x.shape[-2:]).to(x.device), align_corners=False)
+    return warp_transforms(x, transforms, align_corners=False)
 
 
 def foolbox_warp(x, transforms):
@@ -97,7 +89,7 @@ def foolbox_warp(x, transforms):
 def robench_aligned_warp(x, transforms):
     """robench's matrices read with align_corners=True (the ``spatial`` threat's own ``align_corners``
     parameter): a translation of t px then moves t (W-1)/W px, as in Foolbox."""
-    return warp(x, affine_thetas(transforms, *x.shape[-2:]).to(x.device), align_corners=True)
+    return warp_transforms(x, transforms, align_corners=True)
 
 
 def rotate_then_translate_warp(x, transforms):
@@ -105,27 +97,7 @@ def rotate_then_translate_warp(x, transforms):
     xx, yy = _pixel_grid(x.shape[-1], x.device)
     cos, sin = _rotation(transforms.to(x.device))
     px, py = xx - transforms[:, 1, None, None].to(x.device), yy - transforms[:, 2, None, None].to(x.device)
-    return _sample(x, cos * px - sin * py, sin * px + cos * py)
-
-
-def madrylab_warp(x, transforms):
-    """MadryLab's resnet.py input block: pad 16, rotate (bilinear), translate (bilinear), crop back.
-
-    tf.contrib.image.rotate maps output pixel p to input R p about ((W-1)/2, (H-1)/2) with
-    R = [[cos, -sin], [sin, cos]] (its angles_to_projective_transforms); transform [1,0,-tx,0,1,-ty] maps
-    output p to input p - t; out-of-image neighbours read the fill value 0.
-    """
-    size = x.shape[-1] + 2 * MADRY_PAD
-    padded = F.pad(x, (MADRY_PAD,) * 4)
-    xx, yy = _pixel_grid(size, x.device)
-    cos, sin = _rotation(transforms.to(x.device))
-    rotated = _sample(padded, cos * xx - sin * yy, sin * xx + cos * yy)
-    shifted = _sample(
-        rotated,
-        xx - transforms[:, 1, None, None].to(x.device),
-        yy - transforms[:, 2, None, None].to(x.device),
-    )
-    return shifted[..., MADRY_PAD:-MADRY_PAD, MADRY_PAD:-MADRY_PAD]
+    return sample_pixels(x, cos * px - sin * py, sin * px + cos * py)
 
 
 CONVENTIONS = {  # Foolbox's is robench_aligned (checked on pixels and, with --foolbox-attack, on verdicts)

@@ -159,8 +159,13 @@ class Threat(ABC):
     fast_search: ClassVar[bool] = False
 
     def config(self) -> dict:
-        """The fully resolved parameters, as recorded in every run record."""
-        return dataclasses.asdict(self)
+        """The fully resolved parameters, as recorded in every run record, less any parameter declared
+        with :func:`omitted_at_default` that holds its default."""
+        out = dataclasses.asdict(self)
+        for field in dataclasses.fields(self):
+            if field.metadata.get("omitted_at_default") and out[field.name] == field.default:
+                del out[field.name]
+        return out
 
     def prepare(self, model: torch.nn.Module, ctx: PrepareContext) -> None:  # noqa: B027 (an optional hook)
         """Fit anything global before the batches (default: nothing)."""
@@ -197,6 +202,16 @@ class Threat(ABC):
     def artifacts(self) -> dict[str, bytes]:
         """Files to save next to the record (suffix -> bytes), e.g. a fitted perturbation."""
         return {}
+
+
+def omitted_at_default(default: Any) -> Any:
+    """A threat parameter added after records of its family were committed (``warp``).
+
+    Its default is the behaviour those records measured, and :meth:`Threat.config` leaves it out while it
+    holds that default: the recorded config, its hash and the boards' match against the threat's YAML
+    (which does not name it) stay what they were. Another value is recorded like any parameter.
+    """
+    return dataclasses.field(default=default, metadata={"omitted_at_default": True})
 
 
 def require(condition: bool, message: str) -> None:

@@ -11,16 +11,30 @@ once. In pixel coordinates p = (x right, y down), centred on the image centre fo
   (bilinear sampling at whole pixels reads single pixels), which tests/test_geometry.py pins.
 
 A caller that thinks in "move the content by d" passes t = -d (the UAP shift probe does).
+
+The spatial threats may instead name MadryLab's warp (``warp: madrylab``, :func:`madrylab_warp`), the
+transform of Engstrom et al.'s released code: the same (angle, tx, ty) grid point then means rotate, then
+translate along the image axes, out(p) = in(R (p - t)), each step a bilinear resampling. Both live here so
+that a number measured with either can be set beside the paper's (docs/protocols.md, "Grid conventions").
 """
 
 from __future__ import annotations
 
 import math
+import typing
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 from robench.threats.base import require
+
+#: The warps a spatial threat's ``warp`` parameter may name (robench's own is the default).
+Warp = Literal["robench", "madrylab"]
+WARPS = typing.get_args(Warp)
+#: MadryLab's resnet.py zero-pads its 32 x 32 inputs by 16 px before warping and crops back after: the
+#: translation then reads rotated content, not zeros, for shifts up to 15 px (beyond, theirs loses it too).
+MADRYLAB_PAD = 16
 
 
 # -- the rotation/translation box ---------------------------------------------------------------------
@@ -95,12 +109,91 @@ def warp_each(x: torch.Tensor, theta: torch.Tensor, align_corners: bool = False)
     )
 
 
-def warp_transforms(
-    images: torch.Tensor, transforms: torch.Tensor, align_corners: bool = False
+def warp_every(
+    images: torch.Tensor, transforms: torch.Tensor, align_corners: bool = False, convention: str = "robench"
 ) -> torch.Tensor:
-    """Warp each image by its own (angle, tx, ty) row: images [N, C, H, W], transforms [N, 3]."""
+    """Every image under every (angle, tx, ty) row: [N * K, C, H, W], image-major as :func:`warp_each`.
+
+    robench's warp shares each transform's sampling grid across the images (:func:`warp_each`); MadryLab's
+    warps the N * K pairs (:func:`madrylab_warp`, which has its own pixel grid).
+    """
+    if convention == "madrylab":
+        return madrylab_warp(images.repeat_interleave(len(transforms), 0), transforms.repeat(len(images), 1))
+    return warp_each(images, affine_thetas(transforms, *images.shape[-2:]), align_corners)
+
+
+def warp_transforms(
+    images: torch.Tensor, transforms: torch.Tensor, align_corners: bool = False, convention: str = "robench"
+) -> torch.Tensor:
+    """Warp each image by its own (angle, tx, ty) row: images [N, C, H, W], transforms [N, 3].
+
+    ``convention`` is a spatial threat's ``warp``: robench's one resampling (``align_corners`` as given)
+    or MadryLab's two (:func:`madrylab_warp`, which has its own pixel grid).
+    """
+    if convention == "madrylab":
+        return madrylab_warp(images, transforms)
     h, w = images.shape[-2:]
     return warp(images, affine_thetas(transforms, h, w), align_corners)
+
+
+def check_warp(family: str, convention: str, align_corners: bool) -> None:
+    """``align_corners`` reads robench's matrices on another pixel grid; MadryLab's warp has TF's grid
+    (pixel centres at integers) built in, so asking for both would record a setting that does nothing."""
+    require(
+        convention == "robench" or not align_corners,
+        f"{family}: align_corners applies to the robench warp only, not to warp {convention!r}",
+    )
+
+
+def describe_warp(convention: str, robench_words: str) -> str:
+    """The warp as a record's ``details`` states it: the family's own words for robench's warp (as its
+    committed records have them), MadryLab's otherwise."""
+    if convention == "robench":
+        return robench_words
+    return (
+        "MadryLab's: zero pad 16, rotate about the centre (bilinear), then translate along the image axes "
+        "(bilinear), crop: out(p) = in(R (p - t)), zero fill"
+    )
+
+
+# -- MadryLab's warp ----------------------------------------------------------------------------------
+def sample_pixels(x: torch.Tensor, src_x: torch.Tensor, src_y: torch.Tensor) -> torch.Tensor:
+    """Bilinear, zero fill, at source coordinates [N, H, W] in pixel indices about the image centre.
+
+    TF's ImageProjectiveTransform puts pixel centres at integer indices and reads a fill of 0 for
+    neighbours outside the image; ``grid_sample`` with align_corners=True normalised by (size - 1) / 2 is
+    exactly that.
+    """
+    h, w = x.shape[-2:]
+    grid = torch.stack([src_x / ((w - 1) / 2), src_y / ((h - 1) / 2)], dim=-1)
+    return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+def madrylab_warp(images: torch.Tensor, transforms: torch.Tensor) -> torch.Tensor:
+    """MadryLab's transform (Engstrom et al. 2019's code, resnet.py), one (angle, tx, ty) row per image.
+
+    Their input block: ``tf.pad`` by 16 with zeros; ``tf.contrib.image.rotate`` by the angle (bilinear),
+    which maps output pixel p to input R p about the centre ((W-1)/2, (H-1)/2), R = [[cos, -sin],
+    [sin, cos]] as robench's; ``tf.contrib.image.transform`` with [1, 0, -tx, 0, 1, -ty] (bilinear), which
+    maps output p to input p - t, so the content moves by +t; then a central crop back. Composed:
+    out(p) = in(R (p - t)), rotated first and interpolated twice where robench's warp is
+    out(p) = in(R p + t) in one resampling: the same grid point is another transform unless t = 0.
+
+    Differentiable in ``transforms`` (both resamplings are ``grid_sample``), so spatial_pgd can climb it.
+    Coordinates are computed in float64 and sampled in the images' dtype.
+    """
+    h, w = images.shape[-2:]
+    pad = MADRYLAB_PAD
+    padded = F.pad(images, (pad, pad, pad, pad))
+    rows = torch.arange(h + 2 * pad, dtype=torch.float64, device=images.device) - (h + 2 * pad - 1) / 2
+    cols = torch.arange(w + 2 * pad, dtype=torch.float64, device=images.device) - (w + 2 * pad - 1) / 2
+    yy, xx = torch.meshgrid(rows, cols, indexing="ij")
+    t = transforms.to(device=images.device, dtype=torch.float64)[:, :, None, None]
+    rad = t[:, 0] * (math.pi / 180.0)
+    cos, sin = torch.cos(rad), torch.sin(rad)
+    rotated = sample_pixels(padded, cos * xx - sin * yy, sin * xx + cos * yy)
+    shifted = sample_pixels(rotated, xx - t[:, 1], yy - t[:, 2])
+    return shifted[..., pad : pad + h, pad : pad + w]
 
 
 # -- the exact integer shift --------------------------------------------------------------------------

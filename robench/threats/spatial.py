@@ -3,8 +3,10 @@
 Each transform is one affine warp, out(p) = in(R p + t), with p in pixel coordinates centred on the
 image centre, R the rotation by the angle (x right, y down), t the translation in pixels, bilinear
 interpolation and zero fill (``affine_grid`` + ``grid_sample``, ``align_corners`` recorded; the warp lives
-in :mod:`robench.threats.geometry`, shared with the other spatial threats and with training). An example
-is robust only if it is classified correctly under every transform of the grid.
+in :mod:`robench.threats.geometry`, shared with the other spatial threats and with training). With
+``warp: madrylab`` the same grid points go through MadryLab's warp instead (rotate, then translate, two
+resamplings: ``spatial_madrylab``), so a number can be set beside the paper's. An example is robust only
+if it is classified correctly under every transform of the grid.
 
 Why the search is shaped the way it is (docs/performance.md):
 - everything runs under ``inference_mode`` and images x transforms are warped and classified together,
@@ -26,8 +28,8 @@ import dataclasses
 import numpy as np
 import torch
 
-from robench.threats.base import FAMILIES, Threat, require
-from robench.threats.geometry import affine_thetas, check_box, warp_each
+from robench.threats.base import FAMILIES, Threat, omitted_at_default, require
+from robench.threats.geometry import Warp, check_box, check_warp, describe_warp, warp_every
 
 
 def grid_transforms(max_rotation, n_rotations, max_translation, n_translations) -> torch.Tensor:
@@ -56,11 +58,13 @@ class SpatialGrid(Threat):
     n_translations: int
     align_corners: bool
     axis_curves: bool  # also classify every example under every one-factor transform (accuracy curves)
+    warp: Warp = omitted_at_default("robench")
 
     def __post_init__(self):
         self.max_rotation, self.max_translation = check_box(
             self.family, self.max_rotation, self.max_translation
         )
+        check_warp(self.family, self.warp, self.align_corners)
         for key in ("n_rotations", "n_translations"):
             require(getattr(self, key) >= 1, f"spatial_grid: {key} must be >= 1, got {getattr(self, key)!r}")
         size = self.n_rotations * self.n_translations**2
@@ -83,25 +87,25 @@ class SpatialGrid(Threat):
         ).tolist()
 
     # -- evaluation ---------------------------------------------------------------------------------
-    def correct_under(self, model, x, y, thetas, batch_size) -> torch.Tensor:
-        """Correctness [N, T] of every image under every transform, ~batch_size warped images a forward."""
-        n, t = x.shape[0], thetas.shape[0]
+    def correct_under(self, model, x, y, transforms, batch_size) -> torch.Tensor:
+        """Correctness [N, T] of every image under every (angle, tx, ty) row of ``transforms``, about
+        batch_size warped images a forward."""
+        n, t = x.shape[0], transforms.shape[0]
         out = torch.empty(n, t, dtype=torch.bool, device=x.device)
         per_forward = max(1, batch_size // max(t, 1))  # images per forward
         for i in range(0, n, per_forward):
             xb, yb = x[i : i + per_forward], y[i : i + per_forward]
             b = xb.shape[0]
             for j in range(0, t, max(1, batch_size // b)):
-                th = thetas[j : j + max(1, batch_size // b)]
-                k = th.shape[0]
-                warped = warp_each(xb, th, self.align_corners)
+                rows = transforms[j : j + max(1, batch_size // b)]
+                k = rows.shape[0]
+                warped = warp_every(xb, rows, self.align_corners, self.warp)
                 pred = model(warped).argmax(1).view(b, k)
                 out[i : i + b, j : j + k] = pred == yb.view(-1, 1)
         return out
 
     def run_batch(self, model, x, y, clean_correct, ctx):
         with torch.inference_mode():
-            thetas = affine_thetas(self.transforms, *x.shape[-2:]).to(x.device)
             robust = clean_correct.clone()
             fooled_by = torch.full_like(y, -1)
             tried = torch.zeros_like(y)
@@ -111,7 +115,7 @@ class SpatialGrid(Threat):
             remaining = list(range(len(self.transforms)))
             if self.axis_curves:  # every example under every one-factor transform: the curves in details
                 axis_idx = torch.nonzero(self.on_axis).flatten()
-                axis_correct = self.correct_under(model, x, y, thetas[axis_idx], ctx.batch_size)
+                axis_correct = self.correct_under(model, x, y, self.transforms[axis_idx], ctx.batch_size)
                 failed = ~axis_correct.all(1)
                 first = axis_idx.to(x.device)[torch.argmin(axis_correct.to(torch.uint8), dim=1)]
                 fooled_by = torch.where(failed, first, fooled_by)
@@ -128,7 +132,7 @@ class SpatialGrid(Threat):
                 remaining.sort(key=lambda i: (-score[i], -self.extremity[i], i))
                 group, remaining = torch.tensor(remaining[:size]), remaining[size:]
                 correct = self.correct_under(
-                    model, x[active], y[active], thetas[group.to(x.device)], ctx.batch_size
+                    model, x[active], y[active], self.transforms[group], ctx.batch_size
                 )
                 ok = correct.all(1)
                 self._count(angle_fools, shift_fools, group, correct)
@@ -154,8 +158,11 @@ class SpatialGrid(Threat):
         details = {
             "n_transforms": len(self.transforms),
             "identity_in_grid": self.identity is not None,
-            "convention": "out(p) = in(R p + t), p in pixels about the image centre, x right / y down, "
-            "bilinear, zero fill",
+            "convention": describe_warp(
+                self.warp,
+                "out(p) = in(R p + t), p in pixels about the image centre, x right / y down, bilinear, "
+                "zero fill",
+            ),
             "most_damaging": [
                 {"rotation": float(a[i]), "tx": float(tx[i]), "ty": float(ty[i]), "fooled": int(counts[i])}
                 for i in top

@@ -10,6 +10,10 @@ example counts as broken if *any* iterate of any restart is misclassified (as in
 The board shows this column next to the grid because Engstrom et al. found the first-order attack much
 weaker than exhaustive search on this non-concave, low-dimensional landscape; ``details`` separates what
 the random starts broke from what the gradient steps added, so the comparison stays honest.
+
+``warp: madrylab`` climbs MadryLab's two-resampling warp instead (differentiable too). Their released code
+has no first-order spatial attack; this is the grid's transform with robench's attack, so that every
+spatial column can be computed under one convention.
 """
 
 from __future__ import annotations
@@ -20,8 +24,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from robench.threats.base import FAMILIES, Threat, require
-from robench.threats.geometry import box_half_widths, check_box, draw_transforms, warp_transforms
+from robench.threats.base import FAMILIES, Threat, omitted_at_default, require
+from robench.threats.geometry import (
+    Warp,
+    box_half_widths,
+    check_box,
+    check_warp,
+    describe_warp,
+    draw_transforms,
+    warp_transforms,
+)
 
 
 @FAMILIES.register("spatial_pgd")
@@ -35,11 +47,13 @@ class SpatialPGD(Threat):
     step_size: float  # fraction of each parameter's half-width per step
     restarts: int
     align_corners: bool
+    warp: Warp = omitted_at_default("robench")
 
     def __post_init__(self):
         self.max_rotation, self.max_translation = check_box(
             self.family, self.max_rotation, self.max_translation
         )
+        check_warp(self.family, self.warp, self.align_corners)
         require(self.steps >= 0, f"spatial_pgd: steps must be >= 0, got {self.steps!r}")
         require(self.restarts >= 1, f"spatial_pgd: restarts must be >= 1, got {self.restarts!r}")
         require(
@@ -68,7 +82,7 @@ class SpatialPGD(Threat):
             with torch.enable_grad():
                 p = params.detach().requires_grad_(True)
                 xa, ya = x[active.to(x.device)], y[active.to(y.device)]
-                logits = model(warp_transforms(xa, p, self.align_corners))
+                logits = model(warp_transforms(xa, p, self.align_corners, self.warp))
                 wrong = (logits.argmax(1) != ya).cpu()
                 grad = None
                 if t < self.steps:
@@ -109,6 +123,6 @@ class SpatialPGD(Threat):
             "broken_by_gradient_steps": int((broken % per_restart != 0).sum()),
             "median_iterate_broken": float(np.median(broken)) if broken.size else None,
             "convention": "sign-gradient steps of step_size x half-width on (angle deg, tx px, ty px), "
-            "clipped to the box; warp as in spatial_grid: out(p) = in(R p + t), bilinear, "
-            "zero fill",
+            "clipped to the box; warp as in spatial_grid: "
+            + describe_warp(self.warp, "out(p) = in(R p + t), bilinear, zero fill"),
         }

@@ -5,10 +5,11 @@ Each example gets its own k transforms, drawn independently and uniformly from t
 this threat is what a cheap random adversary finds, next to the grid's exhaustive search. The first
 draw doubles as the "random" column of the paper (accuracy under one random transform).
 
-The warp is the grid's (:mod:`robench.threats.geometry`, same convention and interpolation), so the
-two threats differ only in which transforms they try. Draws come from the chunk's CPU generator and are
-made for every example of the batch, misclassified or not, so the draws an example gets depend only on
-the seed and its position, never on what the model did to its neighbours.
+The warp is the grid's (:mod:`robench.threats.geometry`, same convention and interpolation, and the same
+``warp`` parameter: robench's or MadryLab's), so the two threats differ only in which transforms they
+try. Draws come from the chunk's CPU generator and are made for every example of the batch, misclassified
+or not, so the draws an example gets depend only on the seed and its position, never on what the model
+did to its neighbours.
 """
 
 from __future__ import annotations
@@ -16,8 +17,16 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from robench.threats.base import FAMILIES, Threat, require
-from robench.threats.geometry import box_half_widths, check_box, draw_transforms, warp_transforms
+from robench.threats.base import FAMILIES, Threat, omitted_at_default, require
+from robench.threats.geometry import (
+    Warp,
+    box_half_widths,
+    check_box,
+    check_warp,
+    describe_warp,
+    draw_transforms,
+    warp_transforms,
+)
 from robench.threats.predict import predict_under
 
 
@@ -32,18 +41,20 @@ class SpatialRandom(Threat):
     max_translation: float  # pixels
     k: int
     align_corners: bool
+    warp: Warp = omitted_at_default("robench")
 
     def __post_init__(self):
         self.max_rotation, self.max_translation = check_box(
             self.family, self.max_rotation, self.max_translation
         )
+        check_warp(self.family, self.warp, self.align_corners)
         require(self.k >= 1, f"spatial_random: k must be >= 1, got {self.k!r}")
 
     def run_batch(self, model, x, y, clean_correct, ctx):
         draws = draw_transforms(
             (len(x), self.k), box_half_widths(self.max_rotation, self.max_translation), ctx.generator
         )
-        transform = functools.partial(warp_transforms, align_corners=self.align_corners)
+        transform = functools.partial(warp_transforms, align_corners=self.align_corners, convention=self.warp)
         correct = predict_under(model, x, draws, transform, ctx.batch_size) == y.view(-1, 1)
         return {"robust": clean_correct & correct.all(1), "correct": correct, "draws": draws}
 
@@ -57,5 +68,5 @@ class SpatialRandom(Threat):
             "mean_accuracy_over_draws": float(correct.mean()) if correct.size else 0.0,
             "worst_of_j_accuracy": worst_of,  # j = 1..k, over the draws only (robust_acc also needs clean)
             "convention": "draws uniform in the continuous box, per example; warp as in spatial_grid: "
-            "out(p) = in(R p + t), bilinear, zero fill",
+            + describe_warp(self.warp, "out(p) = in(R p + t), bilinear, zero fill"),
         }
