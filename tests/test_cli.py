@@ -116,6 +116,16 @@ BAD = [
     (["--model", "mnist_cnn_standard", "--threat", "clean", "--dataset", "cifar100"], 2, "classes"),
     (["--model", "mnist_cnn_standard", "--threat", "clean", "--split", "validation"], 2, "split"),
     (["--model", "mnist_cnn_standard", "--threat", "clean", "--device", "tpu"], 2, "device"),
+    (
+        ["--model", "mnist_cnn_standard", "--threat", "spatial", "--set", "warp=tf"],
+        2,
+        "warp must be one of 'robench', 'madrylab', got 'tf'",
+    ),
+    (
+        ["--model", "mnist_cnn_standard", "--threat", "spatial_madrylab", "--set", "align_corners=true"],
+        2,
+        "align_corners applies to the robench warp only",
+    ),
 ]
 
 

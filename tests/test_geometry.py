@@ -1,9 +1,12 @@
-"""The shared geometry's conventions: warp and shift agree, content moves by -t, draws stay in the box.
+"""The shared geometry's conventions: warp and shift agree, content moves by -t, draws stay in the box;
+MadryLab's warp is TF's two projective transforms, rotation first.
 
 The warp goes through ``affine_grid``'s normalised coordinates, so at the identity and at integer
 translations it reproduces pixels up to float rounding (~2e-6 on 28 x 28), not bit for bit; ``ATOL`` is
 far below one 8-bit grey level. The integer shift only moves pixels and is compared exactly.
 """
+
+import math
 
 import pytest
 import torch
@@ -13,7 +16,9 @@ from robench.threats.geometry import (
     affine_thetas,
     box_half_widths,
     check_box,
+    check_warp,
     draw_transforms,
+    madrylab_warp,
     shift,
     warp,
     warp_each,
@@ -150,3 +155,91 @@ def test_warp_each_equals_warp_on_the_repeated_pairs(shape, align_corners):
     assert torch.equal(each, pairs)
     # image-major: row i * k + j is image i under transform j
     assert torch.equal(each[1 * k + 4], warp(x[1:2], theta[4:5], align_corners)[0])
+
+
+# -- MadryLab's warp ----------------------------------------------------------------------------------
+def _tf_projective(img, a0, a1, a2, b0, b1, b2):
+    """TF 1's ImageProjectiveTransform on one [H, W] image, written from its kernel: output pixel (x, y)
+    reads input (a0 x + a1 y + a2, b0 x + b1 y + b2) bilinearly, neighbours outside the image read 0."""
+    h, w = img.shape
+    out = torch.zeros(h, w, dtype=torch.float64)
+    for y in range(h):
+        for x in range(w):
+            sx, sy = a0 * x + a1 * y + a2, b0 * x + b1 * y + b2
+            x0, y0 = math.floor(sx), math.floor(sy)
+            for xi, yi in ((x0, y0), (x0 + 1, y0), (x0, y0 + 1), (x0 + 1, y0 + 1)):
+                weight = (1 - abs(sx - xi)) * (1 - abs(sy - yi))
+                if 0 <= xi < w and 0 <= yi < h:
+                    out[y, x] += weight * float(img[yi, xi])
+    return out
+
+
+def _tf_madrylab(img, angle, tx, ty):
+    """resnet.py's input block on one [H, W] image: tf.pad 16, tf.contrib.image.rotate (its
+    angles_to_projective_transforms), tf.contrib.image.transform [1, 0, -tx, 0, 1, -ty], central crop."""
+    h, w = img.shape
+    padded = torch.nn.functional.pad(img.double(), (16, 16, 16, 16))
+    ph, pw = padded.shape
+    rad = angle * math.pi / 180
+    cos, sin = math.cos(rad), math.sin(rad)
+    x_offset = ((pw - 1) - (cos * (pw - 1) - sin * (ph - 1))) / 2
+    y_offset = ((ph - 1) - (sin * (pw - 1) + cos * (ph - 1))) / 2
+    rotated = _tf_projective(padded, cos, -sin, x_offset, sin, cos, y_offset)
+    shifted = _tf_projective(rotated, 1, 0, -tx, 0, 1, -ty)
+    return shifted[16 : 16 + h, 16 : 16 + w]
+
+
+def _madry_one(x, angle, tx, ty):
+    return madrylab_warp(x, torch.tensor([[angle, tx, ty]], dtype=torch.float64).expand(len(x), 3))
+
+
+@pytest.mark.parametrize(
+    "angle, tx, ty", [(0, 0, 0), (30, 1.5, -3), (-14, -0.4, 2.7), (90, 3, 0), (-173, 1, 1)]
+)
+def test_madrylab_warp_equals_tfs_projective_transforms(angle, tx, ty):
+    x = torch.rand(1, 2, 7, 6, generator=torch.Generator().manual_seed(0))  # not square: axes not swapped
+    got = _madry_one(x, angle, tx, ty)
+    for c in range(2):
+        assert torch.allclose(got[0, c].double(), _tf_madrylab(x[0, c], angle, tx, ty), atol=ATOL)
+
+
+def test_madrylab_rotation_and_integer_translation_by_hand():
+    x = torch.rand(1, 1, 9, 9)
+    # t = 0: one rotation about the centre, the same as robench's (same R, TF's "counter-clockwise")
+    assert torch.allclose(_madry_one(x, 90, 0, 0), torch.rot90(x, 1, dims=(-2, -1)), atol=ATOL)
+    assert torch.allclose(_madry_one(x, 20, 0, 0), _warp_one(x, 20, 0, 0), atol=ATOL)
+    # angle 0: the content moves by +t (tf.contrib.image.transform [1, 0, -tx, 0, 1, -ty]), robench's by -t
+    t = torch.tensor([[2, -1]])
+    assert torch.allclose(_madry_one(x, 0, 2, -1), shift(x, -t), atol=ATOL)
+    assert torch.allclose(_madry_one(x, 0, 2, -1), _warp_one(x, 0, -2, 1), atol=ATOL)
+
+
+def test_madrylab_rotates_then_translates():
+    """A dot at the centre, 90 degrees and t = (1, 0): rotate-then-translate (MadryLab) leaves it one pixel
+    right, whatever the angle; robench's out(p) = in(R p + t) (move by -t, then rotate) one pixel down;
+    translate-then-rotate (move by +t, then rotate) would put it one pixel up."""
+    dot = _dot(h=9, w=9, row=4, col=4)
+    assert torch.allclose(_madry_one(dot, 90, 1, 0), _dot(9, 9, row=4, col=5), atol=ATOL)
+    assert torch.allclose(_warp_one(dot, 90, 1, 0), _dot(9, 9, row=5, col=4), atol=ATOL)
+    assert _madry_one(dot, 37, 2, -3)[0, 0, 4 - 3, 4 + 2] == pytest.approx(1.0, abs=ATOL)
+
+
+def test_madrylab_warp_is_differentiable_in_the_transform():
+    x = torch.rand(2, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    t = torch.tensor([[12.3, 0.31, -1.77], [-25.1, 2.62, 0.45]], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda p: madrylab_warp(x, p), (t,))
+
+
+def test_warp_transforms_dispatches_on_the_convention():
+    x = torch.rand(3, 1, 9, 9)
+    t = torch.tensor([[10.0, 1.5, -1.0], [-30.0, 3.0, 3.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    assert torch.equal(warp_transforms(x, t, convention="madrylab"), madrylab_warp(x, t))
+    assert torch.equal(warp_transforms(x, t), warp(x, affine_thetas(t, 9, 9)))
+    assert not torch.allclose(madrylab_warp(x[:1], t[:1]), warp_transforms(x[:1], t[:1]), atol=1e-2)
+
+
+def test_align_corners_is_refused_with_madrylabs_warp():
+    check_warp("fam", "robench", True)
+    check_warp("fam", "madrylab", False)
+    with pytest.raises(UsageError, match="fam: align_corners applies to the robench warp only"):
+        check_warp("fam", "madrylab", True)

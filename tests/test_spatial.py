@@ -1,18 +1,26 @@
-"""Spatial grid: the grid itself, and verdicts equal to a brute-force loop over all 775 transforms.
+"""Spatial grid: the grid itself, verdicts equal to a brute-force loop over all 775 transforms, and the
+``warp`` parameter (recorded only away from its default, so committed records keep their hashes).
 
 The warp's conventions are pinned in tests/test_geometry.py."""
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
+from robench import config, record
+from robench.errors import UsageError
 from robench.threats import BatchContext, create_threat
-from robench.threats.geometry import affine_thetas, warp
+from robench.threats.geometry import warp_transforms
 from robench.threats.spatial import grid_transforms
 
+RUNS = Path(__file__).resolve().parent.parent / "leaderboards" / "runs" / "mnist5k"
 
-def _warp_one(x, angle, tx, ty):
-    theta = affine_thetas(torch.tensor([[angle, tx, ty]], dtype=torch.float64), *x.shape[-2:])
-    return warp(x, theta.expand(len(x), 2, 3))
+
+def _warp_one(x, angle, tx, ty, convention="robench"):
+    row = torch.tensor([[angle, tx, ty]], dtype=torch.float64)
+    return warp_transforms(x, row.expand(len(x), 3), convention=convention)
 
 
 def test_grid_is_engstroms():
@@ -28,7 +36,7 @@ def _brute_force(model, x, y, threat):
     with torch.inference_mode():
         robust &= model(x).argmax(1) == y
         for angle, tx, ty in threat.transforms.tolist():
-            robust &= model(_warp_one(x, angle, tx, ty)).argmax(1) == y
+            robust &= model(_warp_one(x, angle, tx, ty, threat.warp)).argmax(1) == y
     return robust
 
 
@@ -39,6 +47,7 @@ def _brute_force(model, x, y, threat):
         ("spatial", 16, True),
         ("spatial_rotation", 100, True),
         ("spatial_translation", 100, True),
+        ("spatial_madrylab", 16, False),
     ],
 )
 def test_verdicts_equal_brute_force(standard_model, mnist_test, name, n, curves):
@@ -56,7 +65,8 @@ def test_verdicts_equal_brute_force(standard_model, mnist_test, name, n, curves)
         for i in torch.nonzero(~got["robust"]).flatten().tolist()[:10]:
             angle, tx, ty = threat.transforms[int(fooled_by[i])].tolist()
             with torch.inference_mode():
-                assert standard_model(_warp_one(x[i : i + 1], angle, tx, ty)).argmax(1).item() != y[i].item()
+                pred = standard_model(_warp_one(x[i : i + 1], angle, tx, ty, threat.warp)).argmax(1)
+            assert pred.item() != y[i].item()
 
 
 def test_a_robust_example_survives_everything():
@@ -96,3 +106,53 @@ def test_axis_details_and_identity_flag(standard_model, mnist_test):
         {k: v for k, v in stats.items() if k != "axis_correct"}
     )
     assert create_threat("spatial", "mnist5k", n_rotations=4).flags(stats)  # an even count misses 0 degrees
+
+
+@pytest.mark.parametrize("threat", ["spatial", "spatial_rotation", "spatial_random", "spatial_pgd"])
+def test_the_default_warp_keeps_the_committed_records_hashes(threat):
+    """``warp`` is left out of the recorded config at its default: a committed record's hash, recomputed
+    from the threat as configured now, is still the record's own."""
+    rec = record.load(RUNS / "mnist_cnn_aug30" / f"{threat}.json")
+    for overrides in ({}, {"warp": "robench"}):
+        params = create_threat(threat, "mnist5k", **overrides).config()
+        assert "warp" not in params and params == rec.threat_config
+        identity = record.run_identity(
+            model=rec.model,
+            weights=rec.model_meta or None,
+            dataset=rec.dataset,
+            split=rec.indices["split"],
+            n=rec.n_examples,
+            threat=rec.threat,
+            family=rec.family,
+            config=params,
+            seed=rec.seed,
+            batch_size=rec.batch_size,
+            chunk_size=rec.chunk_size,
+        )
+        assert record.config_hash(identity) == rec.config_hash
+    madrylab = create_threat(threat, "mnist5k", warp="madrylab").config()
+    assert madrylab == {**rec.threat_config, "warp": "madrylab"}
+
+
+def test_the_named_madrylab_grid_is_the_grid_with_the_papers_warp():
+    grid, paper = create_threat("spatial", "mnist5k"), create_threat("spatial_madrylab", "mnist5k")
+    assert paper.warp == "madrylab" and grid.warp == "robench"
+    assert (
+        paper.config()
+        == {**grid.config(), "warp": "madrylab"}
+        == config.threat_config("spatial_madrylab", "mnist5k")
+    )
+    assert torch.equal(paper.transforms, grid.transforms)
+    assert "MadryLab" in paper.summarize(_no_stats())["convention"]
+    assert "MadryLab" not in grid.summarize(_no_stats())["convention"]
+
+
+def _no_stats():
+    """The arrays summarize reads, for a run of no examples."""
+    return {"fooled_by": np.zeros(0, np.int64), "clean_correct": np.zeros(0, bool), "tried": np.zeros(0)}
+
+
+@pytest.mark.parametrize("threat", ["spatial", "spatial_random", "spatial_pgd"])
+def test_an_unknown_warp_names_the_allowed_ones(threat):
+    with pytest.raises(UsageError, match="warp must be one of 'robench', 'madrylab', got 'tf'"):
+        create_threat(threat, "mnist5k", warp="tf")

@@ -9,9 +9,9 @@ from robench.threats import create_threat
 from robench.threats.geometry import draw_transforms, warp_transforms
 
 
-def _loss(model, x, y, params):
+def _loss(model, x, y, params, warp="robench"):
     with torch.inference_mode():
-        return F.cross_entropy(model(warp_transforms(x, params)), y, reduction="none")
+        return F.cross_entropy(model(warp_transforms(x, params, convention=warp)), y, reduction="none")
 
 
 def test_identity_only_box_gives_clean_accuracy(standard_model, batch, ctx):
@@ -21,32 +21,34 @@ def test_identity_only_box_gives_clean_accuracy(standard_model, batch, ctx):
     assert torch.equal(out["robust"], clean.cpu()) and (out["transform"] == 0).all()
 
 
-def test_gradient_steps_climb_the_loss_inside_the_box(standard_model, batch):
+@pytest.mark.parametrize("warp", ["robench", "madrylab"])  # both warps are differentiable
+def test_gradient_steps_climb_the_loss_inside_the_box(standard_model, batch, warp):
     x, y, _ = batch
     threat = create_threat(
-        "spatial_pgd", "mnist5k", max_rotation=10, max_translation=1, steps=8, step_size=0.1
+        "spatial_pgd", "mnist5k", max_rotation=10, max_translation=1, steps=8, step_size=0.1, warp=warp
     )
     start = draw_transforms((len(x),), threat.half, torch.Generator().manual_seed(0))
     fooled, _, params = threat.attack(standard_model, x, y, start)
     assert (params.abs() <= threat.half).all()
     survivors = ~fooled
     assert survivors.sum() > 10
-    before = _loss(standard_model, x[survivors], y[survivors], start[survivors])
-    after = _loss(standard_model, x[survivors], y[survivors], params[survivors])
+    before = _loss(standard_model, x[survivors], y[survivors], start[survivors], warp)
+    after = _loss(standard_model, x[survivors], y[survivors], params[survivors], warp)
     assert float((after > before).float().mean()) > 0.8, (before, after)
 
 
-def test_reported_transforms_fool_and_steps_only_add_breaks(standard_model, batch, ctx):
+@pytest.mark.parametrize("warp", ["robench", "madrylab"])
+def test_reported_transforms_fool_and_steps_only_add_breaks(standard_model, batch, ctx, warp):
     x, y, clean = batch
-    starts_only = create_threat("spatial_pgd", "mnist5k", steps=0, restarts=1)
-    with_steps = create_threat("spatial_pgd", "mnist5k", steps=10, restarts=1)
+    starts_only = create_threat("spatial_pgd", "mnist5k", steps=0, restarts=1, warp=warp)
+    with_steps = create_threat("spatial_pgd", "mnist5k", steps=10, restarts=1, warp=warp)
     r0 = starts_only.run_batch(standard_model, x, y, clean, ctx(4))
     r1 = with_steps.run_batch(standard_model, x, y, clean, ctx(4))
     assert not (r1["robust"] & ~r0["robust"]).any()  # same random starts, then only more chances to fool
     assert int(r1["robust"].sum()) < int(r0["robust"].sum())  # and the gradient does find more
     broken = r1["fooled_at"] >= 0
     with torch.inference_mode():
-        pred = standard_model(warp_transforms(x[broken], r1["transform"][broken])).argmax(1)
+        pred = standard_model(warp_transforms(x[broken], r1["transform"][broken], convention=warp)).argmax(1)
     assert (pred != y[broken]).all()
     assert not (broken & ~clean).any()  # misclassified examples are not attacked
 

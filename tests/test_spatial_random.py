@@ -32,9 +32,10 @@ def test_worst_of_k_never_exceeds_the_first_draw(standard_model, batch, ctx):
     assert float(out["robust"].double().mean()) <= curve[-1] < curve[0]  # the box does fool this model
 
 
-def test_uses_exactly_the_reported_seeded_draws(standard_model, batch, ctx):
+@pytest.mark.parametrize("warp", ["robench", "madrylab"])
+def test_uses_exactly_the_reported_seeded_draws(standard_model, batch, ctx, warp):
     x, y, clean = batch
-    threat = create_threat("spatial_random", "mnist5k", k=4)
+    threat = create_threat("spatial_random", "mnist5k", k=4, warp=warp)
     out = threat.run_batch(standard_model, x, y, clean, ctx(7))
     again = threat.run_batch(standard_model, x, y, clean, ctx(7))
     assert torch.equal(out["draws"], again["draws"]) and torch.equal(out["correct"], again["correct"])
@@ -45,7 +46,7 @@ def test_uses_exactly_the_reported_seeded_draws(standard_model, batch, ctx):
     # re-warping every image with its reported draws, one at a time, gives the reported verdicts
     for j in range(4):
         with torch.inference_mode():
-            pred = standard_model(warp_transforms(x, out["draws"][:, j])).argmax(1)
+            pred = standard_model(warp_transforms(x, out["draws"][:, j], convention=warp)).argmax(1)
         assert torch.equal(pred == y, out["correct"][:, j])
 
 
