@@ -33,9 +33,14 @@ It costs 775 forwards of N images per convention: about 0.1 s of one CPU thread 
 
 Foolbox is a peer, not a robench dependency: ``.venv/bin/pip install foolbox==3.3.4`` for this script.
 
+With ``--madrylab-records DIR`` (the ``--out`` of ``robench eval --threat spatial_madrylab`` runs) it also
+sets each model's committed ``spatial`` record beside its ``spatial_madrylab`` record, per example (robust %
+under each warp, agreement), and checks that the threat's madrylab verdicts equal this brute force's;
+``--records-only`` does just that comparison, with no forwards.
+
 Usage: .venv/bin/python scripts/compare_spatial_conventions.py
        [--models mnist_cnn_aug30,mnist_cnn_worst_of_10] [--n-examples 200] [--foolbox-attack]
-       [--json out.json]
+       [--madrylab-records DIR [--records-only]] [--json out.json]
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ from robench.threats.geometry import madrylab_warp, sample_pixels, warp_transfor
 from robench.threats.spatial import grid_transforms
 
 ROOT = Path(__file__).resolve().parent.parent
+RUNS = ROOT / "leaderboards" / "runs"
+MADRYLAB = "spatial_madrylab"  # the named threat: the grid with warp: madrylab
 GRID = {"max_rotation": 30.0, "n_rotations": 31, "max_translation": 3.0, "n_translations": 5}
 
 
@@ -169,14 +176,32 @@ def transform_keys(t) -> set[str]:
     return keys
 
 
-def record_verdicts(model_name: str, n: int) -> torch.Tensor | None:
-    path = ROOT / "leaderboards" / "runs" / "mnist5k" / model_name / "spatial.json"
+def record_verdicts(model_name: str, n: int | None, runs: Path = RUNS, threat: str = "spatial"):
+    """The first ``n`` (None: all) per-example verdicts of ``runs/mnist5k/<model>/<threat>.json``, if it
+    is a record of this grid from example 0, else None."""
+    path = runs / "mnist5k" / model_name / f"{threat}.json"
     if not path.exists():
         return None
     rec = json.loads(path.read_text())
     if rec["indices"]["start"] != 0 or rec["threat_config"]["max_translation"] != 3.0:
         return None
     return torch.tensor([c == "1" for c in rec["per_example"][:n]])
+
+
+def compare_records(model_name: str, madrylab_runs: Path) -> dict | None:
+    """The committed ``spatial`` record against a ``spatial_madrylab`` record of the same examples (the
+    grid through each warp, computed by ``robench eval``), per example; no forwards."""
+    ours = record_verdicts(model_name, None)
+    theirs = record_verdicts(model_name, None, madrylab_runs, MADRYLAB)
+    if ours is None or theirs is None or len(ours) != len(theirs):
+        return None
+    return {
+        "n_examples": len(ours),
+        "robust_pct": {"robench": _pct(ours), "madrylab": _pct(theirs)},
+        "agreement_pct": _pct(ours == theirs),
+        "robust_under_madrylab_only": int((theirs & ~ours).sum()),
+        "robust_under_robench_only": int((ours & ~theirs).sum()),
+    }
 
 
 def foolbox_pixel_gap(x, transforms) -> float:
@@ -189,7 +214,7 @@ def foolbox_pixel_gap(x, transforms) -> float:
     )
 
 
-def compare(model_name: str, n: int, run_attack: bool) -> dict:
+def compare(model_name: str, n: int, run_attack: bool, madrylab_runs: Path | None) -> dict:
     model = create_model(load_card(model_name))
     x, y = load_tensors("mnist5k", "test", n)
     transforms = grid_transforms(**GRID).float()
@@ -212,6 +237,9 @@ def compare(model_name: str, n: int, run_attack: bool) -> dict:
     recorded = record_verdicts(model_name, n)
     if recorded is not None:
         result["robench_equals_record"] = bool((recorded == robust["robench"]).all())
+    recorded = record_verdicts(model_name, n, madrylab_runs, MADRYLAB) if madrylab_runs else None
+    if recorded is not None:  # the threat's search with warp: madrylab against this brute force
+        result["madrylab_equals_record"] = bool((recorded == robust["madrylab"]).all())
     if run_attack:
         attack = foolbox_attack_robust(model, x, y)
         result["robust_pct"]["foolbox_spatial_attack"] = _pct(attack)
@@ -242,13 +270,31 @@ def main() -> int:
     parser.add_argument(
         "--foolbox-attack", action="store_true", help="also run Foolbox's SpatialAttack itself"
     )
+    parser.add_argument(
+        "--madrylab-records",
+        type=Path,
+        help=f"--out folder of 'robench eval --threat {MADRYLAB}' runs: compare them per example with the "
+        "committed spatial records, and check the brute force's madrylab verdicts against them",
+    )
+    parser.add_argument(
+        "--records-only", action="store_true", help="only the record comparison (no forwards, no Foolbox)"
+    )
     parser.add_argument("--json", help="write the results here too")
     args = parser.parse_args()
-    try:
-        import foolbox  # noqa: F401
-    except ImportError:
-        sys.exit("Foolbox is not installed: .venv/bin/pip install foolbox==3.3.4")
-    results = [compare(m, args.n_examples, args.foolbox_attack) for m in args.models.split(",")]
+    models = args.models.split(",")
+    if args.records_only:
+        if not args.madrylab_records:
+            parser.error("--records-only needs --madrylab-records")
+        results = [{"model": m, "records": compare_records(m, args.madrylab_records)} for m in models]
+    else:
+        try:
+            import foolbox  # noqa: F401
+        except ImportError:
+            sys.exit("Foolbox is not installed: .venv/bin/pip install foolbox==3.3.4")
+        results = [compare(m, args.n_examples, args.foolbox_attack, args.madrylab_records) for m in models]
+        if args.madrylab_records:
+            for result in results:
+                result["records"] = compare_records(result["model"], args.madrylab_records)
     text = json.dumps(results, indent=1)
     print(text)
     if args.json:
