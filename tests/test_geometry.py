@@ -174,11 +174,11 @@ def _tf_projective(img, a0, a1, a2, b0, b1, b2):
     return out
 
 
-def _tf_madrylab(img, angle, tx, ty):
+def _tf_madrylab(img, angle, tx, ty, pad=16):
     """resnet.py's input block on one [H, W] image: tf.pad 16, tf.contrib.image.rotate (its
     angles_to_projective_transforms), tf.contrib.image.transform [1, 0, -tx, 0, 1, -ty], central crop."""
     h, w = img.shape
-    padded = torch.nn.functional.pad(img.double(), (16, 16, 16, 16))
+    padded = torch.nn.functional.pad(img.double(), (pad, pad, pad, pad))
     ph, pw = padded.shape
     rad = angle * math.pi / 180
     cos, sin = math.cos(rad), math.sin(rad)
@@ -186,7 +186,7 @@ def _tf_madrylab(img, angle, tx, ty):
     y_offset = ((ph - 1) - (sin * (pw - 1) + cos * (ph - 1))) / 2
     rotated = _tf_projective(padded, cos, -sin, x_offset, sin, cos, y_offset)
     shifted = _tf_projective(rotated, 1, 0, -tx, 0, 1, -ty)
-    return shifted[16 : 16 + h, 16 : 16 + w]
+    return shifted[pad : pad + h, pad : pad + w]
 
 
 def _madry_one(x, angle, tx, ty):
@@ -201,6 +201,15 @@ def test_madrylab_warp_equals_tfs_projective_transforms(angle, tx, ty):
     got = _madry_one(x, angle, tx, ty)
     for c in range(2):
         assert torch.allclose(got[0, c].double(), _tf_madrylab(x[0, c], angle, tx, ty), atol=ATOL)
+
+
+def test_madrylab_pads_large_images_by_half_their_side():
+    """A 100-px square turned 45 degrees reaches 71 px from the centre; shifted 20 px, the crop reads it
+    out to 70 px. With their 16-px pad the canvas ends at 66 px and cuts the corner; half a side keeps it."""
+    x = torch.ones(1, 1, 100, 100)
+    got = _madry_one(x, 45, 20, 0)[0, 0].double()
+    assert torch.allclose(got, _tf_madrylab(x[0, 0], 45, 20, 0, pad=50), atol=ATOL)
+    assert not torch.allclose(got, _tf_madrylab(x[0, 0], 45, 20, 0, pad=16), atol=1e-2)
 
 
 def test_madrylab_rotation_and_integer_translation_by_hand():

@@ -32,8 +32,9 @@ from robench.threats.base import require
 #: The warps a spatial threat's ``warp`` parameter may name (robench's own is the default).
 Warp = Literal["robench", "madrylab"]
 WARPS = typing.get_args(Warp)
-#: MadryLab's resnet.py zero-pads its 32 x 32 inputs by 16 px before warping and crops back after: the
-#: translation then reads rotated content, not zeros, for shifts up to 15 px (beyond, theirs loses it too).
+#: MadryLab's resnet.py zero-pads its 32 x 32 inputs by 16 px (half a side) before warping and crops back
+#: after, so that the translation reads rotated content, not zeros: the result is that of an unbounded
+#: canvas for shifts below the pad. Images up to 32 px get their 16; larger ones half their longer side.
 MADRYLAB_PAD = 16
 
 
@@ -151,7 +152,7 @@ def describe_warp(convention: str, robench_words: str) -> str:
     if convention == "robench":
         return robench_words
     return (
-        "MadryLab's: zero pad 16, rotate about the centre (bilinear), then translate along the image axes "
+        "MadryLab's: zero pad, rotate about the centre (bilinear), then translate along the image axes "
         "(bilinear), crop: out(p) = in(R (p - t)), zero fill"
     )
 
@@ -172,10 +173,11 @@ def sample_pixels(x: torch.Tensor, src_x: torch.Tensor, src_y: torch.Tensor) -> 
 def madrylab_warp(images: torch.Tensor, transforms: torch.Tensor) -> torch.Tensor:
     """MadryLab's transform (Engstrom et al. 2019's code, resnet.py), one (angle, tx, ty) row per image.
 
-    Their input block: ``tf.pad`` by 16 with zeros; ``tf.contrib.image.rotate`` by the angle (bilinear),
-    which maps output pixel p to input R p about the centre ((W-1)/2, (H-1)/2), R = [[cos, -sin],
-    [sin, cos]] as robench's; ``tf.contrib.image.transform`` with [1, 0, -tx, 0, 1, -ty] (bilinear), which
-    maps output p to input p - t, so the content moves by +t; then a central crop back. Composed:
+    Their input block: ``tf.pad`` by 16 with zeros (:data:`MADRYLAB_PAD`); ``tf.contrib.image.rotate`` by
+    the angle (bilinear), which maps output pixel p to input R p about the centre ((W-1)/2, (H-1)/2),
+    R = [[cos, -sin], [sin, cos]] as robench's; ``tf.contrib.image.transform`` with
+    [1, 0, -tx, 0, 1, -ty] (bilinear), which maps output p to input p - t, so the content moves by +t;
+    then a central crop back. Composed:
     out(p) = in(R (p - t)), rotated first and interpolated twice where robench's warp is
     out(p) = in(R p + t) in one resampling: the same grid point is another transform unless t = 0.
 
@@ -185,7 +187,7 @@ def madrylab_warp(images: torch.Tensor, transforms: torch.Tensor) -> torch.Tenso
     of the cost: the grid search spends about as long warping as classifying).
     """
     h, w = images.shape[-2:]
-    pad = MADRYLAB_PAD
+    pad = max(MADRYLAB_PAD, (max(h, w) + 1) // 2)
     padded = F.pad(images, (pad, pad, pad, pad))
     rows = torch.arange(h + 2 * pad, dtype=torch.float64, device=images.device) - (h + 2 * pad - 1) / 2
     cols = torch.arange(w + 2 * pad, dtype=torch.float64, device=images.device) - (w + 2 * pad - 1) / 2
