@@ -162,15 +162,17 @@ def _tf_projective(img, a0, a1, a2, b0, b1, b2):
     """TF 1's ImageProjectiveTransform on one [H, W] image, written from its kernel: output pixel (x, y)
     reads input (a0 x + a1 y + a2, b0 x + b1 y + b2) bilinearly, neighbours outside the image read 0."""
     h, w = img.shape
+    y, x = torch.meshgrid(
+        torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij"
+    )
+    sx, sy = a0 * x + a1 * y + a2, b0 * x + b1 * y + b2
     out = torch.zeros(h, w, dtype=torch.float64)
-    for y in range(h):
-        for x in range(w):
-            sx, sy = a0 * x + a1 * y + a2, b0 * x + b1 * y + b2
-            x0, y0 = math.floor(sx), math.floor(sy)
-            for xi, yi in ((x0, y0), (x0 + 1, y0), (x0, y0 + 1), (x0 + 1, y0 + 1)):
-                weight = (1 - abs(sx - xi)) * (1 - abs(sy - yi))
-                if 0 <= xi < w and 0 <= yi < h:
-                    out[y, x] += weight * float(img[yi, xi])
+    for xi in (sx.floor(), sx.floor() + 1):
+        for yi in (sy.floor(), sy.floor() + 1):
+            weight = (1 - (sx - xi).abs()) * (1 - (sy - yi).abs())
+            inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+            value = img.double()[yi.clamp(0, h - 1).long(), xi.clamp(0, w - 1).long()]
+            out += torch.where(inside, weight * value, 0.0)
     return out
 
 
