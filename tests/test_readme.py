@@ -85,7 +85,7 @@ def test_zoo_table_cells_are_the_records(row):
 
 
 def test_submit_timings_are_the_records_durations():
-    """ "Measured here" under "Submit a checkpoint" quotes each record's ``duration_s``, rounded to seconds."""
+    """The "Measured here" paragraph of "Submit a checkpoint" quotes each record's ``duration_s``, in s."""
     section = README.split("## Submit a checkpoint", 1)[1].split("\n## ", 1)[0]
     quoted = dict(re.findall(r"`(\w+)` (\d+) s", section.split("Measured here", 1)[1].split("\n\n")[0]))
     assert len(quoted) >= 7, quoted
