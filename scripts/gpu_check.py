@@ -9,8 +9,9 @@ A random-weight torchvision model (seeded) classifies synthetic images whose lab
 predictions, so every example starts correct and every threat has work to do. For each threat the script runs
 the engine's batch loop (``robench.engine.run_chunk``: clean forward, logit checks, the threat) on the device
 and reports examples/s, the fraction of the fp32 raw limit (forward; forward+backward for PGD) and the peak
-GPU memory; the grid runs again on the fast path (bf16 + channels_last, ``--compile`` optional, every close
-verdict re-checked in fp32) and its verdicts must equal the fp32 ones; then it reruns the first
+GPU memory; the grid and PGD run again on the fast path (bf16 + channels_last, ``--compile`` optional, every
+close verdict re-checked in fp32): the grid's verdicts must equal the fp32 ones, PGD (a bf16 search) is set
+beside fp32 for strength; then it reruns the first
 ``--n-cpu`` examples on the CPU with the same seed and compares the verdicts and the clean logits. TF32 is
 switched off so that CPU and GPU compute the same fp32 function; PGD verdicts can still flip on an example
 whose margin is within float noise, so they are reported, not asserted. Exit status 1 if the clean logits
@@ -70,8 +71,13 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def fast_spatial(model, threat, xs, ys, args, device, fp32_stats) -> dict:
-    """The grid on bf16 + channels_last (fp32-checked, robench.engine.forward) vs the fp32 run's verdicts."""
+def fast_run(model, name, threat, xs, ys, args, device, fp32_stats, limit) -> dict:
+    """``name`` again on bf16 + channels_last (robench.engine.forward), beside the fp32 run's ``fp32_stats``.
+
+    The grid's verdicts are argmaxes re-checked in fp32, so they must equal the fp32 ones; PGD searches on
+    bf16 gradients (its own trajectory) with every verdict decided in fp32, so it is compared for strength:
+    its robust accuracy beside fp32's, and its fraction of the fp32 forward+backward limit.
+    """
     forward = Forward.make(model, threat, Speed("bf16", True, args.compile), device, [(xs[0].to(device), 0)])
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -82,21 +88,24 @@ def fast_spatial(model, threat, xs, ys, args, device, fp32_stats) -> dict:
     )
     sync(device)
     seconds = time.perf_counter() - start
-    equal = all((stats[k] == fp32_stats[k]).all() for k in ("robust", "fooled_by", "tried", "clean_correct"))
-    checked = forward.fast
-    fwd = raw_rate(model, xs[: args.batch_size].to(device), backward=False)
-    rechecked = checked.rechecked / max(1, checked.rows)
+    if threat.argmax_verdicts:
+        keys = [k for k in ("robust", "fooled_by", "tried", "clean_correct") if k in stats]
+        equal = all((stats[k] == fp32_stats[k]).all() for k in keys)
+        verdicts = f"verdicts = fp32: {equal}"
+    else:
+        equal = True  # a different search: compared for strength, not verdict by verdict
+        verdicts = f"fp32 run: {float(fp32_stats['robust'].mean()):.1%} robust"
+    rechecked = forward.fast.rechecked / max(1, forward.fast.rows)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
     return {
-        "threat": f"spatial bf16+channels_last{'+compile' if args.compile else ''} (fp32-checked; "
-        f"{rechecked:.1%} rows re-checked; verdicts = fp32: {equal})",
+        "threat": f"{name} {forward.speed.label} (fp32-checked; {rechecked:.1%} rows re-checked; {verdicts})",
         "n": len(xs),
         "examples_per_s": len(xs) / seconds,
         "robust_acc": float(stats["robust"].mean()),
         "peak_gib": peak,
         "cpu_agree": "-",
         "max_logit_diff": float("nan"),
-        "of_limit": float(stats["tried"].sum()) / seconds / fwd,
+        "of_limit": limit(name, stats, seconds),
         "equal": bool(equal),
     }
 
@@ -191,8 +200,8 @@ def main() -> int:
                 "of_limit": limit(name, stats, seconds),
             }
         )
-        if name == "spatial":  # the fast path on the same examples: every verdict must equal the fp32 one
-            fast = fast_spatial(model, threat, xs, ys, args, device, stats)
+        if name in ("spatial", "pgd_linf"):  # the fast path on the same examples (grid: equal verdicts)
+            fast = fast_run(model, name, threat, xs, ys, args, device, stats, limit)
             ok &= fast["equal"]
             results.append(fast)
     print(
