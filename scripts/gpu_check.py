@@ -71,6 +71,21 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
+def timed_chunk(model, threat, xs, ys, args, device) -> tuple[dict, float, float]:
+    """The engine's batch loop on the device: stats, wall seconds, peak GPU memory (GiB; NaN on a CPU)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    sync(device)
+    start = time.perf_counter()
+    stats = run_chunk(
+        model, threat, xs.to(device), ys.to(device), args.batch_size, args.seed, 1000, args.arch
+    )
+    sync(device)
+    seconds = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    return stats, seconds, peak
+
+
 def fast_run(model, name, threat, xs, ys, args, device, fp32_stats, limit) -> dict:
     """``name`` again on bf16 + channels_last (robench.engine.forward), beside the fp32 run's ``fp32_stats``.
 
@@ -79,15 +94,7 @@ def fast_run(model, name, threat, xs, ys, args, device, fp32_stats, limit) -> di
     its robust accuracy beside fp32's, and its fraction of the fp32 forward+backward limit.
     """
     forward = Forward.make(model, threat, Speed("bf16", True, args.compile), device, [(xs[0].to(device), 0)])
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    sync(device)
-    start = time.perf_counter()
-    stats = run_chunk(
-        forward, threat, xs.to(device), ys.to(device), args.batch_size, args.seed, 1000, args.arch
-    )
-    sync(device)
-    seconds = time.perf_counter() - start
+    stats, seconds, peak = timed_chunk(forward, threat, xs, ys, args, device)
     if threat.argmax_verdicts:
         keys = [k for k in ("robust", "fooled_by", "tried", "clean_correct") if k in stats]
         equal = all((stats[k] == fp32_stats[k]).all() for k in keys)
@@ -96,7 +103,6 @@ def fast_run(model, name, threat, xs, ys, args, device, fp32_stats, limit) -> di
         equal = True  # a different search: compared for strength, not verdict by verdict
         verdicts = f"fp32 run: {float(fp32_stats['robust'].mean()):.1%} robust"
     rechecked = forward.fast.rechecked / max(1, forward.fast.rows)
-    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
     return {
         "threat": f"{name} {forward.speed.label} (fp32-checked; {rechecked:.1%} rows re-checked; {verdicts})",
         "n": len(xs),
@@ -168,16 +174,7 @@ def main() -> int:
                 - 1
             )
             threat.control = threat.random_control(threat.delta, signs.float().to(device))
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        sync(device)
-        start = time.perf_counter()
-        stats = run_chunk(
-            model, threat, xs.to(device), ys.to(device), args.batch_size, args.seed, 1000, args.arch
-        )
-        sync(device)
-        seconds = time.perf_counter() - start
-        peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+        stats, seconds, peak = timed_chunk(model, threat, xs, ys, args, device)
         # the same examples on the CPU, same seed
         k = min(args.n_cpu, n)
         if name == "uap_linf":
