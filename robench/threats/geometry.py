@@ -111,7 +111,7 @@ def warp_each(x: torch.Tensor, theta: torch.Tensor, align_corners: bool = False)
 
 
 def warp_every(
-    images: torch.Tensor, transforms: torch.Tensor, align_corners: bool = False, convention: str = "robench"
+    images: torch.Tensor, transforms: torch.Tensor, align_corners: bool = False, convention: Warp = "robench"
 ) -> torch.Tensor:
     """Every image under every (angle, tx, ty) row: [N * K, C, H, W], image-major as :func:`warp_each`.
 
@@ -124,7 +124,7 @@ def warp_every(
 
 
 def warp_transforms(
-    images: torch.Tensor, transforms: torch.Tensor, align_corners: bool = False, convention: str = "robench"
+    images: torch.Tensor, transforms: torch.Tensor, align_corners: bool = False, convention: Warp = "robench"
 ) -> torch.Tensor:
     """Warp each image by its own (angle, tx, ty) row: images [N, C, H, W], transforms [N, 3].
 
@@ -137,7 +137,7 @@ def warp_transforms(
     return warp(images, affine_thetas(transforms, h, w), align_corners)
 
 
-def check_warp(family: str, convention: str, align_corners: bool) -> None:
+def check_warp(family: str, convention: Warp, align_corners: bool) -> None:
     """``align_corners`` reads robench's matrices on another pixel grid; MadryLab's warp has TF's grid
     (pixel centres at integers) built in, so asking for both would record a setting that does nothing."""
     require(
@@ -146,7 +146,7 @@ def check_warp(family: str, convention: str, align_corners: bool) -> None:
     )
 
 
-def describe_warp(convention: str, robench_words: str) -> str:
+def describe_warp(convention: Warp, robench_words: str) -> str:
     """The warp as a record's ``details`` states it: the family's own words for robench's warp (as its
     committed records have them), MadryLab's otherwise."""
     if convention == "robench":
