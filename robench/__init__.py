@@ -18,7 +18,7 @@ _API = {
     "create_threat": "robench.threats",
     "list_threats": "robench.threats",
     "evaluate": "robench.engine",
-    "RunRecord": "robench.record",
+    "RunRecord": "robench.core.record",
 }
 
 __all__ = sorted(_API)

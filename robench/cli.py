@@ -15,7 +15,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from robench.errors import RobenchError
+from robench.core.errors import RobenchError
 
 
 def _csv(value: str) -> list[str]:
@@ -148,7 +148,7 @@ def _train_parser(sub) -> None:
     tr = sub.add_parser(
         "train", help="train a model with a reference recipe; writes weights and a model card"
     )
-    tr.add_argument("--recipe", required=True, help="recipe name (robench/configs/recipes or a --config-dir)")
+    tr.add_argument("--recipe", required=True, help="recipe name (configs/recipes or a --config-dir)")
     tr.add_argument("--arch", required=True, help="timm architecture name, e.g. mnist_cnn")
     tr.add_argument("--name", required=True, help="model name for the card, e.g. mnist_cnn_standard")
     tr.add_argument("--dataset", default="mnist5k", help="training dataset (default: mnist5k, split train)")
@@ -164,7 +164,7 @@ def _train_parser(sub) -> None:
         help="architecture argument, e.g. --arch-kwarg width=32 (repeatable)",
     )
     tr.add_argument("--out", required=True, help="folder for <name>.safetensors (and the card)")
-    tr.add_argument("--card-dir", help="write the card here instead, e.g. robench/configs/models")
+    tr.add_argument("--card-dir", help="write the card here instead, e.g. configs/models")
     tr.set_defaults(func=cmd_train)
 
 
@@ -320,7 +320,7 @@ def _submit_parser(sub) -> None:
     sm.add_argument(
         "--root",
         type=Path,
-        help="checkout holding leaderboards/ and robench/configs/ or configs/ (default: the "
+        help="checkout holding leaderboards/ and configs/ or configs/ (default: the "
         "nearest one from the working directory up)",
     )
     sm.set_defaults(func=cmd_submit)
@@ -359,10 +359,10 @@ def _shard(value: str) -> tuple[int, int]:
 
 
 def cmd_eval(args) -> int:
-    from robench import config
+    from robench.core import config
+    from robench.core.record import RunRecord
     from robench.engine.forward import Speed
     from robench.engine.request import EvalRequest, run_request
-    from robench.record import RunRecord
 
     request = EvalRequest(
         model=args.model,
@@ -405,8 +405,8 @@ def cmd_eval(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from robench import config
-    from robench.train import train
+    from robench.core import config
+    from robench.training.train import train
 
     card = train(
         args.recipe,
@@ -425,7 +425,7 @@ def cmd_train(args) -> int:
 
 
 def _table(records, out: Path) -> str:
-    from robench.stats import successes, wilson
+    from robench.core.stats import successes, wilson
 
     header = ["model", "dataset", "threat", "n", "clean", "robust", "95% CI (Wilson)", "ex/s", "flags"]
     cis = [wilson(successes(r.per_example, r.n_examples, r.robust_acc), r.n_examples) for r in records]
@@ -486,7 +486,7 @@ def cmd_compare(args) -> int:
 
 def cmd_verify(args) -> int:
     from robench.boards import default_root
-    from robench.boards.verify import select, verify
+    from robench.submission.verify import select, verify
 
     root = args.root if args.root is not None else default_root()
     failed = 0
@@ -503,7 +503,7 @@ def cmd_verify(args) -> int:
 
 
 def cmd_submit(args) -> int:
-    from robench.boards.submit import CheckpointSpec, SubmitRequest, submit
+    from robench.submission.submit import CheckpointSpec, SubmitRequest, submit
 
     checkpoint = CheckpointSpec(
         path=args.checkpoint,
@@ -527,7 +527,7 @@ def cmd_submit(args) -> int:
         root=args.root,
     )
     if args.spec_list:
-        from robench.boards.submit_list import submit_list
+        from robench.submission.submit_list import submit_list
 
         return submit_list(args.spec_list, request)
     submit(request)
@@ -535,7 +535,7 @@ def cmd_submit(args) -> int:
 
 
 def cmd_corruptions_report(args) -> int:
-    from robench.corruption_report import format_report, report_from_runs
+    from robench.core.corruption_report import format_report, report_from_runs
 
     report = report_from_runs(args.runs, args.model, args.reference, args.dataset, args.threat)
     print(json.dumps(report, sort_keys=True) if args.json else format_report(report))
@@ -545,7 +545,7 @@ def cmd_corruptions_report(args) -> int:
 def cmd_ls(args) -> int:
     """One line per entry, columns aligned. Models, threats and boards are read from their YAML alone
     (no torch import, no weights read), so listing stays instant and a broken card still shows."""
-    from robench import config
+    from robench.core import config
 
     rows = {"models": _model_rows, "threats": _threat_rows, "datasets": _dataset_rows, "boards": _board_rows}
     lines = rows[args.what](config)
@@ -553,7 +553,7 @@ def cmd_ls(args) -> int:
     for row in lines:
         print("  ".join([*(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)), row[-1]]).rstrip())
     if args.what == "models":
-        from robench.specs import SPEC_FORMS
+        from robench.models.specs import SPEC_FORMS
 
         print(f"--model also takes: {', '.join(SPEC_FORMS[1:])}")
     return 0
@@ -629,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        from robench import config
+        from robench.core import config
 
         config.set_user_dirs(args.config_dir)
         config.search_path()  # a configuration folder that does not exist fails here, for every command

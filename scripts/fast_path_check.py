@@ -18,7 +18,7 @@ PGD searches in bf16 on the fast path (gradients from bf16, every verdict fp32's
 the fp32 one; ``--pgd`` measures instead whether the two are equally strong. For every mnist5k zoo model,
 pgd_linf and pgd_l2 are run in fp32 and on the fast path on the first ``--n`` examples, and one table row
 per (model, threat) gives both robust accuracies, the examples robust in only one of the two runs, and the
-exact McNemar p-value of the difference (robench.stats.compare). It also checks that every fast run's
+exact McNemar p-value of the difference (robench.core.stats.compare). It also checks that every fast run's
 record is self-consistent and marked ``execution.search``. Every fooling of the fast run is an fp32 fooling
 (its verdicts are fp32's), so a fast run that breaks more examples is a stronger attack, not a wrong one;
 the script exits 1 if the fast run is significantly *weaker* (more examples robust only there, exact
@@ -41,8 +41,9 @@ os.environ.setdefault("ROBENCH_CACHE", tempfile.mkdtemp())  # UAPs are fitted ag
 
 import torch  # noqa: E402
 
-from robench import evaluate, stats  # noqa: E402
-from robench import record as rec  # noqa: E402
+from robench import evaluate  # noqa: E402
+from robench.core import record as rec  # noqa: E402
+from robench.core import stats
 from robench.engine.forward import Speed  # noqa: E402
 from robench.models import create_model  # noqa: E402
 from robench.threats import create_threat  # noqa: E402

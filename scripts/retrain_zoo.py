@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from robench.cli import build_parser
-from robench.config import names
+from robench.core.config import names
 from robench.models import load_card, load_card_file
 
 TOLERANCE = 0.01  # one point of clean accuracy

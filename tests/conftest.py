@@ -48,7 +48,7 @@ def config_tree(monkeypatch):
             (configs / folder).mkdir(parents=True, exist_ok=True)
             for name, text in files.items():
                 (configs / folder / f"{name}.yaml").write_text(text)
-        from robench import config
+        from robench.core import config
 
         monkeypatch.setattr(config, "BUILTIN", configs)
         monkeypatch.delenv("ROBENCH_CONFIGS", raising=False)

@@ -6,9 +6,12 @@ import pytest
 import timm
 import torch
 
-from robench import archs  # registers the architectures
-from robench.errors import UsageError
-from robench.models import build_network, card_from_dict
+from robench.core.errors import UsageError
+from robench.models import (
+    archs,  # registers the architectures
+    build_network,
+    card_from_dict,
+)
 
 ZOO_ARCHS = ["mnist_cnn", "mnist_cnn_aa", "mnist_mlp", "mnist_vit"]
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from robench.errors import UsageError
+from robench.core.errors import UsageError
 from robench.threats import BatchContext, create_threat
 from robench.threats.autoattack import CHECKS, warning_bits
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from robench.cli import main
+from robench.core.record import load
+from robench.core.stats import wilson
 from robench.engine import evaluate
-from robench.record import load
-from robench.stats import wilson
 
 
 def _snapshot(root: Path) -> dict:
@@ -195,14 +195,14 @@ def test_tampered_checkpoint_from_the_shell(tmp_path):
     """End to end in a subprocess: exit status 1, one line, no traceback, record dir untouched."""
     root = Path(__file__).resolve().parent.parent
     weights = tmp_path / "w.safetensors"
-    data = bytearray((root / "robench" / "weights" / "mnist_cnn_standard.safetensors").read_bytes())
-    card = (root / "robench" / "configs" / "models" / "mnist_cnn_standard.yaml").read_text()
+    data = bytearray((root / "configs" / "weights" / "mnist_cnn_standard.safetensors").read_bytes())
+    card = (root / "configs" / "models" / "mnist_cnn_standard.yaml").read_text()
     data[-3] ^= 1
     weights.write_bytes(bytes(data))
     configs = tmp_path / "configs"
     (configs / "models").mkdir(parents=True)
     (configs / "models" / "tampered.yaml").write_text(
-        card.replace("../../weights/mnist_cnn_standard.safetensors", str(weights))
+        card.replace("../weights/mnist_cnn_standard.safetensors", str(weights))
     )
     proc = subprocess.run(
         [

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from robench import cli, locks
-from robench.errors import RobenchError
+from robench import cli
+from robench.core import locks
+from robench.core.errors import RobenchError
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
@@ -23,7 +24,7 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 def _holder(path: Path, what="x", seconds=60) -> subprocess.Popen:
     """Another process holding the lock ``path`` until killed; returns once it holds it."""
     code = (
-        f"import time; from robench import locks\nwith locks.lock({str(path)!r}, {what!r}):\n"
+        f"import time; from robench.core import locks\nwith locks.lock({str(path)!r}, {what!r}):\n"
         f"    print('held', flush=True); time.sleep({seconds})"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], env=ENV, stdout=subprocess.PIPE, text=True)
@@ -125,7 +126,7 @@ def test_a_second_eval_of_the_same_record_is_refused_and_the_first_completes(tmp
 def board_root(tmp_path, monkeypatch):
     """A copy of the checkout's configs and leaderboards, used as --root."""
     root = tmp_path / "root"
-    shutil.copytree(REPO / "robench" / "configs", root / "configs")
+    shutil.copytree(REPO / "configs", root / "configs")
     shutil.copytree(REPO / "leaderboards", root / "leaderboards")
     monkeypatch.setenv("ROBENCH_CONFIGS", str(root / "configs"))
     return root

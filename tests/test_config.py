@@ -1,7 +1,7 @@
 import pytest
 
-from robench import config
-from robench.errors import UsageError
+from robench.core import config
+from robench.core.errors import UsageError
 from robench.threats import create_threat, list_threats
 
 
@@ -98,7 +98,7 @@ def test_threat_config_is_torch_free():
     import sys
 
     code = (
-        "import sys, robench.config as c; c.threat_config('pgd_linf', 'mnist5k'); "
+        "import sys, robench.core.config as c; c.threat_config('pgd_linf', 'mnist5k'); "
         "print('torch' in sys.modules)"
     )
     assert (
@@ -168,4 +168,4 @@ def test_repo_root_is_the_nearest_checkout_from_the_working_directory(tmp_path, 
     (tmp_path / "configs").mkdir()
     monkeypatch.setenv("ROBENCH_CONFIGS", str(tmp_path / "configs"))
     assert config.checkout_configs(tmp_path) == tmp_path / "configs"
-    assert config.checkout_configs(config.BUILTIN.parent.parent) == config.BUILTIN
+    assert config.checkout_configs(config.BUILTIN.parent) == config.BUILTIN

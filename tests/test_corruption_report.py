@@ -1,4 +1,4 @@
-"""mCE and relative mCE from two corruption records (robench/corruption_report.py, torch-free)."""
+"""mCE and relative mCE from two corruption records (robench/core/corruption_report.py, torch-free)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import dataclasses
 
 import pytest
 
-from robench import record as rec
 from robench.cli import main
-from robench.corruption_report import corruption_errors
-from robench.errors import UsageError
+from robench.core import record as rec
+from robench.core.corruption_report import corruption_errors
+from robench.core.errors import UsageError
 
 
 def _record(model: str, clean_acc: float, acc: dict, **changes) -> rec.RunRecord:

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from robench.corruption_sets import open_corrupted_set
-from robench.errors import DataError, UsageError
+from robench.core.errors import DataError, UsageError
+from robench.datasets.corruption_sets import open_corrupted_set
 from robench.threats import create_threat
 
 M = 6  # images per severity in the stand-in (10,000 in CIFAR-10-C)

@@ -7,9 +7,9 @@ import importlib.util
 import pytest
 import torch
 
-from robench.errors import UsageError
+from robench.core.errors import UsageError
 from robench.threats import create_threat
-from robench.threats.corruption_ops import CORRUPTIONS, corrupt, table_for
+from robench.threats.ops.corruption_ops import CORRUPTIONS, corrupt, table_for
 
 NAMES = list(CORRUPTIONS)
 HAS_FROST = importlib.util.find_spec("imagecorruptions") is not None

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from robench import datasets
-from robench.errors import DataError, UsageError
+from robench.core.errors import DataError, UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
 WNIDS = ["n01440764", "n01443537", "n01484850"]  # ImageNet classes 0, 1, 2
@@ -62,7 +62,7 @@ def test_mnist5k_shapes_ranges_and_counts():
 
 
 def test_mnist5k_splits_are_disjoint():
-    with np.load(ROOT / "robench" / "data" / "mnist5k.npz") as f:
+    with np.load(ROOT / "robench" / "datasets" / "data" / "mnist5k.npz") as f:
         train = {hashlib.sha1(row.tobytes()).digest() for row in f["train_x"]}
         test = {hashlib.sha1(row.tobytes()).digest() for row in f["test_x"]}
     assert len(train) == 4000 and len(test) == 1000
@@ -90,7 +90,9 @@ def test_build_script_is_deterministic_and_matches_committed_npz(tmp_path):
     build.write_npz(first, tmp_path / "a.npz")
     build.write_npz(second, tmp_path / "b.npz")
     assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
-    assert (tmp_path / "a.npz").read_bytes() == (ROOT / "robench" / "data" / "mnist5k.npz").read_bytes()
+    assert (tmp_path / "a.npz").read_bytes() == (
+        ROOT / "robench" / "datasets" / "data" / "mnist5k.npz"
+    ).read_bytes()
 
 
 # --- names, splits, counts -------------------------------------------------------------------------

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 import torch
 
-from robench import distributed
+from robench.core.errors import UsageError
 from robench.engine import ShardResult, evaluate
-from robench.errors import UsageError
+from robench.runtime import distributed
 
 MODEL = "mnist_cnn_standard"
 TORCHRUN = Path(sys.executable).with_name("torchrun")

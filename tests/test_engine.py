@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from robench.core.errors import EvaluationError, UsageError
+from robench.core.record import load
 from robench.engine import evaluate
-from robench.errors import EvaluationError, UsageError
-from robench.record import load
 
 
 def test_record_has_the_documented_fields(tmp_path):

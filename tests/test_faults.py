@@ -214,8 +214,8 @@ REPO = __import__("pathlib").Path(__file__).resolve().parent.parent
 @pytest.mark.parametrize("damage", RECORD_DAMAGE)
 def test_a_damaged_committed_record_is_refused_by_name(tmp_path, damage):
     from robench.boards import RUNS_DIR, build
-    from robench.errors import RecordError
-    from robench.record import load_checked
+    from robench.core.errors import RecordError
+    from robench.core.record import load_checked
 
     root = _board_root(tmp_path)
     path = root / RUNS_DIR / "mnist5k" / "mnist_cnn_pgd_linf" / "pgd_linf.json"

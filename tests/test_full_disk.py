@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from robench import cli, record
-from robench.errors import WriteError
+from robench import cli
+from robench.core import record
+from robench.core.errors import WriteError
 
 REPO = Path(__file__).resolve().parent.parent
 EVAL = [

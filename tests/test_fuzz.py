@@ -22,8 +22,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from robench import config
-from robench.errors import UsageError
+from robench.core import config
+from robench.core.errors import UsageError
 from robench.threats import FAMILIES, create_threat
 
 REPO = Path(__file__).resolve().parent.parent
@@ -127,7 +127,7 @@ def configs(folder: str, files: dict[str, str | bytes]):
         root = Path(tmp) / "configs"
         import shutil
 
-        shutil.copytree(REPO / "robench" / "configs", root)
+        shutil.copytree(REPO / "configs", root)
         for name, text in files.items():
             path = root / folder / f"{name}.yaml"
             path.write_bytes(text if isinstance(text, bytes) else text.encode())
@@ -222,9 +222,7 @@ def test_any_model_card_builds_or_is_refused(name, data):
 
     card = data.draw(mapping_over(CARD_KEYS))
     if data.draw(st.booleans()):  # a nearly valid card, with some fields fuzzed
-        base = yaml.safe_load(
-            (REPO / "robench" / "configs" / "models" / "mnist_cnn_standard.yaml").read_text()
-        )
+        base = yaml.safe_load((REPO / "configs" / "models" / "mnist_cnn_standard.yaml").read_text())
         card = {**base, **card}
     outcome(lambda: card_from_dict(name, card))
 
@@ -242,7 +240,7 @@ BOARD_KEYS = ["title", "dataset", "split", "n_examples", "seed", "require", "x",
 def test_any_board_config_builds_or_is_refused(name, data):
     from robench.boards import load_board
 
-    base = yaml.safe_load((REPO / "robench" / "configs" / "boards" / "mnist5k.yaml").read_text())
+    base = yaml.safe_load((REPO / "configs" / "boards" / "mnist5k.yaml").read_text())
     board = data.draw(mapping_over(BOARD_KEYS))
     if data.draw(st.booleans()):
         board = {**base, **board}
@@ -264,7 +262,7 @@ PERTURBATIONS = ["none", "random_shift", "random_affine", "worst_of_k", "pgd", "
 @FUZZ
 @given(data=st.data())
 def test_any_recipe_builds_or_is_refused(data):
-    from robench.train import Recipe
+    from robench.training.train import Recipe
 
     recipe = data.draw(mapping_over(RECIPE_KEYS))
     if data.draw(st.booleans()):
@@ -333,7 +331,7 @@ def test_empty_or_absurd_grids_are_refused(overrides):
 
 @pytest.mark.parametrize("name", ["../evil", "a/b", "ä", "名前", ".hidden", "", "x\ny", "a..b", "con\x00"])
 def test_path_and_unicode_characters_in_names_are_refused(name, tmp_path):
-    from robench import record
+    from robench.core import record
     from robench.engine.request import writable_dir  # noqa: F401  (the CLI's own output check)
     from robench.models import card_from_dict
 
@@ -380,7 +378,7 @@ def test_missing_folders_as_roots_are_refused_in_one_line(tmp_path, capsys, monk
     ids=["self", "cycle", "list", "unknown", "python tag"],
 )
 def test_bad_inheritance_is_refused_in_one_line(files):
-    from robench.train import Recipe
+    from robench.training.train import Recipe
 
     with configs("recipes", files):
         with pytest.raises(UsageError) as error:

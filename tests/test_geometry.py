@@ -11,8 +11,8 @@ import math
 import pytest
 import torch
 
-from robench.errors import UsageError
-from robench.threats.geometry import (
+from robench.core.errors import UsageError
+from robench.threats.ops.geometry import (
     affine_thetas,
     box_half_widths,
     check_box,

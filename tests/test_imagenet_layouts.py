@@ -13,8 +13,8 @@ from conftest import IMAGENET_WNIDS
 
 from robench import datasets
 from robench.cli import main
-from robench.errors import DataError, UsageError
-from robench.imagenet import Preprocessing
+from robench.core.errors import DataError, UsageError
+from robench.datasets.imagenet import Preprocessing
 
 
 @pytest.fixture(autouse=True)

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from robench import boards, record
+from robench import boards
 from robench.boards import load_board
 from robench.boards import plot as plots
 from robench.boards.text import pipe_table, protocol_text
 from robench.cli import main
-from robench.errors import RobenchError, UsageError
+from robench.core import record
+from robench.core.errors import RobenchError, UsageError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -70,7 +71,7 @@ def tree(tmp_path, config_tree):
 
 
 def current_config(threat):
-    from robench import config
+    from robench.core import config
 
     return config.threat_config(threat, "mnist5k")
 
@@ -411,7 +412,7 @@ def test_build_is_byte_deterministic_and_imports_no_torch(tree):
     script = (
         "import sys, hashlib; from pathlib import Path; import robench.boards as b\n"
         "imported = 'torch' in sys.modules\n"
-        f"root = Path({str(tree)!r}); import robench.config as c; c.BUILTIN = root / 'configs'\n"
+        f"root = Path({str(tree)!r}); import robench.core.config as c; c.BUILTIN = root / 'configs'\n"
         "page = b.build('x', root); b.check(root=root)\n"
         "built = 'torch' in sys.modules, 'matplotlib' in sys.modules\n"
         "from robench.boards import plot; svg = plot.to_svg(page.plot)\n"

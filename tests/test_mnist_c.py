@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from robench.errors import UsageError
+from robench.core.errors import UsageError
 from robench.threats import BatchContext, create_threat
-from robench.threats.mnist_c_ops import CORRUPTIONS, SEVERITY, corrupt
+from robench.threats.ops.mnist_c_ops import CORRUPTIONS, SEVERITY, corrupt
 
 NAMES = list(CORRUPTIONS)
 
@@ -108,7 +108,7 @@ def test_matches_scikit_image_where_it_is_deterministic(digits, monkeypatch):
     pytest.importorskip("skimage")
     from skimage import feature
 
-    from robench.threats import mnist_c_ops
+    from robench.threats.ops import mnist_c_ops
 
     images = [im[0].double().numpy() for im in digits]
     edges = torch.stack([torch.from_numpy(feature.canny(im)).float() for im in images])

@@ -8,15 +8,15 @@ import pytest
 import torch
 import yaml
 
-from robench.errors import CheckpointError, UsageError
+from robench.core.errors import CheckpointError, UsageError
 from robench.models import create_model, load_card, load_card_file, sha256_file
 
 ROOT = Path(__file__).resolve().parent.parent
-WEIGHTS = ROOT / "robench" / "weights" / "mnist_cnn_standard.safetensors"
+WEIGHTS = ROOT / "configs" / "weights" / "mnist_cnn_standard.safetensors"
 
 
 def _card(tmp_path: Path, weights_file: Path, **changes) -> Path:
-    data = yaml.safe_load((ROOT / "robench" / "configs" / "models" / "mnist_cnn_standard.yaml").read_text())
+    data = yaml.safe_load((ROOT / "configs" / "models" / "mnist_cnn_standard.yaml").read_text())
     data["weights"] = {"path": str(weights_file), "sha256": sha256_file(weights_file)}
     for key, value in changes.items():
         if value is None:

@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 import pytest
 
-from robench import schema
-from robench.errors import UsageError
+from robench.core import schema
+from robench.core.errors import UsageError
 from robench.threats import create_threat
 
 

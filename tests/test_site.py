@@ -23,7 +23,7 @@ import pytest
 from robench.boards import site, standings
 from robench.boards.pareto import pareto_front
 from robench.cli import main
-from robench.errors import UsageError
+from robench.core.errors import UsageError
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from robench import config, record
-from robench.errors import UsageError
+from robench.core import config, record
+from robench.core.errors import UsageError
 from robench.threats import BatchContext, create_threat
-from robench.threats.geometry import warp_transforms
+from robench.threats.ops.geometry import warp_transforms
 from robench.threats.spatial import grid_transforms
 
 RUNS = Path(__file__).resolve().parent.parent / "leaderboards" / "runs" / "mnist5k"

@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from robench.errors import UsageError
+from robench.core.errors import UsageError
 from robench.threats import create_threat
-from robench.threats.geometry import draw_transforms, warp_transforms
+from robench.threats.ops.geometry import draw_transforms, warp_transforms
 
 
 def _loss(model, x, y, params, warp="robench"):

@@ -5,10 +5,10 @@ import itertools
 import pytest
 import torch
 
-from robench.errors import UsageError
+from robench.core.errors import UsageError
 from robench.threats import create_threat
-from robench.threats.geometry import box_half_widths, draw_transforms, warp_transforms
-from robench.threats.predict import predict_under
+from robench.threats.ops.geometry import box_half_widths, draw_transforms, warp_transforms
+from robench.threats.ops.predict import predict_under
 
 
 def test_identity_only_box_gives_clean_accuracy(standard_model, batch, ctx):

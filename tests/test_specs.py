@@ -16,9 +16,9 @@ import yaml
 from conftest import put_in_hf_cache
 from safetensors.torch import save_file
 
-from robench import specs
 from robench.cli import main
-from robench.errors import CheckpointError, UsageError
+from robench.core import config
+from robench.core.errors import CheckpointError, UsageError
 from robench.models import create_model, load_card, sha256_file
 
 
@@ -126,7 +126,7 @@ def test_eval_record_names_spec_weights_and_preprocessing(tmp_path, imagenet_ima
 
 
 def test_card_file_resolves_weights_from_its_folder(tmp_path, capsys):
-    shipped = Path(specs.__file__).parent / "configs" / "models" / "mnist_cnn_standard.yaml"
+    shipped = config.BUILTIN / "models" / "mnist_cnn_standard.yaml"
     data = yaml.safe_load(shipped.read_text())
     folder = tmp_path / "cards"
     folder.mkdir()
@@ -165,9 +165,9 @@ def _one_line(capsys) -> str:
 @pytest.mark.parametrize(
     "model, extra, code, message",
     [
-        ("timm:resnet10x", [], 2, "unknown timm model 'resnet10x'; did you mean 'resnet10t'?"),
+        ("timm:resnet10x", [], 2, "unknown timm model 'resnet10x'; did you mean 'resnet10t'"),
         ("timm:resnet10t.c3_in1", [], 2, "did you mean 'resnet10t.c3_in1k'?"),
-        ("torchvision:resnet19", [], 2, "did you mean 'resnet18'?"),
+        ("torchvision:resnet19", [], 2, "did you mean 'resnet18'"),
         ("torchvision:resnet18:IMAGENET1K_V3", [], 2, "did you mean 'IMAGENET1K_V1'?"),
         ("no/such/card.yaml", [], 2, "model card file no/such/card.yaml does not exist"),
         ("mnist_cnn_standard", ["--weights", "W"], 2, "--weights goes with a timm: or torchvision: spec"),
@@ -234,7 +234,7 @@ def test_robustbench_spec_fails_in_one_line_without_a_working_package_or_network
 
 
 def test_ls_shows_one_line_per_entry_and_the_spec_forms(tmp_path, capsys, monkeypatch):
-    from robench import config
+    from robench.core import config
 
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "mine.yaml").write_text(

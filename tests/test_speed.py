@@ -13,12 +13,14 @@ import pytest
 import torch
 from torch import nn
 
-from robench import datasets, distributed, record
+from robench import datasets
 from robench.cli import main
+from robench.core import record
+from robench.core.errors import UsageError
 from robench.engine import evaluate, make_plan, run_chunk
 from robench.engine.forward import Checked, Forward, Search, Speed
-from robench.errors import UsageError
 from robench.models import create_model
+from robench.runtime import distributed
 from robench.threats import BatchContext, create_threat
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from robench import stats
+from robench.core import stats
 
 
 def paired(both, only_a, only_b, neither):

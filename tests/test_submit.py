@@ -14,9 +14,10 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
-from robench import boards, record
+from robench import boards
 from robench.boards import files
 from robench.cli import main
+from robench.core import record
 from robench.models import build_network, card_from_dict, create_model, load_card, sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
@@ -116,7 +117,7 @@ def records(root: Path, model: str) -> dict[str, record.RunRecord]:
 
 
 def test_freshly_trained_checkpoint_joins_the_board_in_one_command(root, tmp_path, capsys, page_table):
-    from robench.train import train
+    from robench.training.train import train
 
     assert (
         submit(
@@ -369,7 +370,7 @@ def watch_engine(monkeypatch, error=None):
 
 
 def test_a_threat_failing_after_another_finished_leaves_nothing_behind(root, tmp_path, capsys, monkeypatch):
-    from robench.errors import EvaluationError
+    from robench.core.errors import EvaluationError
 
     assert submit(root, write_card(tmp_path / "ok.yaml", checkpoint(tmp_path / "ok.safetensors", 16))) == 0
     before = snapshot(root)

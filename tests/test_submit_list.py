@@ -11,8 +11,8 @@ from conftest import put_in_hf_cache
 from safetensors.torch import save_file
 from test_submit import BOARD, THREATS, checkpoint, records, submit, write_card
 
-from robench import record
 from robench.boards.render import standings
+from robench.core import record
 
 
 def test_a_list_submits_every_model_reports_failures_and_resumes(tmp_path, config_tree, capsys):

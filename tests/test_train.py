@@ -11,17 +11,17 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from robench import config
 from robench.cli import build_parser, main
+from robench.core import config
+from robench.core.errors import UsageError
 from robench.datasets import load_tensors
-from robench.errors import UsageError
 from robench.models import create_model, load_card, load_card_file, sha256_file
-from robench.perturbations import RandomAffine, create_perturbation, ramp
-from robench.threats.geometry import affine_thetas, warp
-from robench.train import Recipe, accuracy, train
+from robench.threats.ops.geometry import affine_thetas, warp
+from robench.training.augmentations import RandomAffine, create_perturbation, ramp
+from robench.training.train import Recipe, accuracy, train
 
 ROOT = Path(__file__).resolve().parent.parent
-ZOO = sorted(p.stem for p in (ROOT / "robench" / "configs" / "models").glob("mnist_*.yaml"))
+ZOO = sorted(p.stem for p in (ROOT / "configs" / "models").glob("mnist_*.yaml"))
 
 
 def _digits(n=16):

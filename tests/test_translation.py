@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from robench.errors import UsageError
+from robench.core.errors import UsageError
 from robench.threats import create_threat
-from robench.threats.geometry import shift
+from robench.threats.ops.geometry import shift
 from robench.threats.translation import sweep_shifts
 
 

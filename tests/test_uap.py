@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 from robench import cli, engine
+from robench.core.errors import UsageError
 from robench.datasets import dataset_info, first_examples, load_tensors
 from robench.engine import fitting, plan
-from robench.errors import UsageError
 from robench.threats import BatchContext, create_threat
 from robench.threats import uap as uap_module
 from robench.threats.base import Ranks
@@ -110,7 +110,7 @@ def test_threats_get_data_and_ranks_only_from_the_engine():
     import ast
     from pathlib import Path
 
-    forbidden = {"robench.datasets", "robench.distributed", "robench.engine", "torch.distributed"}
+    forbidden = {"robench.datasets", "robench.runtime.distributed", "robench.engine", "torch.distributed"}
     for path in Path(uap_module.__file__).parent.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = (
@@ -270,8 +270,8 @@ def _fit_on_rank(rank: int, world_size: int, port: int, out: str) -> None:
     """One torchrun-like rank: a gloo process group, the same fit, δ written by rank 0."""
     import torch.distributed as dist
 
-    from robench.distributed import all_reduce_sum
     from robench.models import create_model
+    from robench.runtime.distributed import all_reduce_sum
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)

@@ -15,7 +15,7 @@ import torch
 
 from robench import cli
 from robench.boards.selection import RUNS_DIR
-from robench.boards.verify import exact_prefix, select, verify
+from robench.submission.verify import exact_prefix, select, verify
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = [

@@ -22,20 +22,36 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "robench"
 
 
-def test_package_data_globs_cover_every_data_file():
-    """A file the package reads but pyproject does not list would exist in a checkout and be missing
-    from the wheel: every non-Python file under robench/ must match a glob, and every glob a file."""
-    globs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
-        "robench"
-    ]
-    files = [
-        p.relative_to(PACKAGE).as_posix()
-        for p in PACKAGE.rglob("*")
+def _setuptools() -> dict:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+
+
+def _data_files(folder: Path) -> list[str]:
+    return [
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
         if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts
     ]
-    assert any(f.startswith("configs/threats/") for f in files)  # the configs live in the package
+
+
+@pytest.mark.parametrize(("package", "folder"), [("robench", "robench"), ("robench.configs", "configs")])
+def test_package_data_globs_cover_every_data_file(package, folder):
+    """A file the package reads but pyproject does not list would exist in a checkout and be missing
+    from the wheel: every non-Python file under the package's folder must match a glob, and every glob a
+    file. The top-level configs/ is the package robench.configs (pyproject's package-dir mapping)."""
+    setup = _setuptools()
+    assert setup["package-dir"].get(package, folder) == folder
+    globs = setup["package-data"][package]
+    files = _data_files(REPO / folder)
+    assert files
     assert [f for f in files if not any(fnmatch.fnmatch(f, g) for g in globs)] == []
     assert [g for g in globs if not any(fnmatch.fnmatch(f, g) for f in files)] == []
+
+
+def test_every_package_is_listed():
+    """The package list is explicit (find cannot see the mapped configs/): a new room must be added."""
+    found = {".".join(p.relative_to(REPO).parts[:-1]) for p in PACKAGE.rglob("__init__.py")}
+    assert set(_setuptools()["packages"]) == found | {"robench.configs"}
 
 
 def _fresh_venv(tmp_path: Path) -> Path:
@@ -57,7 +73,8 @@ def test_wheel_runs_the_quick_start_outside_a_checkout(tmp_path):
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
-    shutil.copytree(PACKAGE, source / "robench", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("robench", "configs"):
+        shutil.copytree(REPO / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
     wheels = tmp_path / "wheels"
     pip = [sys.executable, "-m", "pip"]
     subprocess.run(
@@ -109,3 +126,12 @@ def test_wheel_runs_the_quick_start_outside_a_checkout(tmp_path):
         check=True,
     ).stdout
     assert where.startswith(str(venv))  # the wheel ran, not this checkout
+    shipped = subprocess.run(
+        [str(python), "-c", "from robench.core import config; print(config.BUILTIN)"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert shipped == str(Path(where).parent / "configs")  # the wheel's own copy of configs/

@@ -3,7 +3,7 @@ offline site (``robench leaderboard --site DIR``).
 
 The package is torch-free at import time (docs/architecture.md, principle 5): building and checking a
 board needs only records and configs, so CI checks boards without the evaluation stack. Only
-:mod:`robench.boards.submit`, which re-evaluates a checkpoint, imports the engine, and only when it runs;
+:mod:`robench.submission.submit`, which re-evaluates a checkpoint, imports the engine, and only when it runs;
 it is not imported here.
 
 Modules, in import order: :mod:`~robench.boards.schema` (board configs), :mod:`~robench.boards.text`
@@ -13,7 +13,7 @@ records a board shows), :mod:`~robench.boards.pareto`, :mod:`~robench.boards.lay
 tables), :mod:`~robench.boards.render` (the page, the ranking and the front-neighbour tests),
 :mod:`~robench.boards.files` (write and check), :mod:`~robench.boards.charts` and
 :mod:`~robench.boards.site` (the site), :mod:`~robench.boards.compare` (``robench compare``). Intervals and
-paired tests come from :mod:`robench.stats`.
+paired tests come from :mod:`robench.core.stats`.
 """
 
 from __future__ import annotations

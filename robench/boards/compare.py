@@ -1,7 +1,7 @@
 """``robench compare A B``: are two models' accuracies different, threat by threat, on the same examples?
 
 Every record keeps its per-example verdicts, so two records of the same examples are compared *paired*
-(:func:`robench.stats.compare`): the difference A − B with Newcombe's paired score interval and the exact
+(:func:`robench.core.stats.compare`): the difference A − B with Newcombe's paired score interval and the exact
 McNemar p-value. Pairing matters: two models that fail on mostly the same images differ far more
 surely than two independent samples with the same accuracies would.
 
@@ -15,11 +15,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
-from robench import record, stats
 from robench.boards.schema import load_board
 from robench.boards.selection import RUNS_DIR, collect, read_record
 from robench.boards.text import with_interval
-from robench.errors import UsageError
+from robench.core import record, stats
+from robench.core.errors import UsageError
 
 METHODS = (
     "95% intervals: Wilson score for each accuracy; Newcombe's paired hybrid score interval "

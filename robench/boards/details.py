@@ -15,9 +15,9 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from robench import config
 from robench.boards.schema import Board, Column
 from robench.boards.text import escape, link, percent, pipe_table, with_interval
+from robench.core import config
 
 MISSING = "—"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")

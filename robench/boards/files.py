@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from robench import locks, record
 from robench.boards import plot as plots
 from robench.boards.render import build
 from robench.boards.schema import board_names
 from robench.boards.selection import RUNS_DIR, default_root
-from robench.errors import UsageError
+from robench.core import locks, record
+from robench.core.errors import UsageError
 
 #: Where the generated pages and plots live, relative to the repository root.
 BOARDS_DIR = RUNS_DIR.parent
@@ -29,7 +29,7 @@ def paths(name: str, root: Path) -> tuple[Path, Path]:
 
 def checkout_lock(root: Path):
     """The lock of a checkout's boards, held while they are rewritten (and by ``robench submit`` for its
-    whole run), so a regeneration never interleaves with a submission (:mod:`robench.locks`)."""
+    whole run), so a regeneration never interleaves with a submission (:mod:`robench.core.locks`)."""
     return locks.lock(root / BOARDS_DIR / ".lock", f"the boards of {root} (robench submit or leaderboard)")
 
 

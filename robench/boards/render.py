@@ -21,13 +21,13 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from robench import config, stats
 from robench.boards.details import FLAG_MARK, MISSING, acc_cell, detail_sections
 from robench.boards.pareto import pareto_front
 from robench.boards.plot import Plot, Point
 from robench.boards.schema import Board, Column, load_board
 from robench.boards.selection import RUNS_DIR, collect, default_root
 from robench.boards.text import escape, pipe_table, protocol_text
+from robench.core import config, stats
 
 FRONT_MARK = "★"
 TIE_MARK = "≈"

@@ -26,7 +26,8 @@ Schema (every key below is known; any other key is an error)::
     columns:                                       # shown after the axes, in this order
       - {threat: clean, label: Clean}
 
-``base: other_board`` inherits from another board file (see :mod:`robench.config`). Threats in ``require``
+``base: other_board`` inherits from another board file (see :mod:`robench.core.config`). Threats in
+``require``
 and ``x`` must have a config in ``configs/threats/``. A ``y.prefer`` entry or column whose threat has no
 config yet is skipped, so a board can list threats that are still being written (``autoattack_linf``)
 and pick them up, with no board edit, once they exist; at least one ``y.prefer`` threat must exist.
@@ -36,10 +37,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from robench import config, schema
-from robench.errors import UsageError
-from robench.record import check_name
-from robench.registry import unknown_name
+from robench.core import config, schema
+from robench.core.errors import UsageError
+from robench.core.record import check_name
+from robench.core.registry import unknown_name
 
 
 @dataclasses.dataclass(frozen=True)

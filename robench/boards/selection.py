@@ -16,11 +16,11 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from robench import config, record, stats
 from robench.boards.schema import Board
 from robench.boards.text import format_value
-from robench.errors import RobenchError, UsageError
-from robench.record import check_name
+from robench.core import config, record, stats
+from robench.core.errors import RobenchError, UsageError
+from robench.core.record import check_name
 
 #: Where committed run records live, relative to the repository root: ``<dataset>/<model>/<threat>.json``.
 RUNS_DIR = Path("leaderboards") / "runs"
@@ -104,7 +104,7 @@ def _stale(rec: record.RunRecord, board: Board, current) -> str | None:
 
 
 #: The frame :func:`collect` returns: ``hits`` is how many of the ``n`` examples count as correct (from the
-#: verdicts, see :func:`robench.stats.successes`), ``verdicts`` the record's per-example string.
+#: verdicts, see :func:`robench.core.stats.successes`), ``verdicts`` the record's per-example string.
 COLUMNS = [
     "model",
     "threat",

@@ -26,14 +26,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from robench import config, record, stats
 from robench.boards import charts
 from robench.boards.details import recipe_name
 from robench.boards.render import Ranked, pair_text, ranked, tied
 from robench.boards.schema import board_names
 from robench.boards.selection import RUNS_DIR, default_root
 from robench.boards.text import protocol_text, safe_url
-from robench.errors import UsageError
+from robench.core import config, record, stats
+from robench.core.errors import UsageError
 
 #: A file at the site's root that marks DIR as a robench site, so that a rebuild may remove files the
 #: records no longer produce there and never touches a folder that is something else.

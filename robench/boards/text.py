@@ -21,7 +21,7 @@ import unicodedata
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from robench import stats
+from robench.core import stats
 
 _MD_PUNCT = re.compile(r"([\\`*_\[\]|~$])")
 _SAFE_URL = re.compile(r"^https?://[A-Za-z0-9\-._~:/?#@!$&'*+,;=%]+$")

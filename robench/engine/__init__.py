@@ -19,13 +19,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from robench import record as rec
+from robench.core import record as rec
 from robench.datasets import example_labels
-from robench.devices import describe_device, resolve_device, versions
 from robench.engine import fitting, loop
 from robench.engine.forward import Speed
 from robench.engine.loop import ShardResult, chunk_seed, run_chunk
 from robench.engine.plan import DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SIZE, Plan, make_plan
+from robench.runtime.devices import describe_device, resolve_device, versions
 from robench.threats import Threat
 
 __all__ = [
@@ -74,7 +74,7 @@ def evaluate(
     c with c % n == i are computed and kept in ``out_dir``, and a :class:`ShardResult` naming them is
     returned instead of a record. Under ``torchrun`` every rank makes the same call and gets the same
     record; rank 0 writes it. ``subset_file`` lists the ImageNet images to evaluate instead of the split's
-    rule (:mod:`robench.imagenet`); the record's ``indices`` then name it.
+    rule (:mod:`robench.datasets.imagenet`); the record's ``indices`` then name it.
 
     ``workers`` decode processes feed each chunk's batches (default: none for in-memory datasets, else one
     per core up to 8). ``precision="bf16"``, ``channels_last`` and ``compile`` ask for the fast path, which

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robench import record as rec
+from robench.core import record as rec
 
 #: Bump when what a chunk file holds changes meaning, so chunks of older code are recomputed.
 CHUNK_FORMAT = 1

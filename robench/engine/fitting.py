@@ -17,7 +17,6 @@ import dataclasses
 import hashlib
 import io
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,18 +24,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from robench import record
-from robench.corruption_sets import open_corrupted_set
+from robench.core import paths, record
+from robench.core.errors import UsageError, WriteError
 from robench.datasets import dataset_info, load_tensors
-from robench.distributed import all_reduce_sum, world
-from robench.errors import UsageError, WriteError
+from robench.datasets.corruption_sets import open_corrupted_set
+from robench.runtime.distributed import all_reduce_sum, world
 from robench.threats.base import FitData, PrepareContext, Ranks, Threat
 
 
 def cache_dir(family: str) -> Path:
     """Where fitted results of ``family`` are kept: ``$ROBENCH_CACHE/<family>``, by default under
     ``~/.cache/robench``."""
-    return Path(os.environ.get("ROBENCH_CACHE", Path.home() / ".cache" / "robench")) / family
+    return paths.cache_dir(family)
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from robench.errors import EvaluationError, UsageError
+from robench.core.errors import EvaluationError, UsageError
 from robench.threats.base import SearchModel, predicted
 
 PRECISIONS = ("fp32", "bf16")

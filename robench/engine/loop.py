@@ -7,7 +7,8 @@ same record as an uninterrupted one (docs/reliability.md). The chunk files live 
 ``partial_dir`` and are removed once the record is written.
 
 Because chunks are independent, the same loop shards over processes: under ``torchrun`` the ranks take
-chunks from a shared queue and rank 0 writes the record from everyone's results (:mod:`robench.distributed`);
+chunks from a shared queue and rank 0 writes the record from everyone's results
+(:mod:`robench.runtime.distributed`);
 a cluster job-array task computes only its ``shard`` of the chunks (a :class:`ShardResult`), and the same
 call without ``shard`` then finds them all on disk and writes the record.
 """
@@ -25,16 +26,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from robench import locks
-from robench import record as rec
+from robench.core import locks
+from robench.core import record as rec
+from robench.core.errors import EvaluationError, UsageError
 from robench.datasets import stream_batches
-from robench.devices import describe_device, versions
-from robench.distributed import ChunkQueue, world
 from robench.engine import stop
 from robench.engine.chunks import chunk_identity, load_chunk, save_chunk
 from robench.engine.forward import Forward
 from robench.engine.plan import Plan
-from robench.errors import EvaluationError, UsageError
+from robench.runtime.devices import describe_device, versions
+from robench.runtime.distributed import ChunkQueue, world
 from robench.threats import BatchContext
 from robench.threats.base import predicted
 
@@ -250,7 +251,7 @@ def run(
     """Compute (or resume) every chunk of a prepared plan and return its record, written to ``out_dir``
     when given; with ``shard``, only that task's chunks, kept on disk.
 
-    A run that writes a record holds the record's lock (:mod:`robench.locks`) from its first chunk to the
+    A run that writes a record holds the record's lock (:mod:`robench.core.locks`) from its first chunk to the
     record, so a second run of the same record is refused instead of racing it; job-array shards take no
     lock, since they compute different chunks of one record on purpose.
     """

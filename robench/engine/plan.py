@@ -14,13 +14,13 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from robench import record as rec
+from robench.core import record as rec
+from robench.core.errors import UsageError
 from robench.datasets import dataset_info, default_workers, first_examples
-from robench.devices import resolve_device
+from robench.datasets.imagenet import subset_identity
 from robench.engine.forward import Forward, Speed
-from robench.errors import UsageError
-from robench.imagenet import subset_identity
 from robench.models import ModelCard, check_dataset, create_model
+from robench.runtime.devices import resolve_device
 from robench.threats import Threat, create_threat
 
 DEFAULT_BATCH_SIZE = 256

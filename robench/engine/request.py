@@ -13,22 +13,22 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from robench import distributed
+from robench.core.errors import UsageError
+from robench.core.record import RunRecord
 from robench.datasets import create_dataset
-from robench.devices import resolve_device
 from robench.engine import evaluate
 from robench.engine.forward import Speed
 from robench.engine.loop import ShardResult
 from robench.engine.plan import check_workers
-from robench.errors import UsageError
 from robench.models import check_dataset, create_model, load_card
-from robench.record import RunRecord
+from robench.runtime import distributed
+from robench.runtime.devices import resolve_device
 from robench.threats import create_threat
 
 
 @dataclasses.dataclass(frozen=True)
 class EvalRequest:
-    """A model (a card name or any spec of :mod:`robench.specs`) and threat names, with
+    """A model (a card name or any spec of :mod:`robench.models.specs`) and threat names, with
     :func:`robench.engine.evaluate`'s options."""
 
     model: str

@@ -6,7 +6,7 @@ configured instance with the dataset's published budgets (docs/protocols.md) and
 
 from __future__ import annotations
 
-from robench import config, schema
+from robench.core import config, schema
 from robench.threats import (  # noqa: F401  (register the families)  # noqa: F401  # noqa: F401
     autoattack,
     clean,

@@ -27,7 +27,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from robench.errors import RobenchError
+from robench.core.errors import RobenchError
 from robench.threats.base import FAMILIES, Threat, require_budget
 
 #: AutoAttack's checks, by a phrase of their message -> (flag name, what it means). Order fixes the bits.

@@ -23,8 +23,8 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 import torch
 
-from robench.errors import UsageError
-from robench.registry import Registry
+from robench.core.errors import UsageError
+from robench.core.registry import Registry
 
 FAMILIES: Registry[type[Threat]] = Registry("threat family", name_attr="family")  # sets Threat.family
 
@@ -107,7 +107,7 @@ class FitCache(Protocol):
 
 class CorruptedSet(Protocol):
     """An official corrupted test set (CIFAR-10-C, ImageNet-C, ...) aligned with the evaluated examples,
-    opened by the engine (``robench.corruption_sets``) for a threat with ``reads_corrupted_set``."""
+    opened by the engine (``robench.datasets.corruption_sets``) for a threat with ``reads_corrupted_set``."""
 
     name: str
 

@@ -1,7 +1,7 @@
 """Shift consistency (Zhang 2019, "Making Convolutional Networks Shift-Invariant Again").
 
 Each image is shifted twice by independent integer offsets uniform in [-S, S]² (zero fill, exact, the
-:func:`robench.threats.geometry.shift` convention) and the two top-1 labels are compared. Zhang's
+:func:`robench.threats.ops.geometry.shift` convention) and the two top-1 labels are compared. Zhang's
 number is the agreement rate over all images, correct or not; it is ``details["consistency"]``.
 
 A record's ``robust_acc`` must be a per-example verdict bounded by clean accuracy (the engine enforces
@@ -20,8 +20,8 @@ import dataclasses
 import torch
 
 from robench.threats.base import FAMILIES, Threat, require
-from robench.threats.geometry import shift
-from robench.threats.predict import predict_under
+from robench.threats.ops.geometry import shift
+from robench.threats.ops.predict import predict_under
 
 
 @FAMILIES.register("consistency")

@@ -3,11 +3,11 @@
 Every example is classified under each configured (corruption, severity) pair. Two families differ only
 in where the corrupted images come from:
 
-- ``corruptions`` computes them on the model's device (:mod:`robench.threats.corruption_ops`, published
+- ``corruptions`` computes them on the model's device (:mod:`robench.threats.ops.corruption_ops`, published
   parameters; the CIFAR table for images of at most 64 px, MNIST included, the ImageNet table above);
 - ``corruptions_read`` reads them from the official CIFAR-10-C / CIFAR-100-C / ImageNet-C files, which the
-  engine opens aligned with the evaluated examples and hands in (:mod:`robench.corruption_sets`): this is
-  RobustBench's corruption protocol, to the image. ``details["source"]`` says which (computed / read).
+  engine opens aligned with the evaluated examples and hands in (:mod:`robench.datasets.corruption_sets`):
+  this is RobustBench's corruption protocol, to the image. ``details["source"]`` says which (computed / read).
 
 Two numbers come out, and they answer different questions:
 
@@ -16,7 +16,7 @@ Two numbers come out, and they answer different questions:
   case over corruptions, it is bounded by clean accuracy, like every other threat's.
 - ``details["mean_corruption_accuracy"]`` is the paper's headline (mCA): plain accuracy averaged over all
   configured corruptions and severities, counting every example whatever its clean verdict. Details also
-  give the accuracy per corruption and severity, from which :mod:`robench.corruption_report` computes the
+  give the accuracy per corruption and severity, from which :mod:`robench.core.corruption_report` computes the
   paper's mCE / relative mCE against a reference model's record.
 
 Draws (computed family) come from the chunk's CPU generator in a fixed order (corruption-major, then
@@ -32,9 +32,9 @@ from typing import ClassVar, Literal
 import numpy as np
 import torch
 
-from robench.errors import EvaluationError
+from robench.core.errors import EvaluationError
 from robench.threats.base import FAMILIES, Threat, require
-from robench.threats.corruption_ops import CORRUPTIONS, corrupt, table_for
+from robench.threats.ops.corruption_ops import CORRUPTIONS, corrupt, table_for
 
 CorruptionName = Literal[
     "gaussian_noise",
@@ -171,7 +171,7 @@ class ReadsOfficialSet:
     ``source: read``."""
 
     reads_corrupted_set: ClassVar[bool] = True
-    suite: ClassVar[str]  # a key of robench.corruption_sets.SUITES
+    suite: ClassVar[str]  # a key of robench.datasets.corruption_sets.SUITES
 
     def prepare(self, model, ctx):
         require(

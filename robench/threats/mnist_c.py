@@ -2,12 +2,13 @@
 
 Hendrycks' corruptions were made for natural images; Mu & Gilmer chose 15 for MNIST that keep the digit
 legible to people (noise, blur, affine warps, lines, stripes, fog, spatter, edges), each at one severity
-(:data:`robench.threats.mnist_c_ops.SEVERITY`). The verdicts
+(:data:`robench.threats.ops.mnist_c_ops.SEVERITY`). The verdicts
 and details are those of the ``corruptions`` family (:class:`~robench.threats.corruptions.PairedCorruptions`):
 robust = clean-correct and correct under every listed corruption; ``mean_corruption_accuracy`` = accuracy
 averaged over them (the paper's headline is its complement, the mean error). The severity key in
 ``accuracy_by_corruption_and_severity`` is the authors' table row, 0 for corruptions without a table.
-``mnist_c_read`` reads the published files instead, for dataset ``mnist`` (``robench.corruption_sets``).
+``mnist_c_read`` reads the published files instead, for dataset ``mnist``
+(``robench.datasets.corruption_sets``).
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar, Literal
 
-from robench.errors import UsageError
+from robench.core.errors import UsageError
 from robench.threats.base import FAMILIES, require
 from robench.threats.corruptions import PairedCorruptions, ReadsOfficialSet
-from robench.threats.mnist_c_ops import CORRUPTIONS, SEVERITY, SIDE, corrupt
+from robench.threats.ops.mnist_c_ops import CORRUPTIONS, SEVERITY, SIDE, corrupt
 
 MnistCName = Literal[
     "shot_noise",

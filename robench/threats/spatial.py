@@ -3,7 +3,7 @@
 Each transform is one affine warp, out(p) = in(R p + t), with p in pixel coordinates centred on the
 image centre, R the rotation by the angle (x right, y down), t the translation in pixels, bilinear
 interpolation and zero fill (``affine_grid`` + ``grid_sample``, ``align_corners`` recorded; the warp lives
-in :mod:`robench.threats.geometry`, shared with the other spatial threats and with training). With
+in :mod:`robench.threats.ops.geometry`, shared with the other spatial threats and with training). With
 ``warp: madrylab`` the same grid points go through MadryLab's warp instead (rotate, then translate, two
 resamplings: ``spatial_madrylab``), so a number can be set beside the paper's. An example is robust only
 if it is classified correctly under every transform of the grid.
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from robench.threats.base import FAMILIES, Threat, omitted_at_default, require
-from robench.threats.geometry import Warp, check_box, check_warp, describe_warp, warp_every
+from robench.threats.ops.geometry import Warp, check_box, check_warp, describe_warp, warp_every
 
 
 def grid_transforms(max_rotation, n_rotations, max_translation, n_translations) -> torch.Tensor:

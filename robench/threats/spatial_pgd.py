@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from robench.threats.base import FAMILIES, Threat, omitted_at_default, require
-from robench.threats.geometry import (
+from robench.threats.ops.geometry import (
     Warp,
     box_half_widths,
     check_box,

@@ -5,7 +5,7 @@ Each example gets its own k transforms, drawn independently and uniformly from t
 this threat is what a cheap random adversary finds, next to the grid's exhaustive search. The first
 draw doubles as the "random" column of the paper (accuracy under one random transform).
 
-The warp is the grid's (:mod:`robench.threats.geometry`, same convention and interpolation, and the same
+The warp is the grid's (:mod:`robench.threats.ops.geometry`, same convention and interpolation, and the same
 ``warp`` parameter: robench's or MadryLab's), so the two threats differ only in which transforms they
 try. Draws come from the chunk's CPU generator and are made for every example of the batch, misclassified
 or not, so the draws an example gets depend only on the seed and its position, never on what the model
@@ -18,7 +18,7 @@ import dataclasses
 import functools
 
 from robench.threats.base import FAMILIES, Threat, omitted_at_default, require
-from robench.threats.geometry import (
+from robench.threats.ops.geometry import (
     Warp,
     box_half_widths,
     check_box,
@@ -27,7 +27,7 @@ from robench.threats.geometry import (
     draw_transforms,
     warp_transforms,
 )
-from robench.threats.predict import predict_under
+from robench.threats.ops.predict import predict_under
 
 
 @FAMILIES.register("spatial_random")

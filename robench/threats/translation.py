@@ -1,7 +1,7 @@
 """Accuracy as a function of translation magnitude: the curve of the augmentation studies.
 
 Shifts are integer and exact (no interpolation): out(p) = in(p + t), zero fill, the same convention as
-the grid's translation t, so :func:`robench.threats.geometry.shift` by an integer t equals the grid's warp
+the grid's translation t, so :func:`robench.threats.ops.geometry.shift` by an integer t equals the grid's warp
 at that t. For each magnitude m the per-example worst case is taken over the 8 shifts (±m, 0), (0, ±m),
 (±m, ±m); m = 0 is the clean image.
 
@@ -23,8 +23,8 @@ import io
 import torch
 
 from robench.threats.base import FAMILIES, Threat, require
-from robench.threats.geometry import shift
-from robench.threats.predict import predict_under
+from robench.threats.ops.geometry import shift
+from robench.threats.ops.predict import predict_under
 
 
 def sweep_shifts(magnitudes: list[int]) -> tuple[torch.Tensor, torch.Tensor]:

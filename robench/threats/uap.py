@@ -36,10 +36,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from robench import record
-from robench.errors import UsageError
-from robench.threats import geometry
+from robench.core import record
+from robench.core.errors import UsageError
 from robench.threats.base import FAMILIES, Ranks, Threat, require, require_budget
+from robench.threats.ops import geometry
 
 #: Bump when the fitting algorithm changes, so that cached perturbations from the old one are not reused.
 FIT_VERSION = 1

@@ -1,0 +1,264 @@
+"""One run, one record: the JSON file every result and every leaderboard is built from.
+
+A record is written atomically (temp file in the same directory + ``os.replace``), so a crash never
+leaves a half-written record and never damages the previous one. This module imports no torch: the
+leaderboard code reads records without it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from robench.core.errors import RecordError, UsageError, WriteError
+
+SCHEMA_VERSION = 1
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def check_name(kind: str, name: str) -> str:
+    """Refuse names that would escape the records directory when used as a path component."""
+    if not isinstance(name, str) or not _SAFE_NAME.match(name) or ".." in name:
+        raise UsageError(
+            f"invalid {kind} name {name!r}: use letters, digits, '_', '-' and '.', not starting with '.'"
+        )
+    return name
+
+
+def config_hash(obj: Any) -> str:
+    """A short, stable hash of a JSON-able object (sorted keys), naming what a result depends on."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def run_identity(
+    *,
+    model: str,
+    weights: dict | None,
+    dataset: str,
+    split: str,
+    n: int,
+    threat: str,
+    family: str,
+    config: dict,
+    seed: int,
+    batch_size: int,
+    chunk_size: int,
+    subset: dict | None = None,
+    search: str | None = None,
+) -> dict:
+    """Every input that can change a verdict, plus the chunk size (it sets the chunks' seeds) and the
+    batch size: what a record's ``config_hash`` hashes. Everything in it is also a field of the record,
+    so a reader can recompute the hash and catch a record edited without it (:func:`problem`).
+    ``subset`` (an ImageNet subset file's name and sha256, kept in the record's ``indices``) enters only
+    when given, so every run without one keeps the identity it always had. ``search`` likewise: what a
+    gradient attack searched in when not fp32 (``execution.search``, e.g. ``"bf16+channels_last"``), whose
+    trajectory and so verdicts may differ from the fp32 run's, which must not resume from its chunks."""
+    identity = {
+        "model": model,
+        "weights": weights,
+        "dataset": dataset,
+        "split": split,
+        "n": n,
+        "threat": threat,
+        "family": family,
+        "config": config,
+        "seed": seed,
+        "batch_size": batch_size,
+        "chunk_size": chunk_size,
+    }
+    if subset is not None:
+        identity["subset"] = subset
+    if search is not None:
+        identity["search"] = search
+    return identity
+
+
+def bits(flags) -> str:
+    """Per-example booleans as a compact '0'/'1' string in dataset-index order."""
+    return "".join("1" if f else "0" for f in flags)
+
+
+@dataclasses.dataclass
+class RunRecord:
+    """The result of one (dataset, model, threat) evaluation; see docs/architecture.md for the fields."""
+
+    model: str
+    dataset: str
+    threat: str
+    family: str
+    threat_config: dict
+    config_hash: str
+    n_examples: int
+    clean_acc: float
+    robust_acc: float
+    per_example: str  # robust flags, '0'/'1', in evaluation order
+    clean_per_example: str  # clean-correct flags, same order
+    indices: dict  # which dataset examples were evaluated: {"split", "start", "stop"}
+    details: dict
+    flags: list
+    seed: int
+    device: str
+    batch_size: int
+    chunk_size: int
+    model_meta: dict  # arch, weights sha256, recipe and paper metadata from the card
+    versions: dict
+    started_at: str
+    duration_s: float
+    examples_per_s: float
+    artifacts: dict = dataclasses.field(default_factory=dict)  # name -> file next to the record
+    schema_version: int = SCHEMA_VERSION
+    #: how the forwards ran when not the plain fp32 path (precision, memory format, compile, a forward batch
+    #: halved after an out-of-memory); written only when non-empty, so plain records are unchanged and a
+    #: record without it is an fp32 one (docs/performance.md)
+    execution: dict = dataclasses.field(default_factory=dict)
+
+    def to_json(self) -> str:
+        data = dataclasses.asdict(self)
+        if not data["execution"]:
+            del data["execution"]
+        return json.dumps(data, sort_keys=True, indent=1) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunRecord:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in fields})
+
+
+_TYPES = {
+    str: (
+        "model",
+        "dataset",
+        "threat",
+        "family",
+        "config_hash",
+        "per_example",
+        "clean_per_example",
+        "device",
+        "started_at",
+    ),
+    int: ("n_examples", "seed", "batch_size", "chunk_size", "schema_version"),
+    float: ("clean_acc", "robust_acc", "duration_s", "examples_per_s"),
+    dict: ("threat_config", "indices", "details", "model_meta", "versions", "artifacts"),
+    list: ("flags",),
+}
+
+
+def _accuracy_of(flags: str, n: int, value) -> bool:
+    return abs(flags.count("1") / n - value) <= 1e-9
+
+
+def problem(rec: RunRecord) -> str | None:
+    """Why ``rec`` cannot be what it claims to be, or None: wrong field types, verdict strings that are
+    not one '0'/'1' per example, accuracies that are not the verdicts' means, a robust example that is
+    not clean-correct, or a ``config_hash`` that is not the hash of the protocol the record states."""
+    for kind, names in _TYPES.items():
+        for name in names:
+            value = getattr(rec, name)
+            ok = isinstance(value, (int, float) if kind is float else kind) and not isinstance(value, bool)
+            if not ok:
+                return f"{name} is not a{'n' if kind is int else ''} {kind.__name__}"
+    n = rec.n_examples
+    if n < 1 or rec.schema_version != SCHEMA_VERSION:
+        return f"n_examples {n} or schema_version {rec.schema_version} unusable"
+    for name in ("per_example", "clean_per_example"):
+        flags = getattr(rec, name)
+        if len(flags) != n or flags.strip("01"):
+            return f"{name} is not {n} characters of '0'/'1'"
+    if not (
+        _accuracy_of(rec.per_example, n, rec.robust_acc)
+        and _accuracy_of(rec.clean_per_example, n, rec.clean_acc)
+    ):
+        return "robust_acc or clean_acc is not the mean of its per-example verdicts"
+    if any(r == "1" and c == "0" for r, c in zip(rec.per_example, rec.clean_per_example, strict=True)):
+        return "an example is robust but not clean-correct"
+    start, stop = rec.indices.get("start"), rec.indices.get("stop")
+    if not (isinstance(start, int) and isinstance(stop, int) and stop - start == n):
+        return f"indices {rec.indices} do not span n_examples {n}"
+    identity = run_identity(
+        model=rec.model,
+        weights=rec.model_meta or None,
+        dataset=rec.dataset,
+        split=rec.indices.get("split"),
+        n=n,
+        threat=rec.threat,
+        family=rec.family,
+        config=rec.threat_config,
+        seed=rec.seed,
+        batch_size=rec.batch_size,
+        chunk_size=rec.chunk_size,
+        subset=rec.indices.get("subset"),
+        search=rec.execution.get("search") if isinstance(rec.execution, dict) else None,
+    )
+    if config_hash(identity) != rec.config_hash:
+        return "config_hash is not the hash of the protocol the record states (edited by hand?)"
+    return None
+
+
+def path_for(out_dir: str | os.PathLike, dataset: str, model: str, threat: str) -> Path:
+    """``<out>/<dataset>/<model>/<threat>.json``, with every component validated as a safe name."""
+    return (
+        Path(out_dir)
+        / check_name("dataset", dataset)
+        / check_name("model", model)
+        / f"{check_name('threat', threat)}.json"
+    )
+
+
+def _fill(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to the new file and flush it to the disk (the step a full disk fails)."""
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see either the old file or the new one, never half.
+
+    A failure (a full disk, a read-only place) leaves the old file as it was, removes the temporary
+    file, and raises :class:`WriteError`: one line naming the file, which is also an ``OSError``.
+    """
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        _fill(fd, data)
+        os.replace(tmp, path)
+    except BaseException as e:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, WriteError):
+            raise WriteError(path, e.strerror or str(e), e.errno) from None
+        raise
+
+
+def save(record: RunRecord, out_dir: str | os.PathLike) -> Path:
+    path = path_for(out_dir, record.dataset, record.model, record.threat)
+    atomic_write_bytes(path, record.to_json().encode())
+    return path
+
+
+def load(path: str | os.PathLike) -> RunRecord:
+    """The record at ``path``, as written (unchecked: see :func:`load_checked`)."""
+    with open(path) as f:
+        return RunRecord.from_dict(json.load(f))
+
+
+def load_checked(path: str | os.PathLike) -> RunRecord:
+    """The record at ``path`` if it is readable and passes :func:`problem`; else a one-line
+    :class:`RecordError` naming the file and what is wrong with it."""
+    try:
+        rec = load(path)
+    except (OSError, ValueError, TypeError, AttributeError, RecursionError) as e:
+        raise RecordError(f"cannot read run record {path}: {type(e).__name__}: {e}") from None
+    reason = problem(rec)
+    if reason is not None:
+        raise RecordError(f"run record {path} is damaged: {reason}")
+    return rec

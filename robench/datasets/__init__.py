@@ -1,0 +1,306 @@
+"""Datasets, each with a fixed evaluation order, so that "the first n examples" means the same everywhere.
+
+Every dataset yields ``(x, y)``: ``x`` a float32 CHW tensor with pixels in [0, 1] and ``y`` an int.
+Normalisation (mean/std) is deliberately *not* done here but inside the model wrapper, so every threat
+perturbs the same pixel space and an ε of 8/255 means 8 grey levels for every model.
+
+- ``mnist5k`` (the default) is embedded in the package (``robench/datasets/data/mnist5k.npz``, built by
+  ``scripts/build_mnist5k.py``), so a first evaluation works offline. Its splits are interleaved by
+  class: example ``i`` has label ``i % 10``, which keeps small evaluations balanced.
+- ``mnist``, ``cifar10``, ``cifar100``, ``svhn`` come from torchvision, in the official order of their
+  splits (as RobustBench uses them). Local files are used first; only when they are absent or fail
+  torchvision's checksum is a download attempted, into ``data_dir``, else ``$ROBENCH_DATA``, else
+  ``~/.cache/robench/data`` (torchvision's layout, so an existing torchvision cache can be reused).
+- ``imagenet`` cannot be downloaded: it reads a local ILSVRC2012 validation folder in any common layout
+  (:mod:`robench.datasets.imagenet`), of which it evaluates a fixed 5-images-per-class subset or a given
+  subset file, preprocessed (resize, crop) as the evaluated model's card says.
+
+torchvision (and timm, for ImageNet class indices) are imported inside the loaders: listing datasets or
+reading their :class:`DatasetInfo` must stay cheap for the CLI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from robench.core.errors import DataError, UsageError
+from robench.core.paths import data_root, env_data_dir
+from robench.core.registry import Registry
+from robench.datasets import imagenet
+from robench.datasets.imagenet import IMAGENET_PER_CLASS, Preprocessing
+
+__all__ = [
+    "IMAGENET_PER_CLASS",
+    "DatasetInfo",
+    "Preprocessing",
+    "create_dataset",
+    "dataset_info",
+    "list_datasets",
+    "load_tensors",
+]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What other modules need to know about a dataset without loading it.
+
+    ``family`` selects the per-dataset threat budgets (``mnist``, ``cifar`` or ``imagenet``), so that
+    ``mnist5k`` and ``mnist`` share ε = 0.3 and svhn shares CIFAR's 8/255. ``fit_split`` is the split,
+    disjoint from the evaluated ``test`` split, on which anything fitted to data (a universal
+    perturbation, a zoo model) is fitted, so that evaluation never reuses fitting images.
+    """
+
+    name: str
+    family: str
+    num_classes: int
+    channels: int
+    image_size: int
+    splits: tuple[str, ...]
+    fit_split: str
+
+
+_Build = Callable[[str, "Path | None"], Dataset]
+_DATASETS: Registry[tuple[DatasetInfo, _Build]] = Registry("dataset")
+
+
+def _dataset(info: DatasetInfo) -> Callable[[_Build], _Build]:
+    """Decorator registering ``build(split, data_dir) -> Dataset`` together with its ``info``."""
+
+    def add(build: _Build) -> _Build:
+        _DATASETS.register(info.name)((info, build))
+        return build
+
+    return add
+
+
+def list_datasets() -> list[str]:
+    """Names accepted by :func:`create_dataset`, sorted."""
+    return _DATASETS.names()
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The :class:`DatasetInfo` of ``name``; :class:`UsageError` with a suggestion if unknown."""
+    return _DATASETS.get(name)[0]
+
+
+def create_dataset(
+    name: str,
+    split: str = "test",
+    data_dir: str | os.PathLike | None = None,
+    *,
+    preprocessing: Preprocessing | None = None,
+    subset_file: str | os.PathLike | None = None,
+) -> Dataset:
+    """The ``split`` of dataset ``name`` as a map-style Dataset of ``(x: float32 CHW in [0,1], y: int)``.
+
+    ``data_dir`` is where downloadable datasets are cached and where the ImageNet folder is found
+    (default: ``$ROBENCH_DATA``, then ``~/.cache/robench/data``); the embedded ``mnist5k`` ignores it.
+    ``preprocessing`` (the model's, from its card) and ``subset_file`` (which images form ``test``) apply
+    to ``imagenet``, whose images come in every size; the other datasets have one native size and split.
+    Raises :class:`UsageError` for an unknown name or split, :class:`DataError` when the data is missing
+    and cannot be downloaded.
+    """
+    info, build = _DATASETS.get(name)
+    if split not in info.splits:
+        raise UsageError(f"dataset {name!r} has no split {split!r}; use one of: {', '.join(info.splits)}")
+    root = Path(data_dir).expanduser() if data_dir else None
+    if name == "imagenet":
+        return build(split, root, preprocessing, Path(subset_file).expanduser() if subset_file else None)
+    if subset_file is not None:
+        raise UsageError(f"a subset file selects ImageNet images; {name!r} is read in its official order")
+    return build(split, root)
+
+
+def load_tensors(
+    name: str,
+    split: str = "test",
+    n: int | None = None,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    preprocessing: Preprocessing | None = None,
+    subset_file: str | os.PathLike | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` examples (all if ``None``) of a split, decoded once: ``x`` float32 [N,C,H,W] in
+    [0,1] and ``y`` int64 [N].
+
+    For what is needed whole (fitting and training data); the evaluation engine instead streams its
+    subset through :func:`stream_batches`, so its memory does not grow with ``n``.
+    """
+    dataset = first_examples(name, split, n, data_dir, preprocessing=preprocessing, subset_file=subset_file)
+    if isinstance(dataset, _UInt8Images):  # in memory already: slice, no per-example Python loop
+        return dataset.images.float() / 255, dataset.labels.clone()
+    batches = list(DataLoader(dataset, batch_size=256, num_workers=0))
+    return torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches]).long()
+
+
+def first_examples(
+    name: str,
+    split: str = "test",
+    n: int | None = None,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    preprocessing: Preprocessing | None = None,
+    subset_file: str | os.PathLike | None = None,
+) -> Dataset:
+    """The first ``n`` examples (all if ``None``) of a split, not decoded yet: what an evaluation streams.
+
+    Asking for more examples than the split has is a :class:`UsageError` rather than a silent
+    truncation, so that a record's ``n_examples`` is always what was evaluated.
+    """
+    dataset = create_dataset(name, split, data_dir, preprocessing=preprocessing, subset_file=subset_file)
+    total = len(dataset)
+    if n is None:
+        n = total
+    elif not 1 <= n <= total:
+        raise UsageError(f"n_examples must be between 1 and {total} for {name!r} split {split!r}, got {n}")
+    if isinstance(dataset, _UInt8Images):
+        return _UInt8Images(dataset.images[:n], dataset.labels[:n])
+    return Subset(dataset, range(n))
+
+
+def example_labels(examples: Dataset) -> torch.Tensor:
+    """The labels of :func:`first_examples`' output, int64 [N], without decoding images where the dataset
+    keeps its labels apart (in-memory arrays, image files, torchvision's ``targets``)."""
+    if isinstance(examples, _UInt8Images):
+        return examples.labels.clone()
+    base, indices = (
+        (examples.dataset, list(examples.indices)) if isinstance(examples, Subset) else (examples, None)
+    )
+    indices = indices if indices is not None else range(len(base))
+    if hasattr(base, "samples"):
+        return torch.tensor([int(base.samples[i][1]) for i in indices], dtype=torch.long)
+    if hasattr(base, "targets"):
+        return torch.tensor([int(base.targets[i]) for i in indices], dtype=torch.long)
+    return torch.tensor([int(examples[i][1]) for i in range(len(examples))], dtype=torch.long)
+
+
+def default_workers(examples: Dataset) -> int:
+    """Decode processes for :func:`stream_batches`: none for images already in memory (slicing beats any
+    worker), else one per core up to 8 (JPEG decode scales with processes; more rarely pays)."""
+    if isinstance(examples, _UInt8Images):
+        return 0
+    return min(8, len(os.sched_getaffinity(0)))
+
+
+def stream_batches(
+    examples: Dataset, lo: int, hi: int, batch_size: int, device: torch.device, workers: int = 0
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Examples ``lo:hi`` of ``examples`` as ``(x, y)`` batches on ``device``, decoded as they are needed.
+
+    Memory is bounded by the batch (times the loader's prefetch), not by the number of examples: the
+    evaluation engine streams each chunk through here instead of holding the whole subset. Batches start
+    at ``lo`` and hold ``batch_size`` examples (the last one fewer), the same boundaries as slicing
+    :func:`load_tensors`' output, and the values are the same: the same per-example decode, in workers.
+    With ``workers`` > 0 files are decoded in that many processes; on CUDA the batches are pinned and
+    copied without blocking, so the copy overlaps the previous batch's work.
+    """
+    if isinstance(examples, _UInt8Images):
+        for i in range(lo, hi, batch_size):
+            j = min(hi, i + batch_size)
+            yield (examples.images[i:j].float() / 255).to(device), examples.labels[i:j].to(device)
+        return
+    cuda = device.type == "cuda"
+    loader = DataLoader(
+        Subset(examples, range(lo, hi)), batch_size=batch_size, num_workers=workers, pin_memory=cuda
+    )
+    for x, y in loader:
+        yield x.to(device, non_blocking=cuda), y.long().to(device, non_blocking=cuda)
+
+
+class _UInt8Images(Dataset):
+    """Images held in memory as uint8 [N,C,H,W] (4x smaller than float) with int64 labels."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.images[i].float() / 255, int(self.labels[i])
+
+
+_MNIST5K = Path(__file__).parent / "data" / "mnist5k.npz"
+_TRAIN_TEST = ("train", "test")
+
+
+@_dataset(DatasetInfo("mnist5k", "mnist", 10, 1, 28, _TRAIN_TEST, "train"))
+def _mnist5k(split: str, data_dir: Path | None) -> Dataset:
+    """4,000 train / 1,000 test MNIST images embedded in the package (see robench/datasets/data/NOTICE.md)."""
+    try:
+        with np.load(_MNIST5K) as arrays:
+            images, labels = arrays[f"{split}_x"], arrays[f"{split}_y"]
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise DataError(f"{_MNIST5K} is missing or damaged ({_one_line(e)}): reinstall robench") from e
+    return _UInt8Images(torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)))
+
+
+def _one_line(e: BaseException) -> str:
+    return f"{type(e).__name__}: {' '.join(str(e).split())}"[:300]
+
+
+def _torchvision(name: str, cls_name: str, data_dir: Path | None, **kwargs) -> Dataset:
+    """A torchvision dataset, read locally if intact, else downloaded; failures become one DataError.
+
+    ``download=False`` comes first because torchvision then touches no network when the files are
+    there; a download's progress messages go to stderr, keeping stdout clean for ``--json`` output.
+    """
+    from torchvision import datasets, transforms
+
+    root = data_root(data_dir)
+
+    def make(download: bool) -> Dataset:
+        cls = getattr(datasets, cls_name)
+        return cls(str(root), download=download, transform=transforms.ToTensor(), **kwargs)
+
+    try:
+        try:
+            return make(download=False)
+        except RuntimeError:  # torchvision's "Dataset not found or corrupted": fetch it below
+            pass
+        with contextlib.redirect_stdout(sys.stderr):
+            return make(download=True)
+    except ImportError as e:  # svhn's .mat files need scipy
+        raise DataError(f"dataset {name!r} needs a missing package ({_one_line(e)}): pip install it") from e
+    except (OSError, RuntimeError) as e:  # urllib's URLError is an OSError
+        raise DataError(
+            f"dataset {name!r} is missing or incomplete in {root} and could not be downloaded (no network?): "
+            f"download it elsewhere and pass --data-dir DIR or set ROBENCH_DATA [{_one_line(e)}]"
+        ) from e
+
+
+@_dataset(DatasetInfo("mnist", "mnist", 10, 1, 28, _TRAIN_TEST, "train"))
+def _mnist(split: str, data_dir: Path | None) -> Dataset:
+    return _torchvision("mnist", "MNIST", data_dir, train=split == "train")
+
+
+@_dataset(DatasetInfo("cifar10", "cifar", 10, 3, 32, _TRAIN_TEST, "train"))
+def _cifar10(split: str, data_dir: Path | None) -> Dataset:
+    return _torchvision("cifar10", "CIFAR10", data_dir, train=split == "train")
+
+
+@_dataset(DatasetInfo("cifar100", "cifar", 100, 3, 32, _TRAIN_TEST, "train"))
+def _cifar100(split: str, data_dir: Path | None) -> Dataset:
+    return _torchvision("cifar100", "CIFAR100", data_dir, train=split == "train")
+
+
+@_dataset(DatasetInfo("svhn", "cifar", 10, 3, 32, _TRAIN_TEST, "train"))
+def _svhn(split: str, data_dir: Path | None) -> Dataset:
+    return _torchvision("svhn", "SVHN", data_dir, split=split)
+
+
+@_dataset(DatasetInfo("imagenet", "imagenet", 1000, 3, 224, ("test", "fit"), "fit"))
+def _imagenet(split: str, data_dir: Path | None, preprocessing=None, subset_file=None) -> Dataset:
+    """ILSVRC2012 validation images from a local folder in any common layout
+    (:mod:`robench.datasets.imagenet`)."""
+    return imagenet.build(split, data_dir or env_data_dir(), preprocessing, subset_file)

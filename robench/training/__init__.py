@@ -1,0 +1,1 @@
+"""Training the zoo: the training-time perturbations (augmentations) and the recipe loop."""
