@@ -90,12 +90,12 @@ def test_bad_requests_fail_in_one_line(tmp_path, dataset, split, n, needle):
 
 def test_read_threat_through_the_engine_matches_the_files(tmp_path, monkeypatch):
     """Chunks of 4 and batches of 3 put batches at rows 0, 3, 4: each must get its own rows."""
-    from robench.engine import evaluate, plan
+    from robench.engine import evaluate, spec
 
     folder, labels = _cifar_c(tmp_path)
     clean = torch.full((M, 3, 32, 32), 0.05)  # floor(10 * 0.05) = 0: clean-correct only for label 0
     monkeypatch.setattr(
-        plan,
+        spec,
         "first_examples",
         lambda name, split, n, data_dir, **options: TensorDataset(clean[:n], labels[:n]),
     )
@@ -175,12 +175,12 @@ def _mnist_c(root, corruptions=("fog", "stripe")):
 
 
 def test_mnist_c_read_through_the_engine_matches_the_files(tmp_path, monkeypatch):
-    from robench.engine import evaluate, plan
+    from robench.engine import evaluate, spec
 
     labels = _mnist_c(tmp_path)
     clean = torch.full((M, 1, 28, 28), 0.05)
     monkeypatch.setattr(
-        plan,
+        spec,
         "first_examples",
         lambda name, split, n, data_dir, **options: TensorDataset(clean[:n], labels[:n]),
     )

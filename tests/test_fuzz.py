@@ -332,7 +332,6 @@ def test_empty_or_absurd_grids_are_refused(overrides):
 @pytest.mark.parametrize("name", ["../evil", "a/b", "ä", "名前", ".hidden", "", "x\ny", "a..b", "con\x00"])
 def test_path_and_unicode_characters_in_names_are_refused(name, tmp_path):
     from robench.core import record
-    from robench.engine.request import writable_dir  # noqa: F401  (the CLI's own output check)
     from robench.models import card_from_dict
 
     for check in (

@@ -128,23 +128,7 @@ def _consistent(values: dict) -> None:
         clean_acc=clean.count("1") / n,
     )
     values["indices"] = {**values["indices"], "stop": values["indices"]["start"] + n}
-    values["config_hash"] = record.config_hash(
-        record.run_identity(
-            model=values["model"],
-            weights=values["model_meta"] or None,
-            dataset=values["dataset"],
-            split=values["indices"].get("split"),
-            n=n,
-            threat=values["threat"],
-            family=values["family"],
-            config=values["threat_config"],
-            seed=values["seed"],
-            batch_size=values["batch_size"],
-            chunk_size=values["chunk_size"],
-            subset=values["indices"].get("subset"),
-            search=values.get("execution", {}).get("search"),
-        )
-    )
+    values["config_hash"] = record.config_hash(record.stated_identity(record.RunRecord.from_dict(values)))
 
 
 def put_model(root, model, clean, pgd, spatial, **kw):

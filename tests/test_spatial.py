@@ -3,6 +3,7 @@
 
 The warp's conventions are pinned in tests/test_geometry.py."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -116,19 +117,7 @@ def test_the_default_warp_keeps_the_committed_records_hashes(threat):
     for overrides in ({}, {"warp": "robench"}):
         params = create_threat(threat, "mnist5k", **overrides).config()
         assert "warp" not in params and params == rec.threat_config
-        identity = record.run_identity(
-            model=rec.model,
-            weights=rec.model_meta or None,
-            dataset=rec.dataset,
-            split=rec.indices["split"],
-            n=rec.n_examples,
-            threat=rec.threat,
-            family=rec.family,
-            config=params,
-            seed=rec.seed,
-            batch_size=rec.batch_size,
-            chunk_size=rec.chunk_size,
-        )
+        identity = record.stated_identity(dataclasses.replace(rec, threat_config=params))
         assert record.config_hash(identity) == rec.config_hash
     madrylab = create_threat(threat, "mnist5k", warp="madrylab").config()
     assert madrylab == {**rec.threat_config, "warp": "madrylab"}

@@ -17,14 +17,13 @@ from robench import datasets
 from robench.cli import main
 from robench.core import record
 from robench.core.errors import UsageError
-from robench.engine import evaluate, make_plan, run_chunk
+from robench.engine import RunOptions, evaluate, resolve, run_chunk
 from robench.engine.forward import Checked, Forward, Search, Speed
 from robench.models import create_model
 from robench.runtime import distributed
 from robench.threats import BatchContext, create_threat
 
 ROOT = Path(__file__).resolve().parents[1]
-PLAN = dict(split="test", data_dir=None, chunk_size=None, overrides=None, allow_pickle=False, model_name="m")
 VERDICTS = ("per_example", "clean_per_example", "robust_acc", "clean_acc", "details", "flags", "config_hash")
 
 
@@ -131,7 +130,7 @@ def test_fast_path_keeps_grid_verdicts_and_is_recorded():
     model = create_model("mnist_cnn_aug30", device="cpu")
     kwargs = dict(n_examples=30, batch_size=128, progress=False, model_name="m")
     plain = evaluate(model, "spatial", **kwargs)
-    fast = evaluate(model, "spatial", precision="bf16", channels_last=True, **kwargs)
+    fast = evaluate(model, "spatial", speed=Speed("bf16", True), **kwargs)
     _same_verdicts(plain, fast)
     assert fast.execution == {
         "precision": "bf16",
@@ -146,7 +145,7 @@ def test_gradient_attacks_without_fast_search_stay_fp32_whatever_is_asked():
     kwargs = dict(n_examples=20, progress=False, model_name="m")
     plain, asked = (
         evaluate(model, "spatial_pgd", **kwargs),
-        evaluate(model, "spatial_pgd", precision="bf16", channels_last=True, **kwargs),
+        evaluate(model, "spatial_pgd", speed=Speed("bf16", True), **kwargs),
     )
     _same_verdicts(plain, asked)
     assert asked.execution == {}
@@ -158,7 +157,7 @@ def test_pgd_fast_search_is_recorded_with_its_own_identity(tmp_path):
     model = create_model("mnist_cnn_pgd_linf", device="cpu")
     kwargs = dict(n_examples=24, batch_size=24, progress=False, model_name="m")
     plain = evaluate(model, "pgd_linf", **kwargs)
-    fast = evaluate(model, "pgd_linf", precision="bf16", channels_last=True, **kwargs)
+    fast = evaluate(model, "pgd_linf", speed=Speed("bf16", True), **kwargs)
     assert fast.execution == {
         "precision": "bf16",
         "memory_format": "channels_last",
@@ -169,10 +168,22 @@ def test_pgd_fast_search_is_recorded_with_its_own_identity(tmp_path):
     assert fast.config_hash != plain.config_hash and record.problem(fast) is None
     assert fast.clean_per_example == plain.clean_per_example  # clean verdicts are fp32's too
     plans = [
-        make_plan(model, "pgd_linf", "mnist5k", 24, 24, "cpu", 0, **PLAN, speed=speed)
+        resolve(
+            model,
+            "pgd_linf",
+            RunOptions(
+                "mnist5k",
+                n_examples=24,
+                batch_size=24,
+                device="cpu",
+                speed=speed,
+                model_name="m",
+                out_dir=tmp_path,
+            ),
+        )
         for speed in (Speed(), Speed("bf16", True))
     ]
-    assert plans[0].partial_dir(tmp_path) != plans[1].partial_dir(tmp_path)
+    assert plans[0].partial_dir() != plans[1].partial_dir()
     assert plans[0].config_hash == plain.config_hash and plans[1].config_hash == fast.config_hash
 
 
@@ -285,7 +296,7 @@ def test_bad_speed_options_fail_in_one_line(capsys, monkeypatch):
 
     monkeypatch.setattr(torch, "compile", lambda model, **kw: cannot)
     with pytest.raises(UsageError, match="--compile: torch cannot compile"):
-        evaluate("mnist_cnn_standard", "spatial", n_examples=5, compile=True, progress=False)
+        evaluate("mnist_cnn_standard", "spatial", n_examples=5, speed=Speed(compile=True), progress=False)
 
 
 def test_cpu_ranks_share_the_cores(monkeypatch):

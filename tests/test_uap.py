@@ -12,7 +12,7 @@ from PIL import Image
 from robench import cli, engine
 from robench.core.errors import UsageError
 from robench.datasets import dataset_info, first_examples, load_tensors
-from robench.engine import fitting, plan
+from robench.engine import RunOptions, fitting, resolve, spec
 from robench.threats import BatchContext, create_threat
 from robench.threats import uap as uap_module
 from robench.threats.base import Ranks
@@ -37,7 +37,7 @@ def fitted(standard_model, tmp_path_factory):
 
 def _prepare(model, name="uap_linf", seed=0, **overrides):
     threat = create_threat(name, "mnist5k", **{**QUICK, **overrides})
-    fitting.prepare(threat, model, "mnist5k", "test", None, torch.device("cpu"), seed)
+    fitting.prepare(resolve(model, threat, RunOptions("mnist5k", n_examples=1, seed=seed, device="cpu")))
     return threat
 
 
@@ -76,7 +76,7 @@ def test_fitting_never_sees_the_evaluation_split(standard_model, tmp_path, monke
         return load
 
     monkeypatch.setattr(fitting, "load_tensors", spy("fit", load_tensors))
-    monkeypatch.setattr(plan, "first_examples", spy("evaluate", first_examples))  # the streamed subset
+    monkeypatch.setattr(spec, "first_examples", spy("evaluate", first_examples))  # the streamed subset
     record = engine.evaluate(
         standard_model,
         "uap_linf",

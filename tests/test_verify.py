@@ -72,8 +72,12 @@ def test_an_edited_verdict_is_found_and_fails_the_command(tmp_path, capsys):
 def test_a_full_rerun_compares_details_and_meta(tmp_path):
     path = _copy_record(tmp_path, "mnist_mlp_standard", "clean")
     data = json.loads(path.read_text())
-    data["model_meta"]["recipe"]["command"] += " --epochs 3"
+    data["model_meta"]["recipe"]["command"] += " --epochs 3"  # cosmetic: outside the identity
     data["details"]["note"] = "edited"
+    path.write_text(json.dumps(data))
+    [outcome] = verify([path])
+    assert outcome.differs == ("model_meta", "details")
+    data["model_meta"]["normalization"] = None  # the identity: the hash no longer matches
     path.write_text(json.dumps(data))
     [outcome] = verify([path])
     assert outcome.differs == (
@@ -108,6 +112,7 @@ def test_a_record_that_cannot_be_rerun_is_reported_and_the_rest_go_on(tmp_path, 
 def test_a_bf16_searched_record_is_rerun_on_its_own_path(tmp_path):
     """Its trajectory is bf16's: only the same fast path reproduces it (fp32 has another hash)."""
     from robench.engine import evaluate
+    from robench.engine.forward import Speed
 
     evaluate(
         "mnist_cnn_standard",
@@ -115,8 +120,7 @@ def test_a_bf16_searched_record_is_rerun_on_its_own_path(tmp_path):
         n_examples=20,
         out_dir=tmp_path / RUNS_DIR,
         progress=False,
-        precision="bf16",
-        channels_last=True,
+        speed=Speed("bf16", True),
     )
     [outcome] = verify([tmp_path / RUNS_DIR / "mnist5k" / "mnist_cnn_standard" / "pgd_linf.json"])
     assert outcome.differs == ()

@@ -18,7 +18,14 @@ from typing import Any
 
 from robench.core.errors import RecordError, UsageError, WriteError
 
-SCHEMA_VERSION = 1
+#: 2: the model's identity covers normalisation, class count, input size and the architecture's kwargs
+#: (issue #20); records of version 1 are migrated by ``scripts/migrate_identity.py``.
+SCHEMA_VERSION = 2
+
+#: ``model_meta`` keys that describe a model without deciding any verdict: the one list of cosmetic
+#: fields. Everything else in ``model_meta`` is the model's identity and enters ``config_hash``
+#: (``tests/test_identity.py`` holds this list and checks that every other card field changes the hash).
+COSMETIC_META = ("display_name", "description", "paper", "recipe", "claimed", "spec")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -37,10 +44,15 @@ def config_hash(obj: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def model_identity(meta: dict) -> dict:
+    """The part of a record's ``model_meta`` that decides verdicts: all of it but :data:`COSMETIC_META`."""
+    return {k: v for k, v in meta.items() if k not in COSMETIC_META}
+
+
 def run_identity(
     *,
     model: str,
-    weights: dict | None,
+    model_identity: dict,
     dataset: str,
     split: str,
     n: int,
@@ -54,15 +66,16 @@ def run_identity(
     search: str | None = None,
 ) -> dict:
     """Every input that can change a verdict, plus the chunk size (it sets the chunks' seeds) and the
-    batch size: what a record's ``config_hash`` hashes. Everything in it is also a field of the record,
-    so a reader can recompute the hash and catch a record edited without it (:func:`problem`).
+    batch size: what a record's ``config_hash`` hashes. ``model_identity`` is :func:`model_identity` of the
+    record's ``model_meta`` (docs/architecture.md, "Run identity"). Everything in it is also a field of the
+    record, so a reader can recompute the hash and catch a record edited without it (:func:`problem`).
     ``subset`` (an ImageNet subset file's name and sha256, kept in the record's ``indices``) enters only
     when given, so every run without one keeps the identity it always had. ``search`` likewise: what a
     gradient attack searched in when not fp32 (``execution.search``, e.g. ``"bf16+channels_last"``), whose
     trajectory and so verdicts may differ from the fp32 run's, which must not resume from its chunks."""
     identity = {
         "model": model,
-        "weights": weights,
+        "model_identity": model_identity,
         "dataset": dataset,
         "split": split,
         "n": n,
@@ -107,7 +120,7 @@ class RunRecord:
     device: str
     batch_size: int
     chunk_size: int
-    model_meta: dict  # arch, weights sha256, recipe and paper metadata from the card
+    model_meta: dict  # the model's identity (weights sha256, arch, normalisation, ...) and cosmetic fields
     versions: dict
     started_at: str
     duration_s: float
@@ -181,12 +194,20 @@ def problem(rec: RunRecord) -> str | None:
     start, stop = rec.indices.get("start"), rec.indices.get("stop")
     if not (isinstance(start, int) and isinstance(stop, int) and stop - start == n):
         return f"indices {rec.indices} do not span n_examples {n}"
-    identity = run_identity(
+    identity = stated_identity(rec)
+    if config_hash(identity) != rec.config_hash:
+        return "config_hash is not the hash of the protocol the record states (edited by hand?)"
+    return None
+
+
+def stated_identity(rec: RunRecord) -> dict:
+    """The identity the record's own fields state (what its ``config_hash`` must be the hash of)."""
+    return run_identity(
         model=rec.model,
-        weights=rec.model_meta or None,
+        model_identity=model_identity(rec.model_meta),
         dataset=rec.dataset,
         split=rec.indices.get("split"),
-        n=n,
+        n=rec.n_examples,
         threat=rec.threat,
         family=rec.family,
         config=rec.threat_config,
@@ -196,9 +217,6 @@ def problem(rec: RunRecord) -> str | None:
         subset=rec.indices.get("subset"),
         search=rec.execution.get("search") if isinstance(rec.execution, dict) else None,
     )
-    if config_hash(identity) != rec.config_hash:
-        return "config_hash is not the hash of the protocol the record states (edited by hand?)"
-    return None
 
 
 def path_for(out_dir: str | os.PathLike, dataset: str, model: str, threat: str) -> Path:

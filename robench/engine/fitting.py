@@ -26,10 +26,11 @@ import torch
 
 from robench.core import paths, record
 from robench.core.errors import UsageError, WriteError
-from robench.datasets import dataset_info, load_tensors
+from robench.datasets import dataset_info, example_labels, load_tensors
 from robench.datasets.corruption_sets import open_corrupted_set
+from robench.engine.spec import LoadedModel, RunSpec, module_fingerprint
 from robench.runtime.distributed import all_reduce_sum, world
-from robench.threats.base import FitData, PrepareContext, Ranks, Threat
+from robench.threats.base import FitData, PrepareContext, Ranks
 
 
 def cache_dir(family: str) -> Path:
@@ -38,20 +39,11 @@ def cache_dir(family: str) -> Path:
     return paths.cache_dir(family)
 
 
-def model_fingerprint(model: torch.nn.Module) -> str:
-    """sha256 of the class, card identity and every parameter and buffer (normalisation included).
-
-    The card's weights sha256 alone would miss a changed normalisation or an uncarded module; hashing
-    the tensors themselves names exactly the function a result was fitted against.
-    """
-    digest = hashlib.sha256(type(model).__qualname__.encode())
-    card = getattr(model, "card", None)
-    if card is not None:
-        digest.update(json.dumps(card.meta(), sort_keys=True, default=str).encode())
-    for key, tensor in model.state_dict().items():
-        digest.update(key.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
+def model_fingerprint(model: LoadedModel) -> str:
+    """sha256 of the model's identity (its card's, cosmetic fields aside) and of every parameter and buffer
+    (normalisation included), so a cached fit names exactly the function it was fitted against and a
+    changed display name never refits."""
+    return record.config_hash({"identity": model.identity, "tensors": module_fingerprint(model.module)})
 
 
 def data_fingerprint(x: torch.Tensor, y: torch.Tensor) -> str:
@@ -142,52 +134,49 @@ class FitCache:
         return torch.from_numpy(array)[None], sidecar["info"]
 
 
-def prepare(
-    threat: Threat,
-    model: torch.nn.Module,
-    dataset: str,
-    split: str,
-    data_dir: str | None,
-    device: torch.device,
-    seed: int,
-    labels: torch.Tensor | None = None,
-    subset_file: Path | None = None,
-) -> None:
-    """Call ``threat.prepare`` with everything it may use; a threat that fits on data gets the fit split
-    (never the evaluated one), a fingerprint of ``model`` and the cache; a threat that reads an official
-    corrupted set gets it, aligned with the evaluated examples (whose ``labels`` it checks)."""
+def prepare(spec: RunSpec) -> None:
+    """Call ``spec.threat.prepare`` with everything it may use; a threat that fits on data gets the fit
+    split (never the evaluated one), a fingerprint of the model and the cache; a threat that reads an
+    official corrupted set gets it, aligned with the evaluated examples (whose labels it checks)."""
+    threat, options, dataset = spec.threat, spec.options, spec.dataset
     info = dataset_info(dataset)
     ranks = Ranks(*world(), all_reduce_sum)
-    ctx = PrepareContext(dataset=dataset, num_classes=info.num_classes, device=device, seed=seed, ranks=ranks)
+    ctx = PrepareContext(
+        dataset=dataset, num_classes=info.num_classes, device=spec.device, seed=options.seed, ranks=ranks
+    )
     if threat.fits_on_data:
-        if split == info.fit_split:
+        if options.split == info.fit_split:
             raise UsageError(
-                f"{threat.family}: cannot evaluate on split {split!r} of {dataset}: the threat is "
+                f"{threat.family}: cannot evaluate on split {options.split!r} of {dataset}: the threat is "
                 "fitted on it; evaluate on a disjoint split (e.g. --split test)"
             )
         # preprocessed as the evaluated images, and never one of a subset file's images (#11)
-        card = getattr(model, "card", None)
+        card = spec.model.card
         x, y = load_tensors(
             dataset,
             info.fit_split,
             None,
-            data_dir,
-            subset_file=subset_file,
+            options.data_dir,
+            subset_file=options.subset_file,
             preprocessing=card.preprocessing if card is not None else None,
         )
         ctx = dataclasses.replace(
             ctx,
             fit=FitData(info.fit_split, x, y, data_fingerprint(x, y)),
-            model_fingerprint=model_fingerprint(model),
-            cache=FitCache(threat.family, device, ranks),
+            model_fingerprint=model_fingerprint(spec.model),
+            cache=FitCache(threat.family, spec.device, ranks),
         )
     if threat.reads_corrupted_set:
-        if subset_file is not None:  # the set's copies are matched to the split rule's images, not a list's
+        if options.subset_file is not None:  # the set's copies match the split rule's images, not a list's
             raise UsageError(
                 f"{threat.family}: an official corrupted set is read for the test split's own "
                 "images; evaluate it without --subset-file"
             )
+        labels = example_labels(spec.examples)
         ctx = dataclasses.replace(
-            ctx, corrupted=open_corrupted_set(dataset, threat.suite, split, labels, threat.pairs(), data_dir)
+            ctx,
+            corrupted=open_corrupted_set(
+                dataset, threat.suite, options.split, labels, threat.pairs(), options.data_dir
+            ),
         )
-    threat.prepare(model, ctx)
+    threat.prepare(spec.model.module, ctx)

@@ -1,9 +1,9 @@
-"""The chunk loop: a resolved :class:`~robench.engine.plan.Plan` -> per-example results -> one record.
+"""The chunk loop: a resolved :class:`~robench.engine.spec.RunSpec` -> per-example results -> one record.
 
 Work is split into fixed-size chunks of the evaluation subset. Each chunk is seeded by (seed, chunk id),
 so its result does not depend on which process computes it or on what ran before; each finished chunk's
 per-example results are written to disk, so an interrupted run resumes where it stopped and ends with the
-same record as an uninterrupted one (docs/reliability.md). The chunk files live in the plan's
+same record as an uninterrupted one (docs/reliability.md). The chunk files live in the spec's
 ``partial_dir`` and are removed once the record is written.
 
 Because chunks are independent, the same loop shards over processes: under ``torchrun`` the ranks take
@@ -16,6 +16,7 @@ call without ``shard`` then finds them all on disk and writes the record.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import sys
 import time
@@ -28,12 +29,12 @@ from tqdm import tqdm
 
 from robench.core import locks
 from robench.core import record as rec
-from robench.core.errors import EvaluationError, UsageError
+from robench.core.errors import EvaluationError
 from robench.datasets import stream_batches
 from robench.engine import stop
 from robench.engine.chunks import chunk_identity, load_chunk, save_chunk
 from robench.engine.forward import Forward
-from robench.engine.plan import Plan
+from robench.engine.spec import RunSpec
 from robench.runtime.devices import describe_device, versions
 from robench.runtime.distributed import ChunkQueue, world
 from robench.threats import BatchContext
@@ -50,15 +51,6 @@ class ShardResult:
     shard: tuple[int, int]  # (task i, of n tasks)
     chunks: tuple[int, ...]  # chunk ids in ``folder``, computed now or found there
     folder: Path
-
-
-def check_shard(shard: tuple[int, int] | None, out_dir) -> None:
-    if shard is None:
-        return
-    if not (len(shard) == 2 and 0 <= shard[0] < shard[1]):
-        raise UsageError(f"shard must be (i, n) with 0 <= i < n, got {shard!r}")
-    if out_dir is None:
-        raise UsageError("a shard's chunks are only useful on disk: give an output directory")
 
 
 def chunk_seed(seed: int, chunk: int) -> int:
@@ -83,7 +75,7 @@ def run_chunk(
     model, threat, x, y, batch_size, seed, num_classes, model_name, start=0
 ) -> dict[str, np.ndarray]:
     """Per-example results of one chunk given as tensors (already on the device; ``start`` is the position
-    of its first example in the split), with its generator seeded by ``seed``; needs no plan, so
+    of its first example in the split), with its generator seeded by ``seed``; needs no spec, so
     scripts/gpu_check.py runs the same batch loop on synthetic data."""
     forward = model if isinstance(model, Forward) else Forward(model)
     batches = zip(x.split(batch_size), y.split(batch_size), strict=True)
@@ -139,24 +131,24 @@ def _run_batch(model, threat, xb, yb, ctx, num_classes, model_name) -> dict[str,
     return out
 
 
-def _bounds(plan: Plan) -> list[tuple[int, int]]:
-    n_chunks = (plan.n + plan.chunk_size - 1) // plan.chunk_size
-    return [(c * plan.chunk_size, min(plan.n, (c + 1) * plan.chunk_size)) for c in range(n_chunks)]
+def _bounds(spec: RunSpec) -> list[tuple[int, int]]:
+    n_chunks = (spec.n + spec.chunk_size - 1) // spec.chunk_size
+    return [(c * spec.chunk_size, min(spec.n, (c + 1) * spec.chunk_size)) for c in range(n_chunks)]
 
 
 def _compute(
-    plan: Plan, queue: ChunkQueue, partial: Path | None, progress: bool | None
+    spec: RunSpec, queue: ChunkQueue, partial: Path | None, progress: bool | None
 ) -> tuple[Chunks, int]:
     """This process's chunks (read back from ``partial`` when already there) and how many examples it
     computed rather than read."""
-    bounds = _bounds(plan)
+    bounds = _bounds(spec)
     mine: Chunks = {}
     computed = 0
     todo = sum(bounds[c][1] - bounds[c][0] for c in queue.chunks)
-    identity = chunk_identity(plan.identity, plan.threat.state_fingerprint())
+    identity = chunk_identity(spec.identity, spec.threat.state_fingerprint())
     with tqdm(
         total=todo,
-        desc=f"{plan.model_name} | {plan.threat_name}",
+        desc=f"{spec.model_name} | {spec.threat_name}",
         unit="ex",
         file=sys.stderr,
         leave=False,
@@ -167,15 +159,15 @@ def _compute(
             path = partial / f"chunk-{c:05d}.npz" if partial else None
             stats = load_chunk(path, hi - lo, identity) if path else None
             if stats is None:
-                batches = stream_batches(plan.examples, lo, hi, plan.batch_size, plan.device, plan.workers)
+                batches = stream_batches(spec.examples, lo, hi, spec.batch_size, spec.device, spec.workers)
                 stats = run_batches(
-                    plan.forward,
-                    plan.threat,
+                    spec.forward,
+                    spec.threat,
                     batches,
-                    plan.batch_size,
-                    chunk_seed(plan.seed, c),
-                    plan.num_classes,
-                    plan.model_name,
+                    spec.batch_size,
+                    chunk_seed(spec.options.seed, c),
+                    spec.num_classes,
+                    spec.model_name,
                     start=lo,
                 )
                 computed += hi - lo
@@ -186,52 +178,52 @@ def _compute(
     return mine, computed
 
 
-def _record(plan: Plan, stats: dict[str, np.ndarray], world_size: int, timing: dict) -> rec.RunRecord:
-    threat = plan.threat
+def _record(spec: RunSpec, stats: dict[str, np.ndarray], world_size: int, timing: dict) -> rec.RunRecord:
+    threat = spec.threat
     flags = list(threat.flags(stats))
     if (stats["robust_claimed"] & ~stats["clean_correct"]).any():
         flags.append(
             "robust_above_clean: the threat reported misclassified examples as robust (counted as not robust)"
         )
     return rec.RunRecord(
-        model=plan.model_name,
-        dataset=plan.dataset,
-        threat=plan.threat_name,
+        model=spec.model_name,
+        dataset=spec.dataset,
+        threat=spec.threat_name,
         family=threat.family,
-        threat_config=plan.identity["config"],
-        config_hash=plan.config_hash,
-        n_examples=plan.n,
+        threat_config=spec.identity["config"],
+        config_hash=spec.config_hash,
+        n_examples=spec.n,
         clean_acc=float(stats["clean_correct"].mean()),
         robust_acc=float(stats["robust"].mean()),
         per_example=rec.bits(stats["robust"]),
         clean_per_example=rec.bits(stats["clean_correct"]),
         indices={
-            "split": plan.split,
+            "split": spec.options.split,
             "start": 0,
-            "stop": plan.n,
-            **({"subset": plan.identity["subset"]} if "subset" in plan.identity else {}),
+            "stop": spec.n,
+            **({"subset": spec.identity["subset"]} if "subset" in spec.identity else {}),
         },
         details=threat.summarize(stats),
         flags=flags,
-        seed=plan.seed,
-        device=describe_device(plan.device) + (f" x {world_size} ranks" if world_size > 1 else ""),
-        batch_size=plan.batch_size,
-        chunk_size=plan.chunk_size,
-        model_meta=plan.card.meta() if plan.card else {},
+        seed=spec.options.seed,
+        device=describe_device(spec.device) + (f" x {world_size} ranks" if world_size > 1 else ""),
+        batch_size=spec.batch_size,
+        chunk_size=spec.chunk_size,
+        model_meta=spec.model.meta,
         versions=versions(),
-        execution=plan.forward.record_fields(),
+        execution=spec.forward.record_fields(),
         **timing,
     )
 
 
-def _write(plan: Plan, record: rec.RunRecord, out_dir, partial: Path) -> None:
+def _write(spec: RunSpec, record: rec.RunRecord, partial: Path) -> None:
     """The record and the threat's artifacts next to it; then the chunks are no longer needed."""
-    record_path = plan.record_path(out_dir)
-    for suffix, blob in plan.threat.artifacts().items():
-        artifact = record_path.with_name(f"{plan.threat_name}.{suffix}")
+    record_path = spec.record_path()
+    for suffix, blob in spec.threat.artifacts().items():
+        artifact = record_path.with_name(f"{spec.threat_name}.{suffix}")
         rec.atomic_write_bytes(artifact, blob)
         record.artifacts[suffix] = artifact.name
-    rec.save(record, out_dir)
+    rec.save(record, spec.options.out_dir)
     shutil.rmtree(partial, ignore_errors=True)
     try:
         partial.parent.rmdir()  # the .partial folder, once no other run uses it
@@ -239,60 +231,86 @@ def _write(plan: Plan, record: rec.RunRecord, out_dir, partial: Path) -> None:
         pass
 
 
-def run(
-    plan: Plan,
-    *,
-    out_dir,
-    shard: tuple[int, int] | None,
-    progress: bool | None,
-    started: float,
-    started_at: str,
-) -> rec.RunRecord | ShardResult:
-    """Compute (or resume) every chunk of a prepared plan and return its record, written to ``out_dir``
-    when given; with ``shard``, only that task's chunks, kept on disk.
+IDENTITY_FILE = "identity.json"
 
-    A run that writes a record holds the record's lock (:mod:`robench.core.locks`) from its first chunk to the
-    record, so a second run of the same record is refused instead of racing it; job-array shards take no
-    lock, since they compute different chunks of one record on purpose.
+
+def _changes(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """The paths of the identity entries that differ, e.g. ``model_identity.normalization``."""
+    out = []
+    for key in sorted(set(old) | set(new), key=str):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _changes(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}")
+    return out
+
+
+def _start_partial(spec: RunSpec, partial: Path, clean: bool) -> None:
+    """Make this run's chunk folder, naming its identity, and deal with folders of the same record whose
+    identity differs (the run changed after an interruption: a corrected card, another module, other
+    options): one line each saying what changed; they are never resumed (their folder name carries their
+    hash), and a run that holds the record's lock (``clean``) removes them."""
+    for other in sorted(partial.parent.glob(f"{spec.threat_name}-*")) if partial.parent.is_dir() else []:
+        if other == partial or other.name.rpartition("-")[0] != spec.threat_name:
+            continue
+        try:
+            old = json.loads((other / IDENTITY_FILE).read_text())
+            what = ", ".join(_changes(old, spec.identity)) or "nothing recorded"
+        except (OSError, ValueError):
+            what = "its identity is unreadable"
+        print(
+            f"robench: {spec.model_name} | {spec.threat_name}: the run changed since the chunks in {other} "
+            f"were computed ({what}): computing afresh" + ("; removing them" if clean else ""),
+            file=sys.stderr,
+        )
+        if clean:
+            shutil.rmtree(other, ignore_errors=True)
+    rec.atomic_write_bytes(partial / IDENTITY_FILE, json.dumps(spec.identity, sort_keys=True).encode())
+
+
+def run(spec: RunSpec, *, started: float, started_at: str) -> rec.RunRecord | ShardResult:
+    """Compute (or resume) every chunk of a resolved run and return its record, written to
+    ``spec.options.out_dir`` when given; with ``spec.options.shard``, only that task's chunks, kept on disk.
+
+    A run that writes a record holds the record's lock (:mod:`robench.core.locks`) from its first chunk to
+    the record, so a second run of the same record is refused instead of racing it; job-array shards take
+    no lock, since they compute different chunks of one record on purpose.
     """
-    kwargs = dict(out_dir=out_dir, shard=shard, progress=progress, started=started, started_at=started_at)
-    if out_dir is None or shard is not None or world()[0] != 0:
-        return _run(plan, **kwargs)
-    path = plan.record_path(out_dir)
+    options = spec.options
+    if options.out_dir is None or options.shard is not None or world()[0] != 0:
+        return _run(spec, started, started_at, owner=False)
+    path = spec.record_path()
     with locks.lock(path.with_name(f".{path.name}.lock"), f"record {path}"):
-        return _run(plan, **kwargs)
+        return _run(spec, started, started_at, owner=True)
 
 
-def _run(
-    plan: Plan,
-    *,
-    out_dir,
-    shard: tuple[int, int] | None,
-    progress: bool | None,
-    started: float,
-    started_at: str,
-) -> rec.RunRecord | ShardResult:
-    partial = plan.partial_dir(out_dir) if out_dir is not None else None
-    bounds = _bounds(plan)
+def _run(spec: RunSpec, started: float, started_at: str, owner: bool) -> rec.RunRecord | ShardResult:
+    """``owner``: this process holds the record's lock (and may clear other runs' stale chunks)."""
+    shard, progress = spec.options.shard, spec.options.progress
+    partial = spec.partial_dir() if spec.options.out_dir is not None else None
+    if partial is not None and world()[0] == 0:
+        _start_partial(spec, partial, clean=owner)
+    bounds = _bounds(spec)
     queue = ChunkQueue(c for c in range(len(bounds)) if shard is None or c % shard[1] == shard[0])
     loop_start = time.time()
-    mine, computed = _compute(plan, queue, partial, progress)
+    mine, computed = _compute(spec, queue, partial, progress)
     if shard is not None:
-        return ShardResult(plan.threat_name, shard, tuple(sorted(mine)), partial)
+        return ShardResult(spec.threat_name, shard, tuple(sorted(mine)), partial)
     gathered = queue.gather((mine, computed))  # every rank's chunks, once all are done
     results = {c: chunk for chunks, _ in gathered for c, chunk in chunks.items()}
     computed = sum(count for _, count in gathered)
-    if computed < plan.n and queue.rank == 0 and progress is not False:
+    if computed < spec.n and queue.rank == 0 and progress is not False:
         print(
-            f"robench: {plan.model_name} | {plan.threat_name}: "
-            f"resumed {plan.n - computed} of {plan.n} examples "
+            f"robench: {spec.model_name} | {spec.threat_name}: "
+            f"resumed {spec.n - computed} of {spec.n} examples "
             f"from {partial}",
             file=sys.stderr,
         )
     loop_time = time.time() - loop_start
     stats = {k: np.concatenate([results[c][k] for c in range(len(bounds))]) for k in results[0]}
     record = _record(
-        plan,
+        spec,
         stats,
         queue.world_size,
         {
@@ -301,6 +319,6 @@ def _run(
             "examples_per_s": round(computed / loop_time, 3) if computed and loop_time > 0 else 0.0,
         },
     )
-    if out_dir is not None and queue.rank == 0:
-        _write(plan, record, out_dir, partial)
+    if spec.options.out_dir is not None and queue.rank == 0:
+        _write(spec, record, partial)
     return record

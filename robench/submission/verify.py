@@ -159,39 +159,40 @@ def verify_one(path: Path, n_examples: int | None, data_dir: str | None) -> Outc
     )
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="robench-verify-") as out:
-        new = evaluate(
-            old.model,
-            old.threat,
-            old.dataset,
-            n_examples=m,
-            batch_size=old.batch_size,
-            device="cpu",
-            seed=old.seed,
-            split=old.indices.get("split", "test"),
-            data_dir=data_dir,
-            out_dir=out,
-            chunk_size=old.chunk_size,
-            progress=False,
-            model_name=old.model,
-            **_search_speed(old),
-        )
+        new = evaluate(old.model, old.threat, old.dataset, **rerun_options(old, m, data_dir, out))
         new_folder = record.path_for(out, new.dataset, new.model, new.threat).parent
         differs = [f"record damaged ({damaged})"] * bool(damaged)
         differs += compare(old, new, m, path.parent, new_folder)
     return Outcome(path, m, tuple(differs), time.time() - started)
 
 
-def _search_speed(old: record.RunRecord) -> dict:
-    """The fast-path options of a record whose gradient search ran on it (``execution.search``): its
-    trajectory is that path's, so only the same path can reproduce it. Other records are re-run in fp32
-    (a fast argmax record's verdicts are fp32's)."""
+def rerun_options(old: record.RunRecord, n: int, data_dir: str | None, out_dir: str) -> dict:
+    """The :class:`~robench.engine.spec.RunOptions` fields that re-run ``old`` on its first ``n`` examples:
+    its split, seed, batch and chunk sizes, on the CPU. A record whose gradient search ran on the fast path
+    (``execution.search``) is re-run on that path, whose trajectory only it reproduces; other records in
+    fp32 (a fast argmax record's verdicts are fp32's)."""
+    from robench.engine.forward import Speed
+
     execution = old.execution if isinstance(old.execution, dict) else {}
-    if execution.get("search") is None:
-        return {}
+    speed = Speed()
+    if execution.get("search") is not None:
+        speed = Speed(
+            execution.get("precision", "fp32"),
+            execution.get("memory_format") == "channels_last",
+            bool(execution.get("compile")),
+        )
     return {
-        "precision": execution.get("precision", "fp32"),
-        "channels_last": execution.get("memory_format") == "channels_last",
-        "compile": bool(execution.get("compile")),
+        "split": old.indices.get("split", "test"),
+        "n_examples": n,
+        "batch_size": old.batch_size,
+        "chunk_size": old.chunk_size,
+        "seed": old.seed,
+        "speed": speed,
+        "model_name": old.model,
+        "device": "cpu",
+        "data_dir": data_dir,
+        "out_dir": out_dir,
+        "progress": False,
     }
 
 
