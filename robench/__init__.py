@@ -18,6 +18,8 @@ _API = {
     "create_threat": "robench.threats",
     "list_threats": "robench.threats",
     "evaluate": "robench.engine",
+    "write_card": "robench.models",
+    "submit": "robench.submission.api",
     "RunRecord": "robench.core.record",
 }
 

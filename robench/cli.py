@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import signal
 import sys
 import traceback
@@ -49,6 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
         "configs and $ROBENCH_CONFIGS; a file there overrides a shipped one of that name "
         "(repeatable)",
     )
+    parser.add_argument(
+        "--code-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also import architectures named by import path (package.module:Class) from DIR, before "
+        "$ROBENCH_CODE and the installed packages (repeatable)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _eval_parser(sub)
     _train_parser(sub)
@@ -58,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     _submit_parser(sub)
     _corruptions_report_parser(sub)
     _ls_parser(sub)
+    _show_parser(sub)
     return parser
 
 
@@ -102,6 +112,21 @@ def _eval_parser(sub) -> None:
         metavar="FILE",
         help="with --model timm:/torchvision:, this local file instead of the library's "
         "pretrained weights (.safetensors; a pickle needs --allow-pickle)",
+    )
+    ev.add_argument(
+        "--normalization",
+        metavar="PRESET|M,..,S,..",
+        help="with --model package.module:Class or file.py:Class: how inputs are normalised inside the "
+        "model: none ([0,1] pixels), imagenet, or the means then the stds, comma-separated (required there)",
+    )
+    ev.add_argument(
+        "--arch-kwarg",
+        dest="arch_kwargs",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --model package.module:Class or file.py:Class: a keyword argument of the class "
+        "(repeatable)",
     )
     ev.add_argument(
         "--subset-file",
@@ -362,30 +387,33 @@ def cmd_eval(args) -> int:
     from robench.core import config
     from robench.core.record import RunRecord
     from robench.engine.forward import Speed
-    from robench.engine.request import EvalRequest, run_request
+    from robench.engine.request import run_threats
+    from robench.engine.spec import RunOptions
 
-    request = EvalRequest(
-        model=args.model,
-        threats=tuple(args.threat),
-        out_dir=Path(args.out),
+    options = RunOptions(
         dataset=args.dataset,
         split=args.split,
         n_examples=args.n_examples,
         batch_size=args.batch_size,
         chunk_size=args.chunk_size,
-        device=args.device,
         seed=args.seed,
         overrides=config.parse_overrides(args.overrides),
-        data_dir=args.data_dir,
-        allow_pickle=args.allow_pickle,
-        shard=args.shard,
-        weights=args.weights,
         subset_file=args.subset_file,
-        workers=args.workers,
         speed=Speed(args.precision, args.channels_last, args.compile),
+        device=args.device,
+        data_dir=args.data_dir,
+        workers=args.workers,
+        allow_pickle=args.allow_pickle,
+        weights=args.weights,
+        normalization=args.normalization,
+        arch_kwargs=config.parse_overrides(args.arch_kwargs),
+        out_dir=Path(args.out),
+        shard=args.shard,
     )
     rows = []
-    for result in run_request(request):  # rank 0's results only: one printout under torchrun
+    for result in run_threats(
+        args.model, list(args.threat), options
+    ):  # rank 0's results only: one printout under torchrun
         if not isinstance(
             result, RunRecord
         ):  # a job-array shard: its chunks are on disk, the record comes later
@@ -400,7 +428,7 @@ def cmd_eval(args) -> int:
         else:
             rows.append(result)
     if rows:
-        print(_table(rows, request.out_dir))
+        print(_table(rows, options.out_dir))
     return 0
 
 
@@ -419,6 +447,7 @@ def cmd_train(args) -> int:
         seed=args.seed,
         device=args.device,
         arch_kwargs=config.parse_overrides(args.arch_kwargs),
+        command=args.command_line,
     )
     print(card)
     return 0
@@ -625,13 +654,57 @@ def _board_rows(config) -> list[list[str]]:
     return rows
 
 
+def _show_parser(sub) -> None:
+    """The options of ``robench show``."""
+    sh = sub.add_parser("show", help="print a threat's resolved parameters or a model's whole card")
+    sh.add_argument("what", choices=["threat", "model"], help="what to show")
+    sh.add_argument("name", help="a threat name (robench ls threats) or a model name or spec")
+    sh.add_argument(
+        "--dataset", help="the dataset to resolve a threat's parameters for (default: one per budget family)"
+    )
+    sh.set_defaults(func=cmd_show)
+
+
+def cmd_show(args) -> int:
+    """Everything ``ls`` leaves out: every resolved parameter of a threat (per budget family, or for
+    ``--dataset``), or the card of a model with its identity as a record will keep it. YAML on stdout."""
+    import yaml
+
+    from robench.core import config
+
+    if args.what == "threat":
+        spec = config.threat_spec(args.name)
+        datasets = [args.dataset] if args.dataset else ["mnist5k", "cifar10", "imagenet"]
+        out = {
+            "threat": args.name,
+            "family": spec.family,
+            "description": spec.description,
+            "parameters": {d: config.threat_config(args.name, d) for d in datasets},
+        }
+    else:
+        from robench.models import load_card
+
+        card = load_card(args.name)
+        out = {
+            "model": card.name,
+            "card": str(card.source) if card.source else None,
+            "model_meta": card.meta(),
+        }
+    print(yaml.safe_dump(out, sort_keys=False, allow_unicode=True, width=100), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
+    args.command_line = shlex.join(["robench", *argv])  # as typed: what a card says retrains it
     try:
         from robench.core import config
+        from robench.models.code import set_code_dirs
 
         config.set_user_dirs(args.config_dir)
+        set_code_dirs(args.code_dir)
         config.search_path()  # a configuration folder that does not exist fails here, for every command
         if args.command not in ("eval", "submit"):
             return args.func(args)

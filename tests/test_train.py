@@ -176,18 +176,13 @@ def test_cusp_is_pgd_around_the_worst_transform_with_ramped_budgets(model):
 
 # -- training -----------------------------------------------------------------------------------------
 def test_one_epoch_writes_a_pinned_loadable_card_and_is_deterministic(tmp_path):
-    cards = [
-        train(
-            "standard",
-            "mnist_mlp",
-            name="tiny_mlp",
-            out=tmp_path / f"run{i}",
-            epochs=1,
-            seed=3,
-            progress=False,
-        )
-        for i in (1, 2)
-    ]
+    """From the command line: the card names the command as typed, which parses back to the same run."""
+    from robench.cli import main
+
+    for i in (1, 2):
+        argv = "train --recipe standard --arch mnist_mlp --name tiny_mlp --epochs 1 --seed 3 --out"
+        assert main([*argv.split(), str(tmp_path / f"run{i}")]) == 0
+    cards = [tmp_path / f"run{i}" / "tiny_mlp.yaml" for i in (1, 2)]
     weights = [c.parent / "tiny_mlp.safetensors" for c in cards]
     assert sha256_file(weights[0]) == sha256_file(weights[1])
     data = yaml.safe_load(cards[0].read_text())

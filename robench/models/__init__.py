@@ -19,7 +19,7 @@ from robench.models.card import (
     list_models,
     load_card_file,
 )
-from robench.models.factory import Classifier, build_network, create_model
+from robench.models.factory import Classifier, build_network, create_model, write_card
 from robench.models.specs import load_card
 from robench.models.weights import read_state_dict, sha256_file, weights_format
 
@@ -39,4 +39,5 @@ __all__ = [
     "read_state_dict",
     "sha256_file",
     "weights_format",
+    "write_card",
 ]

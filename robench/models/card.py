@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from robench.core import schema
-from robench.core.config import names, read_yaml
+from robench.core.config import names, parse_number, read_yaml
 from robench.core.errors import UsageError
 from robench.core.record import check_name
 from robench.core.registry import unknown_name
 from robench.datasets import Preprocessing, dataset_info
 from robench.datasets.imagenet import DEFAULT_PREPROCESSING
+from robench.models import code
 
 NORMALIZATION_PRESETS = {
     "imagenet": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
@@ -60,6 +61,25 @@ class Normalization:
 
 
 @dataclasses.dataclass(frozen=True)
+class CodePin:
+    """What pins the code of an import-path architecture (:mod:`robench.models.code`), so anyone can re-run
+    it: the sha256 of the file that defines it, or an installed distribution's name and version. A card
+    that pins its code is refused when the code found differs; a board takes only pinned code."""
+
+    sha256: str | None = None
+    package: str | None = None
+    version: str | None = None
+
+    def __post_init__(self):
+        if (self.package is None) != (self.version is None):
+            raise UsageError("code pins a package with its version: give both package and version")
+        if self.sha256 is None and self.package is None:
+            raise UsageError(
+                "code needs sha256 (of the file that defines the architecture) or package+version"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelCard:
     """A validated model card. ``source`` is the YAML file it came from (relative paths resolve there).
 
@@ -74,7 +94,9 @@ class ModelCard:
     dataset: str
     num_classes: int
     weights: WeightsSpec
-    library: Literal["timm", "torchvision", "robustbench"] = "timm"
+    library: Literal["timm", "torchvision", "robustbench", "python"] = (
+        "timm"  # python: arch is an import path
+    )
     arch_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     normalization: str | Normalization | None = None
     display_name: str | None = None
@@ -85,25 +107,70 @@ class ModelCard:
     preprocessing: Preprocessing | None = None  # ImageNet only; card_from_dict fills in the default
     source: Path | None = None
     spec: str | None = None  # the --model string, when the card was made from one (robench.specs)
+    code: CodePin | None = None  # an import-path architecture's pin (required on a board)
 
     def meta(self) -> dict:
-        """What a run record keeps of the card (identity of the weights, provenance)."""
+        """What a run record keeps of the card (its ``model_meta``): the model's identity, every field
+        that can change a verdict (the weights' sha256 or library tag, architecture, library, its kwargs,
+        normalisation, preprocessing, class count, the input size and the dataset it was built for), then
+        the cosmetic fields that describe it (:data:`robench.core.record.COSMETIC_META`: display name,
+        description, paper, the training recipe as ``recipe``, claimed numbers, the spec as typed).
+
+        The card's ``name`` is the record's ``model`` field, and ``source``, ``weights.path``/``url``/
+        ``format`` only say where the pinned bytes are found, so none of them is repeated here.
+        """
+        trained = dataset_info(self.dataset)
         out = {
             "arch": self.arch,
             "library": self.library,
+            "arch_kwargs": dict(self.arch_kwargs),
             "weights_sha256": self.weights.sha256,
             "weights_pretrained": self.weights.pretrained,
+            "normalization": self.normalization,
+            "num_classes": self.num_classes,
+            "input_size": [trained.channels, trained.image_size, trained.image_size],
+            "trained_on": self.dataset,
         }
-        for key in ("display_name", "description", "paper", "training"):
-            if getattr(self, key) is not None:
-                out[key if key != "training" else "recipe"] = getattr(self, key)
-        if self.arch_kwargs:
-            out["arch_kwargs"] = self.arch_kwargs
         if self.preprocessing is not None:
             out["preprocessing"] = dataclasses.asdict(self.preprocessing)
-        if self.spec is not None:
-            out["spec"] = self.spec
-        return out
+        if self.library == "python":  # the code decides verdicts as much as the weights
+            out["code"] = code.provenance(self.arch, self.source.parent if self.source else None)
+        cosmetic = {
+            "display_name": self.display_name,
+            "description": self.description,
+            "paper": self.paper,
+            "recipe": self.training,
+            "claimed": self.claimed,
+            "spec": self.spec,
+        }
+        return out | {k: v for k, v in cosmetic.items() if v is not None}
+
+
+#: The one line for a model spec given without its normalisation (``option`` names the flag it came with).
+NORMALIZATION_NEEDED = (
+    "{option} needs --normalization: 'none' for a network that takes [0,1] pixels, a preset "
+    "(imagenet) or the means then the stds, comma-separated (robench normalises inside the model, so a "
+    "wrong one would be silent)"
+)
+
+
+def parse_normalization(text: str, dataset: str):
+    """A preset name (``imagenet``, ``none``; kept by name in the card) or ``m1,...,mC,s1,...,sC``:
+    the means, then the stds, of the dataset's C channels."""
+    if text in NORMALIZATION_PRESETS:
+        return text
+    channels = dataset_info(dataset).channels
+    try:
+        values = [float(parse_number(v.strip())) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 2 * channels or any(v <= 0 for v in values[channels:]):
+        raise UsageError(
+            f"--normalization {text!r}: give a preset ({', '.join(NORMALIZATION_PRESETS)}) "
+            f"or {channels} means "
+            f"then {channels} positive stds, comma-separated, e.g. {','.join(['0.5'] * 2 * channels)}"
+        )
+    return {"mean": values[:channels], "std": values[channels:]}
 
 
 def list_models() -> list[str]:
@@ -115,7 +182,21 @@ def card_from_dict(name: str, data: dict, source: Path | None = None) -> ModelCa
     check_name("model", name)
     where = f"model card {name!r}"
     try:
+        if "normalization" not in data:
+            raise UsageError(
+                "states no normalization: write 'normalization: none' for a network that takes [0,1] "
+                f"pixels, a preset ({', '.join(p for p in NORMALIZATION_PRESETS if p != 'none')}) or "
+                "{mean: [...], std: [...]} (robench normalises inside the model, so a wrong one is silent)"
+            )
+        if code.is_code_ref(str(data.get("arch", ""))) and "library" not in data:
+            data = {**data, "library": "python"}
         card = schema.load(ModelCard, data, where, name=name, source=source, spec=None)
+        if (card.library == "python") != code.is_code_ref(card.arch):
+            raise UsageError(
+                f"arch {card.arch!r} with library {card.library!r}: an import path "
+                "(package.module:Callable, file.py:Callable) goes with library python, a name with timm, "
+                "torchvision or robustbench"
+            )
         dataset_info(card.dataset)  # unknown dataset -> UsageError with a suggestion
         preprocessing = card.preprocessing
         if card.dataset == "imagenet":

@@ -7,15 +7,21 @@ A model can also be named without a card (``timm:<name>``, ``torchvision:<name>`
 
 from __future__ import annotations
 
+import hashlib
+import os
+from pathlib import Path
+
 import torch
+import yaml
 from torch import nn
 
-from robench.core.errors import UsageError
+from robench.core.errors import CheckpointError, UsageError
 from robench.models import (
     archs,  # noqa: F401  (registers the zoo architectures into timm)
+    code,
     specs,
 )
-from robench.models.card import ModelCard
+from robench.models.card import ModelCard, card_from_dict
 from robench.models.weights import load_weights, pinned, read_state_dict, resolve_weights_file, weights_format
 
 
@@ -46,6 +52,8 @@ class Classifier(nn.Module):
 def build_network(card: ModelCard) -> nn.Module:
     """The bare architecture with random weights; :func:`create_model` then loads the weights file."""
     kwargs = dict(card.arch_kwargs)
+    if card.library == "python":
+        return _own_network(card, kwargs)
     try:
         if card.library == "torchvision":
             import torchvision
@@ -59,9 +67,34 @@ def build_network(card: ModelCard) -> nn.Module:
     except (RuntimeError, ValueError, TypeError) as e:
         if "Unknown" in str(e):
             raise UsageError(
-                f"model card {card.name!r}: unknown {card.library} architecture {card.arch!r}"
+                f"model card {card.name!r}: unknown {card.library} architecture {card.arch!r}; for a network "
+                "of your own, name it by import path (arch: package.module:Class or path/to/file.py:Class) "
+                "or pass the module to robench.evaluate"
             ) from None
         raise UsageError(f"model card {card.name!r}: cannot build {card.arch!r}: {e}") from None
+
+
+def _own_network(card: ModelCard, kwargs: dict) -> nn.Module:
+    """An import-path architecture (:mod:`robench.models.code`), refused when the code found is not the code
+    the card pins."""
+    base = card.source.parent if card.source else None
+    found = code.provenance(card.arch, base)
+    pin = card.code
+    if pin is not None:
+        if pin.sha256 is not None and found.get("file_sha256") != pin.sha256.lower():
+            raise CheckpointError(
+                f"model card {card.name!r}: the code of {card.arch} is not the code the card pins "
+                f"(sha256 {pin.sha256[:12]}..., found {str(found.get('file_sha256'))[:12]}...)"
+            )
+        if pin.package is not None and (found.get("package"), found.get("version")) != (
+            pin.package,
+            pin.version,
+        ):
+            raise CheckpointError(
+                f"model card {card.name!r}: pins {pin.package}=={pin.version}, found "
+                f"{found.get('package') or 'no installed package'} {found.get('version') or ''}".rstrip()
+            )
+    return code.build(card.arch, kwargs, base)
 
 
 def create_model(
@@ -91,3 +124,58 @@ def create_model(
     model = Classifier(net, norm.get("mean"), norm.get("std"), card=card)
     model.eval().requires_grad_(False)
     return model.to(device) if device is not None else model
+
+
+def write_card(
+    module: nn.Module,
+    path: str | os.PathLike,
+    *,
+    arch: str,
+    dataset: str,
+    normalization: str | dict,
+    weights_out: str | os.PathLike | None = None,
+    arch_kwargs: dict | None = None,
+    **fields,
+) -> Path:
+    """Save ``module``'s weights (safetensors) and a card naming them, so that the model can be evaluated
+    and submitted like any other (``robench eval --model CARD``, ``robench.submit(CARD)``).
+
+    ``arch`` names the architecture: a timm name, or an import path (``package.module:Class``,
+    ``path/to/file.py:Class``), which the card pins (the file's sha256, or the installed package's name and
+    version) so a board can re-run it. ``normalization`` is a preset (``none`` for [0,1] pixels,
+    ``imagenet``) or ``{mean, std}``; the weights of a :class:`Classifier` are its network's (its
+    normalisation goes into the card). ``fields`` are further card keys (``display_name``, ``paper``, ...).
+    The card is validated before anything is written; returns its path.
+    """
+    from safetensors.torch import save
+
+    from robench.core.record import atomic_write_bytes
+    from robench.datasets import dataset_info
+
+    path = Path(path)
+    weights = Path(weights_out) if weights_out is not None else path.with_suffix(".safetensors")
+    net = module.net if isinstance(module, Classifier) else module
+    blob = save({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()})
+    data = {
+        "arch": arch,
+        "dataset": dataset,
+        "num_classes": dataset_info(dataset).num_classes,
+        "normalization": normalization,
+        **({"arch_kwargs": dict(arch_kwargs)} if arch_kwargs else {}),
+        "weights": {
+            "path": os.path.relpath(weights.resolve(), path.resolve().parent),
+            "sha256": hashlib.sha256(blob).hexdigest(),
+        },
+        **fields,
+    }
+    if code.is_code_ref(arch):
+        found = code.provenance(arch, path.resolve().parent)
+        data["code"] = (
+            {"package": found["package"], "version": found["version"]}
+            if "package" in found
+            else {"sha256": found["file_sha256"]}
+        )
+    card_from_dict(path.stem, data, source=path)  # one line on a bad card, before any file is written
+    atomic_write_bytes(weights, blob)
+    atomic_write_bytes(path, yaml.safe_dump(data, sort_keys=False, width=1000).encode())
+    return path

@@ -17,6 +17,7 @@ model description.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import re
@@ -27,7 +28,17 @@ from robench.core.config import find, read_yaml
 from robench.core.errors import CheckpointError, UsageError
 from robench.core.paths import cache_dir
 from robench.core.registry import unknown_name
-from robench.models.card import ModelCard, WeightsSpec, card_from_dict, list_models, load_card_file
+from robench.datasets import dataset_info
+from robench.models import code
+from robench.models.card import (
+    NORMALIZATION_NEEDED,
+    ModelCard,
+    WeightsSpec,
+    card_from_dict,
+    list_models,
+    load_card_file,
+    parse_normalization,
+)
 from robench.models.weights import sha256_file, weights_format
 
 SPEC_FORMS = (
@@ -36,22 +47,62 @@ SPEC_FORMS = (
     "timm:NAME[.TAG]",
     "torchvision:NAME[:WEIGHTS]",
     "robustbench:NAME[:DATASET[:THREAT]]",
+    "package.module:Callable or path/to/file.py:Callable (with --weights, --dataset, --normalization)",
 )
 LIBRARIES = ("timm", "torchvision", "robustbench")
 
 
 def is_spec(name: str) -> bool:
     """Whether ``name`` is a spec rather than a card name on the search path."""
-    return name.partition(":")[0] in LIBRARIES or is_card_path(name)
+    return name.partition(":")[0] in LIBRARIES or code.is_code_ref(name) or is_card_path(name)
 
 
 def is_card_path(name: str) -> bool:
     return name.endswith((".yaml", ".yml")) or "/" in name or os.sep in name
 
 
-def card_for(spec: str, weights: str | os.PathLike | None = None):
-    """The card ``spec`` describes; ``weights`` (a local file) replaces a library's pretrained weights."""
+@dataclasses.dataclass(frozen=True)
+class SpecFlags:
+    """What a spec that names only code needs besides its weights: the dataset it takes, its
+    normalisation (a preset or the means then the stds) and the architecture's keyword arguments."""
+
+    dataset: str | None = None
+    normalization: str | None = None
+    arch_kwargs: dict = dataclasses.field(default_factory=dict)
+
+
+def code_card(spec: str, weights: str | os.PathLike | None, flags: SpecFlags) -> ModelCard:
+    """The card of ``--model package.module:Callable`` or ``--model file.py:Callable``: the callable
+    (a file path made absolute), ``--weights`` (sha256 pinned), the dataset, its class count, and the
+    normalisation, which must be stated. Named ``<Callable>-<8 hex of the weights' sha256>``."""
+    if weights is None:
+        raise UsageError(f"--model {spec} names code only: give its weights with --weights FILE")
+    if flags.dataset is None:
+        raise UsageError(f"--model {spec} needs --dataset (the images the network takes)")
+    if flags.normalization is None:
+        raise UsageError(NORMALIZATION_NEEDED.format(option=f"--model {spec}"))
+    where, _, attr = spec.rpartition(":")
+    arch = f"{Path(where).expanduser().resolve()}:{attr}" if where.endswith(".py") else spec
+    pinned = _local_weights(weights)
+    data = {
+        "arch": arch,
+        "library": "python",
+        "dataset": flags.dataset,
+        "num_classes": dataset_info(flags.dataset).num_classes,
+        "arch_kwargs": dict(flags.arch_kwargs),
+        "normalization": parse_normalization(flags.normalization, flags.dataset),
+        "weights": dataclasses.asdict(pinned),
+    }
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", attr) + f"-{pinned.sha256[:8]}"
+    return _replace(card_from_dict(name, {k: v for k, v in data.items() if v is not None}), spec=spec)
+
+
+def card_for(spec: str, weights: str | os.PathLike | None = None, flags: SpecFlags | None = None):
+    """The card ``spec`` describes; ``weights`` (a local file) replaces a library's pretrained weights or
+    gives an import-path spec its weights."""
     library, _, rest = spec.partition(":")
+    if library not in LIBRARIES and code.is_code_ref(spec):
+        return code_card(spec, weights, flags or SpecFlags())
     if library not in LIBRARIES:
         if weights is not None:
             raise UsageError("--weights goes with a timm: or torchvision: spec; a card names its own weights")
@@ -65,11 +116,14 @@ def card_for(spec: str, weights: str | os.PathLike | None = None):
     return _replace(card, weights=_local_weights(weights)) if weights is not None else card
 
 
-def load_card(name: str, weights: str | os.PathLike | None = None) -> ModelCard:
+def load_card(
+    name: str, weights: str | os.PathLike | None = None, flags: SpecFlags | None = None
+) -> ModelCard:
     """The card of a ``--model`` value: a card name on the config search path, or any other form of
-    :data:`SPEC_FORMS`; ``weights`` (a local file) goes with a timm/torchvision spec."""
+    :data:`SPEC_FORMS`; ``weights`` (a local file) goes with a timm/torchvision or import-path spec, and
+    ``flags`` with an import-path spec."""
     if is_spec(name) or weights is not None:
-        return card_for(name, weights)
+        return card_for(name, weights, flags)
     known = list_models()
     if name not in known:
         raise unknown_name("model", name, known)
@@ -91,8 +145,6 @@ def library_card_data(spec: str) -> tuple[str, dict]:
 
 
 def _replace(card, **changes):
-    import dataclasses
-
     return dataclasses.replace(card, **changes)
 
 
@@ -205,7 +257,8 @@ def _robustbench(rest: str) -> dict:
         "library": "robustbench",
         "dataset": dataset,
         "num_classes": _RB_DATASETS[dataset],
-        "weights": {"pretrained": f"{dataset}/{threat}"},  # RobustBench's models normalise inside
+        "normalization": "none",  # RobustBench's models normalise inside
+        "weights": {"pretrained": f"{dataset}/{threat}"},
     }
 
 

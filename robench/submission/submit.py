@@ -41,7 +41,8 @@ from robench.core import config, record
 from robench.core.errors import CheckpointError, RobenchError, UsageError
 from robench.core.record import check_name
 from robench.datasets import dataset_info
-from robench.models import NORMALIZATION_PRESETS, ModelCard, card_from_dict, sha256_file
+from robench.models import ModelCard, card_from_dict, code, sha256_file
+from robench.models.card import NORMALIZATION_NEEDED, parse_normalization
 from robench.submission.undo import Undo, rmdir_if_empty
 
 STAGING_DIR = RUNS_DIR.parent / ".submit"
@@ -83,25 +84,6 @@ class SubmitRequest:
 # --- the card ----------------------------------------------------------------------------------------------
 
 
-def parse_normalization(text: str, dataset: str):
-    """A preset name (``imagenet``, ``none``; kept by name in the card) or ``m1,...,mC,s1,...,sC``:
-    the means, then the stds, of the dataset's C channels."""
-    if text in NORMALIZATION_PRESETS:
-        return text
-    channels = dataset_info(dataset).channels
-    try:
-        values = [float(config.parse_number(v.strip())) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if len(values) != 2 * channels or any(v <= 0 for v in values[channels:]):
-        raise UsageError(
-            f"--normalization {text!r}: give a preset ({', '.join(NORMALIZATION_PRESETS)}) "
-            f"or {channels} means "
-            f"then {channels} positive stds, comma-separated, e.g. {','.join(['0.5'] * 2 * channels)}"
-        )
-    return {"mean": values[:channels], "std": values[channels:]}
-
-
 def card_for_checkpoint(spec: CheckpointSpec) -> dict:
     """The card that ``spec`` describes, sha256 pinned.
 
@@ -118,7 +100,9 @@ def card_for_checkpoint(spec: CheckpointSpec) -> dict:
     data = {"arch": spec.arch, "dataset": spec.dataset, "num_classes": info.num_classes}
     if spec.arch_kwargs:
         data["arch_kwargs"] = config.parse_overrides(list(spec.arch_kwargs))
-    data["normalization"] = parse_normalization(spec.normalization or "none", spec.dataset)
+    if spec.normalization is None:
+        raise UsageError(NORMALIZATION_NEEDED.format(option="--checkpoint"))
+    data["normalization"] = parse_normalization(spec.normalization, spec.dataset)
     data["weights"] = {"path": str(checkpoint), "sha256": sha256_file(checkpoint)}
     if checkpoint.suffix != ".safetensors":
         data["weights"]["format"] = "pickle"
@@ -142,6 +126,61 @@ def _pin_weights_path(data: dict, source_dir: Path, models_dir: Path, root: Path
     inside = path.is_relative_to(root.resolve())
     pinned = os.path.relpath(path, models_dir.resolve()) if inside else str(path)
     return {**data, "weights": {**weights, "path": pinned}}
+
+
+def _pin_code_path(data: dict, source_dir: Path, models_dir: Path, root: Path) -> dict:
+    """The card with an import-path architecture's file (``path/file.py:Class``) resolving from
+    ``models_dir`` as it did from ``source_dir``, like :func:`_pin_weights_path` does for the weights."""
+    arch = data.get("arch")
+    if not isinstance(arch, str) or not code.is_code_ref(arch) or not arch.rpartition(":")[0].endswith(".py"):
+        return data
+    where, _, attr = arch.rpartition(":")
+    path = Path(os.path.expanduser(where))
+    path = (source_dir / path).resolve() if not path.is_absolute() else path.resolve()
+    inside = path.is_relative_to(root.resolve())
+    return {**data, "arch": f"{os.path.relpath(path, models_dir.resolve()) if inside else path}:{attr}"}
+
+
+def check_rerunnable(card: ModelCard, root: Path) -> None:
+    """A board takes only code anyone can re-run: an installed package pinned by name and version in the
+    card (``code: {package, version}``), or a file committed in the checkout whose sha256 the card pins
+    (``code: {sha256}``). Anything else is refused in one line, before any evaluation."""
+    if card.library != "python":
+        return
+    found = code.provenance(card.arch, card.source.parent if card.source else None)
+    pin = card.code
+    if "package" in found:
+        if pin is None or (pin.package, pin.version) != (found["package"], found["version"]):
+            raise UsageError(
+                f"model card {card.name!r}: a board needs code anyone can re-run: pin the package in the "
+                f"card as code: {{package: {found['package']}, version: {found['version']}}}"
+            )
+        return
+    where = card.arch.rpartition(":")[0]
+    path = Path(where) if where.endswith(".py") else None
+    if path is not None and not path.is_absolute() and card.source is not None:
+        path = card.source.parent / path
+    committed = path is not None and path.resolve().is_relative_to(root.resolve()) and _tracked(path, root)
+    if not committed or pin is None or pin.sha256 != found["file_sha256"]:
+        raise UsageError(
+            f"model card {card.name!r}: a board needs code anyone can re-run: commit the file that defines "
+            f"{card.arch.rpartition(':')[2]} in this checkout and pin it in the card as "
+            f"code: {{sha256: {found['file_sha256']}}} (or pin an installed package: "
+            "code: {package, version})"
+        )
+
+
+def _tracked(path: Path, root: Path) -> bool:
+    """Whether git tracks ``path`` in the checkout at ``root`` (a file only on one disk is not
+    re-runnable)."""
+    import subprocess
+
+    result = subprocess.run(
+        ["git", "-C", str(root), "ls-files", "--error-unmatch", str(path.resolve())],
+        capture_output=True,
+        check=False,
+    )
+    return result.returncode == 0
 
 
 def _taken_by_another(name: str, card_data: dict, target: Path, root: Path) -> bool:
@@ -208,38 +247,29 @@ def _staged(board: Board, card: ModelCard, stage: Path) -> dict[str, record.RunR
 def _evaluate(
     card: ModelCard, board: Board, threats: list[str], stage: Path, request: SubmitRequest
 ) -> list[record.RunRecord]:
-    """Load the weights (sha256-checked, safe formats only) and run every threat not yet staged into
-    ``stage``; returns the records of all ``threats``, in order."""
-    from robench.datasets import create_dataset
-    from robench.engine import evaluate, resolve_device
-    from robench.models import check_dataset, create_model
-    from robench.threats import create_threat
+    """Run every threat not yet staged into ``stage``, with the board's examples and seed (the weights
+    load sha256-checked, safe formats only; everything is checked before they do); returns the records of
+    all ``threats``, in order."""
+    from robench.engine.request import run_threats
+    from robench.engine.spec import RunOptions
 
-    check_dataset(card, board.dataset)
-    for name in threats:  # a bad threat config fails before any work
-        create_threat(name, board.dataset)
-    device = resolve_device(request.device)
-    create_dataset(board.dataset, board.split, request.data_dir)  # missing data fails before the weights load
-    model = create_model(card, device=device, allow_pickle=request.allow_pickle)
+    options = RunOptions(
+        dataset=board.dataset,
+        split=board.split,
+        n_examples=board.n_examples,
+        seed=board.seed,
+        model_name=card.name,
+        device=request.device,
+        data_dir=request.data_dir,
+        allow_pickle=request.allow_pickle,
+        out_dir=stage / RUNS_DIR,
+    )
     done = _staged(board, card, stage) if stage.exists() else {}
     if done:
         print(f"robench: resuming {card.name}: {', '.join(done)} already evaluated", file=sys.stderr)
-    return [
-        done.get(name)
-        or evaluate(
-            model,
-            name,
-            board.dataset,
-            n_examples=board.n_examples,
-            device=device,
-            seed=board.seed,
-            split=board.split,
-            data_dir=request.data_dir,
-            out_dir=stage / RUNS_DIR,
-            model_name=card.name,
-        )
-        for name in threats
-    ]
+    todo = [name for name in threats if name not in done]
+    done |= dict(zip(todo, run_threats(card, todo, options), strict=True))
+    return [done[name] for name in threats]
 
 
 # --- putting it in place, or nothing -----------------------------------------------------------------------
@@ -299,6 +329,7 @@ def _card(request: SubmitRequest, root: Path, models_dir: Path) -> tuple[str, di
         source = Path(request.card)
         name = check_name("model", source.stem)
         data = config.read_yaml(source)
+        data = _pin_code_path(data, source.resolve().parent, models_dir, root)
         return name, _pin_weights_path(data, source.resolve().parent, models_dir, root), source
     if not spec.path:
         raise UsageError(
@@ -324,6 +355,7 @@ def _submit(request: SubmitRequest, root: Path) -> None:
     target = models_dir / f"{name}.yaml"
     in_place = source is not None and source.resolve() == target.resolve()
     card = card_from_dict(name, config.read_yaml(target) if in_place else data, source=target)
+    check_rerunnable(card, root)
     replace = not in_place and _taken_by_another(name, data, target, root)
     if replace and not request.force:
         what = (

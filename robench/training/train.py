@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -117,8 +116,12 @@ def train(
     device: str | torch.device | None = None,
     arch_kwargs: dict | None = None,
     progress: bool | None = None,
+    command: str | None = None,
 ) -> Path:
-    """Train ``arch`` with ``recipe``; write ``<out>/<name>.safetensors`` and its card (path returned)."""
+    """Train ``arch`` with ``recipe``; write ``<out>/<name>.safetensors`` and its card (path returned).
+
+    ``command`` is the command line that asked for this training, kept in the card so the model can be
+    retrained with it (``robench train`` passes its own; a Python caller may pass its equivalent)."""
     from safetensors.torch import save
 
     from robench.runtime.devices import describe_device, resolve_device
@@ -162,24 +165,6 @@ def train(
     card_data["weights"] = {"path": os.path.relpath(weights, card_dir), "sha256": sha256_file(weights)}
     card_data["display_name"] = f"{arch} / {recipe}"
     card_data["description"] = rec.description
-    argv = [
-        "robench",
-        "train",
-        "--recipe",
-        recipe,
-        "--arch",
-        arch,
-        "--name",
-        name,
-        "--dataset",
-        dataset,
-        "--seed",
-        str(seed),
-        "--epochs",
-        str(epochs),
-    ]
-    argv += [a for k, v in (arch_kwargs or {}).items() for a in ("--arch-kwarg", f"{k}={v}")]
-    argv += ["--out", str(out)] + (["--card-dir", str(card_dir)] if card_dir != out else [])
     card_data["training"] = {
         "recipe": recipe,
         "seed": seed,
@@ -189,7 +174,7 @@ def train(
         "clean_acc_test": round(clean, 4),
         "duration_s": round(time.time() - started, 1),
         "device": describe_device(dev),
-        "command": shlex.join(argv),
+        **({"command": command} if command is not None else {}),
     }
     if not card_data["arch_kwargs"]:
         del card_data["arch_kwargs"]
