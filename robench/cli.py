@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also import architectures named by import path (package.module:Class) from DIR, before "
         "$ROBENCH_CODE and the installed packages (repeatable)",
     )
+    parser.set_defaults(command_line=None)  # main() fills it in: the command as typed, for training cards
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _eval_parser(sub)
     _train_parser(sub)

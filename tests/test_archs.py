@@ -68,6 +68,7 @@ def test_unknown_arch_kwarg_is_a_usage_error():
             "dataset": "mnist5k",
             "num_classes": 10,
             "arch_kwargs": {"widht": 3},
+            "normalization": "none",
             "weights": {"path": "w", "sha256": "0" * 64},
         },
     )

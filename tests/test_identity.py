@@ -29,7 +29,7 @@ CARD = yaml.safe_load((BUILTIN / "models" / "mnist_cnn_standard.yaml").read_text
 
 def test_the_cosmetic_list_is_what_it_says():
     """Adding a field here takes it out of every run's identity: it must be a deliberate change."""
-    assert rec.COSMETIC_META == ("display_name", "description", "paper", "recipe", "claimed", "spec")
+    assert rec.COSMETIC_META == ("display_name", "description", "paper", "recipe", "spec")
     assert spec.OUTSIDE_IDENTITY == (
         "device",
         "data_dir",

@@ -130,6 +130,8 @@ def test_freshly_trained_checkpoint_joins_the_board_in_one_command(root, tmp_pat
             "width=4",
             "--arch-kwarg",
             "hidden=32",
+            "--normalization",
+            "none",
             "--dataset",
             "mnist5k",
             "--name",
@@ -288,6 +290,7 @@ def test_pickle_payload_is_never_executed(root, tmp_path, capsys, allow):
     torch.save({"state_dict": Payload(marker)}, evil)
     before = snapshot(root)
     args = ["--checkpoint", evil, "--arch", "mnist_cnn", "--dataset", "mnist5k", "--name", "evil"]
+    args += ["--normalization", "none"]
     assert submit(root, *args, *(["--allow-pickle"] if allow else [])) == 1
     err = one_line_error(capsys)
     assert ("weights_only=True" in err) if allow else ("--allow-pickle" in err)
@@ -355,17 +358,17 @@ def test_failing_evaluation_leaves_nothing_behind(root, tmp_path, capsys):
 def watch_engine(monkeypatch, error=None):
     """The threats the engine is asked to run; with ``error``, the second one raises it (the first
     finishes into the staging folder)."""
-    import robench.engine
+    from robench.engine import request
 
-    evaluate, calls = robench.engine.evaluate, []
+    execute, calls = request.execute, []
 
-    def watched(*args, **kwargs):
-        calls.append(args[1])
+    def watched(spec, *args, **kwargs):
+        calls.append(spec.threat_name)
         if error is not None and len(calls) == 2:
             raise error
-        return evaluate(*args, **kwargs)
+        return execute(spec, *args, **kwargs)
 
-    monkeypatch.setattr(robench.engine, "evaluate", watched)
+    monkeypatch.setattr(request, "execute", watched)
     return calls
 
 
@@ -475,7 +478,25 @@ def test_failing_board_regeneration_puts_everything_back(root, tmp_path, capsys,
             ],
             "--normalization",
         ),
-        (["--checkpoint", "W", "--arch", "mnist_cnn", "--dataset", "cifar10", "--name", "m"], "no board"),
+        (
+            ["--checkpoint", "W", "--arch", "mnist_cnn", "--dataset", "mnist5k", "--name", "m"],
+            "needs --normalization",
+        ),
+        (
+            [
+                "--checkpoint",
+                "W",
+                "--arch",
+                "mnist_cnn",
+                "--dataset",
+                "cifar10",
+                "--name",
+                "m",
+                "--normalization",
+                "none",
+            ],
+            "no board",
+        ),
         (["CARD", "--board", "nope"], "unknown board"),
         ([], "give a card file"),
     ],

@@ -25,7 +25,7 @@ SCHEMA_VERSION = 2
 #: ``model_meta`` keys that describe a model without deciding any verdict: the one list of cosmetic
 #: fields. Everything else in ``model_meta`` is the model's identity and enters ``config_hash``
 #: (``tests/test_identity.py`` holds this list and checks that every other card field changes the hash).
-COSMETIC_META = ("display_name", "description", "paper", "recipe", "claimed", "spec")
+COSMETIC_META = ("display_name", "description", "paper", "recipe", "spec")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 

@@ -114,7 +114,8 @@ class ModelCard:
         that can change a verdict (the weights' sha256 or library tag, architecture, library, its kwargs,
         normalisation, preprocessing, class count, the input size and the dataset it was built for), then
         the cosmetic fields that describe it (:data:`robench.core.record.COSMETIC_META`: display name,
-        description, paper, the training recipe as ``recipe``, claimed numbers, the spec as typed).
+        description, paper, the training recipe as ``recipe``, the spec as typed). ``claimed`` numbers stay in
+        the card, shown to its reader and used nowhere else.
 
         The card's ``name`` is the record's ``model`` field, and ``source``, ``weights.path``/``url``/
         ``format`` only say where the pinned bytes are found, so none of them is repeated here.
@@ -140,7 +141,6 @@ class ModelCard:
             "description": self.description,
             "paper": self.paper,
             "recipe": self.training,
-            "claimed": self.claimed,
             "spec": self.spec,
         }
         return out | {k: v for k, v in cosmetic.items() if v is not None}
