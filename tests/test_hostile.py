@@ -3,8 +3,13 @@ fault, then checks for one line on stderr, a non-zero exit and nothing lost."""
 
 from __future__ import annotations
 
+import hashlib
+import pickle
 import shutil
 from pathlib import Path
+
+import pytest
+import torch
 
 from robench.cli import main
 
@@ -84,3 +89,111 @@ def test_shipped_configs_use_no_anchors_and_no_repeated_keys():
 
     for path in sorted(config.BUILTIN.rglob("*.yaml")):
         assert isinstance(config.read_yaml(path), dict), path
+
+
+class _SwapAfterHash:
+    """Stands in for ``hashlib`` in :mod:`robench.models.weights`: the moment a digest is taken, the file
+    at ``path`` is replaced by ``other`` - the window between hashing a weights file and loading it."""
+
+    def __init__(self, path: Path, other: bytes):
+        self.path, self.other, self.swapped = path, other, False
+
+    def sha256(self, *args):
+        import hashlib
+
+        digest, swap = hashlib.sha256(*args), self
+
+        class Digest:
+            def update(self, block):
+                digest.update(block)
+
+            def hexdigest(self):
+                swap.path.write_bytes(swap.other)
+                swap.swapped = True
+                return digest.hexdigest()
+
+        return Digest()
+
+
+def _state(path: Path) -> dict:
+    """The tensors in ``path``, copied into memory (``load_file`` maps the file: a swap would change them)."""
+    from safetensors.torch import load
+
+    return load(path.read_bytes())
+
+
+def _assert_loaded(model, state: dict) -> None:
+    own = model.net.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in state.items())
+
+
+def test_class_2_a_weights_file_swapped_after_its_hash_is_not_what_loads(tmp_path, monkeypatch):
+    """class 2: the file was hashed, then opened again to load, so a swap in between gave a model whose
+    card pins file A computed with file B. Now the hashed bytes are the loaded bytes."""
+    from robench.models import create_model, load_card_file, sha256_file, weights
+
+    card = _card_copy(tmp_path)
+    file_a = tmp_path / "weights" / "mnist_cnn_standard.safetensors"
+    state_a, sha_a = _state(file_a), sha256_file(file_a)
+    file_b = REPO / "configs" / "weights" / "mnist_cnn_pgd_linf.safetensors"
+    swap = _SwapAfterHash(file_a, file_b.read_bytes())
+    monkeypatch.setattr(weights, "hashlib", swap)
+    model = create_model(load_card_file(card))
+    assert swap.swapped and sha256_file(file_a) != sha_a  # the file on disk is B now
+    assert model.card.weights.sha256 == sha_a
+    _assert_loaded(model, state_a)
+
+
+def test_class_2_a_library_file_swapped_after_its_hash_is_not_what_loads(tmp_path, monkeypatch, hf_cache):
+    """class 2: the same for a library's pretrained file, whose sha256 the record pins (``pinned``)."""
+    import timm
+    from conftest import put_in_hf_cache
+    from safetensors.torch import save_file
+
+    from robench.models import create_model, weights
+
+    files = {}
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        net = timm.create_model("test_resnet.r160_in1k")
+        files[seed] = tmp_path / f"{seed}.safetensors"
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(files[seed]))
+    put_in_hf_cache(hf_cache, "timm/test_resnet.r160_in1k", files[0])
+    cached = next(hf_cache.rglob("model.safetensors"))
+    swap = _SwapAfterHash(cached, files[1].read_bytes())
+    monkeypatch.setattr(weights, "hashlib", swap)
+    model = create_model("timm:test_resnet")
+    assert swap.swapped
+    assert model.card.weights.sha256 == hashlib.sha256(files[0].read_bytes()).hexdigest()
+    _assert_loaded(model, _state(files[0]))
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"hello world\n", b"", bytes(range(256)) * 4, b"# a README\n\nnot weights\n", pickle.dumps([1, 2], 4)],
+    ids=["text", "empty", "binary", "markdown", "pickled-list"],
+)
+def test_class_8_allow_pickle_weights_that_are_no_checkpoint_are_one_line(tmp_path, capsys, content):
+    """class 8: ``--weights`` at a non-checkpoint with ``--allow-pickle`` (a text file raised KeyError, an
+    internal error; others printed torch's advice to load with weights_only=False)."""
+    from robench.core.errors import CheckpointError
+    from robench.models import create_model, load_card
+
+    weights = tmp_path / "notes.pt"
+    weights.write_bytes(content)
+    with pytest.raises(CheckpointError) as err:
+        create_model(load_card("timm:test_resnet", weights=weights), allow_pickle=True)
+    message = str(err.value)
+    assert "\n" not in message and str(weights) in message and "likely succeed" not in message
+    assert capsys.readouterr().err == ""
+
+
+def test_class_8_allow_pickle_weights_holding_no_tensors_are_one_line(tmp_path):
+    """class 8: a pickle of a plain mapping is refused as no state dict, before any key is matched."""
+    from robench.core.errors import CheckpointError
+    from robench.models import create_model, load_card
+
+    weights = tmp_path / "numbers.pt"
+    torch.save({"conv1.weight": 3}, weights)
+    with pytest.raises(CheckpointError, match="does not hold a state dict"):
+        create_model(load_card("timm:test_resnet", weights=weights), allow_pickle=True)
