@@ -46,7 +46,8 @@ def _holder(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _alive(pid) -> bool:
+def alive(pid) -> bool:
+    """Whether process ``pid`` exists on this host (someone else's counts)."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
@@ -86,7 +87,7 @@ def _acquire(path: Path, what: str) -> int:
             break
         os.close(fd)  # the holder removed the file between our open and our lock: start over
     previous = _holder(path)
-    if previous.get("host") == socket.gethostname() and not _alive(previous.get("pid")):
+    if previous.get("host") == socket.gethostname() and not alive(previous.get("pid")):
         print(
             f"robench: {what}: stale lock of {_describe(previous)} (no such process) taken over",
             file=sys.stderr,

@@ -12,10 +12,13 @@ import hashlib
 import json
 import os
 import re
+import socket
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from robench.core import locks
 from robench.core.errors import RecordError, UsageError, WriteError
 
 SCHEMA_VERSION = 1
@@ -219,16 +222,44 @@ def _fill(fd: int, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
+def _tmp_prefix(path: Path) -> str:
+    """How a temporary file for ``path`` starts: ``.<name>.<host>-<pid>.``, so that whoever finds it after
+    a kill can tell whether its writer is still running (:func:`sweep_stale_tmp`)."""
+    return f".{path.name}.{socket.gethostname()}-{os.getpid()}."
+
+
+def sweep_stale_tmp(path: Path) -> None:
+    """Remove the half-written temporary files of ``path`` that killed writers left beside it, with one
+    line on stderr. Only writers on this host whose process is gone count as dead: a live writer's file,
+    or one of another host's (a shared file system), is left alone."""
+    host = f".{path.name}.{socket.gethostname()}-"
+    try:
+        leftovers = [p for p in path.parent.iterdir() if p.name.startswith(host) and p.name.endswith(".tmp")]
+    except OSError:  # no folder yet: nothing left in it
+        return
+    for tmp in leftovers:
+        pid = tmp.name[len(host) :].split(".", 1)[0]
+        if not pid.isdigit() or locks.alive(int(pid)):
+            continue
+        try:
+            tmp.unlink()
+        except OSError:  # another sweeper was first, or it is not ours to remove: the write goes on
+            continue
+        print(f"robench: removed {tmp}, half-written by process {pid}, which is gone", file=sys.stderr)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see either the old file or the new one, never half.
 
     A failure (a full disk, a read-only place) leaves the old file as it was, removes the temporary
-    file, and raises :class:`WriteError`: one line naming the file, which is also an ``OSError``.
+    file, and raises :class:`WriteError`: one line naming the file, which is also an ``OSError``. A kill
+    leaves its temporary file behind; the next write of ``path`` removes it (:func:`sweep_stale_tmp`).
     """
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        sweep_stale_tmp(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_tmp_prefix(path), suffix=".tmp")
         _fill(fd, data)
         os.replace(tmp, path)
     except BaseException as e:
