@@ -4,10 +4,15 @@ fault, then checks for one line on stderr, a non-zero exit and nothing lost."""
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
 import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -197,3 +202,43 @@ def test_class_8_allow_pickle_weights_holding_no_tensors_are_one_line(tmp_path):
     torch.save({"conv1.weight": 3}, weights)
     with pytest.raises(CheckpointError, match="does not hold a state dict"):
         create_model(load_card("timm:test_resnet", weights=weights), allow_pickle=True)
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    return int(done.stdout)
+
+
+def _leftover(path: Path, pid: int) -> Path:
+    """A temporary file of ``path`` as :func:`robench.core.record.atomic_write_bytes` names it, half-written
+    by process ``pid``."""
+    tmp = path.parent / f".{path.name}.{socket.gethostname()}-{pid}.k1ll3d_x.tmp"
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    tmp.write_bytes(b'{"half": ')
+    return tmp
+
+
+def test_class_8_half_written_tmp_files_of_dead_writers_are_swept_by_the_next_record_write(tmp_path, capsys):
+    """class 8: a kill during an atomic write left ``.<name>.<rand>.tmp`` beside the record, never cleaned.
+    The next write of that record removes those of dead writers (one line each) and keeps a live one's."""
+    record_path = tmp_path / "mnist5k" / "mnist_cnn_standard" / "clean.json"
+    dead, live = _leftover(record_path, _dead_pid()), _leftover(record_path, os.getpid())
+    other = _leftover(record_path.with_name("pgd_linf.json"), _dead_pid())  # another file's: not this write's
+    assert _eval("--model", "mnist_cnn_standard", "--out", str(tmp_path)) == 0
+    assert record_path.is_file() and not dead.exists() and live.exists() and other.exists()
+    [line] = [x for x in capsys.readouterr().err.splitlines() if ".tmp" in x]
+    assert line.startswith("robench: removed ") and dead.name in line and "gone" in line
+
+
+def test_class_8_a_chunk_tmp_of_a_dead_writer_is_swept_when_the_chunk_is_written(tmp_path, capsys):
+    """class 8: the same in a resumable chunk folder, where the rerun writes the chunk the kill cut short."""
+    from robench.engine.chunks import save_chunk
+
+    chunk = tmp_path / ".partial" / "clean-0123" / "chunk-00000.npz"
+    dead = _leftover(chunk, _dead_pid())
+    save_chunk(chunk, {"robust": np.ones(3, dtype=bool)}, "identity")
+    assert chunk.is_file() and not dead.exists()
+    assert f"removed {dead}" in capsys.readouterr().err
