@@ -7,6 +7,7 @@ import hashlib
 import os
 import pickle
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -242,3 +243,38 @@ def test_class_8_a_chunk_tmp_of_a_dead_writer_is_swept_when_the_chunk_is_written
     save_chunk(chunk, {"robust": np.ones(3, dtype=bool)}, "identity")
     assert chunk.is_file() and not dead.exists()
     assert f"removed {dead}" in capsys.readouterr().err
+
+
+def test_class_7_sigterm_during_a_uap_fit_stops_the_fit_at_the_next_step(
+    tmp_path, standard_model, monkeypatch
+):
+    """class 7: SIGTERM during a UAP fit was honoured only after the whole fit (33-62 s), because the fit
+    loop never checked. Now the fit stops after the step it is in, with the engine's interruption: the
+    model sees one forward (the step the signal came in), not the fit's hundreds."""
+    from robench.engine import evaluate, stop
+    from robench.threats import create_threat
+
+    monkeypatch.setenv("ROBENCH_CACHE", str(tmp_path / "cache"))
+    forwards = []
+
+    class SignalledDuringFit(torch.nn.Module):
+        """The standard model, with a SIGTERM arriving during its first forward (the fit's first step)."""
+
+        card = standard_model.card
+
+        def __init__(self):
+            super().__init__()
+            self.net = standard_model
+
+        def forward(self, x):
+            forwards.append(len(x))
+            if len(forwards) == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return self.net(x)
+
+    threat = create_threat("uap_linf", "mnist5k", epochs=1, fit_batch_size=64)
+    with stop.graceful(), pytest.raises(stop.Interrupted) as interrupted:
+        evaluate(SignalledDuringFit(), threat, "mnist5k", n_examples=8, device="cpu")
+    assert interrupted.value.signum == signal.SIGTERM
+    assert forwards == [64]
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("*.npy"))  # no δ cached

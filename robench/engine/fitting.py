@@ -28,6 +28,7 @@ from robench.core import paths, record
 from robench.core.errors import UsageError, WriteError
 from robench.datasets import dataset_info, load_tensors
 from robench.datasets.corruption_sets import open_corrupted_set
+from robench.engine import stop
 from robench.runtime.distributed import all_reduce_sum, world
 from robench.threats.base import FitData, PrepareContext, Ranks, Threat
 
@@ -158,7 +159,14 @@ def prepare(
     corrupted set gets it, aligned with the evaluated examples (whose ``labels`` it checks)."""
     info = dataset_info(dataset)
     ranks = Ranks(*world(), all_reduce_sum)
-    ctx = PrepareContext(dataset=dataset, num_classes=info.num_classes, device=device, seed=seed, ranks=ranks)
+    ctx = PrepareContext(
+        dataset=dataset,
+        num_classes=info.num_classes,
+        device=device,
+        seed=seed,
+        ranks=ranks,
+        check_stop=stop.check,
+    )
     if threat.fits_on_data:
         if split == info.fit_split:
             raise UsageError(
