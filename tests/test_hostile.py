@@ -9,8 +9,10 @@ import pickle
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -278,3 +280,80 @@ def test_class_7_sigterm_during_a_uap_fit_stops_the_fit_at_the_next_step(
     assert interrupted.value.signum == signal.SIGTERM
     assert forwards == [64]
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("*.npy"))  # no δ cached
+
+
+def _png_declaring(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG whose header declares ``width`` x ``height`` pixels (only the IHDR chunk is needed)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+    return path
+
+
+def _imagenet_with(tmp_path: Path, imagenet_images, name: str, write) -> Path:
+    """A class-folder ImageNet with its second image replaced by what ``write(path)`` writes."""
+    from conftest import IMAGENET_WNIDS
+
+    imagenet_images(tmp_path / "val", per_class=1, class_folders=True)
+    bad = tmp_path / "val" / IMAGENET_WNIDS[1] / name
+    (bad.parent / "ILSVRC2012_val_00000002.JPEG").unlink()
+    write(bad)
+    return bad
+
+
+def test_class_6c_a_png_declaring_40000_by_40000_pixels_is_one_line_data_error(tmp_path, imagenet_images):
+    """class 6c: Pillow's decompression-bomb guard surfaced as an internal error; now a DataError naming
+    the file."""
+    from robench import datasets
+    from robench.core.errors import DataError
+
+    bomb = _imagenet_with(
+        tmp_path, imagenet_images, "ILSVRC2012_val_00000002.png", lambda p: _png_declaring(p, 40000, 40000)
+    )
+    with pytest.raises(DataError) as err:
+        datasets.load_tensors("imagenet", "test", data_dir=tmp_path)
+    message = str(err.value)
+    assert str(bomb) in message and "decompression bomb" in message and "\n" not in message
+
+
+def test_class_8_an_unreadable_jpeg_in_a_decode_worker_is_one_line(tmp_path, imagenet_images):
+    """class 8: with decode workers the DataLoader re-raised the worker's DataError with its 25-line
+    traceback as the message; the message is now the worker's own line."""
+    from robench import datasets
+    from robench.core.errors import DataError
+
+    broken = _imagenet_with(
+        tmp_path, imagenet_images, "ILSVRC2012_val_00000002.JPEG", lambda p: p.write_bytes(b"\xff\xd8 cut")
+    )
+    examples = datasets.create_dataset("imagenet", "test", tmp_path)
+    with pytest.raises(DataError) as err:
+        list(datasets.stream_batches(examples, 0, len(examples), 2, torch.device("cpu"), workers=2))
+    expected = f"cannot read image {broken} (UnidentifiedImageError): replace or remove the file"
+    assert str(err.value) == expected
+
+
+@pytest.mark.parametrize("layout", ["kaggle", "devkit"])
+def test_class_8_a_label_file_that_is_not_utf8_is_one_line(tmp_path, imagenet_images, monkeypatch, layout):
+    """class 8: a non-UTF-8 ImageNet label file (Kaggle's csv, the devkit's ground truth) raised
+    UnicodeDecodeError, an internal error; now a DataError naming the file."""
+    from test_imagenet_layouts import _devkit, _kaggle
+
+    from robench import datasets
+    from robench.core.errors import DataError
+
+    monkeypatch.delenv("ROBENCH_DATA", raising=False)
+    labels = imagenet_images(tmp_path / "val", per_class=2)
+    if layout == "kaggle":
+        _kaggle(tmp_path, labels)
+        damaged = tmp_path / "LOC_val_solution.csv"
+    else:
+        _devkit(tmp_path, labels)
+        damaged = tmp_path / "ILSVRC2012_devkit_t12" / "data" / "ILSVRC2012_validation_ground_truth.txt"
+    damaged.write_bytes(damaged.read_bytes().replace(b"\n", "\n\u00e9".encode("latin-1"), 1))
+    with pytest.raises(DataError) as err:
+        datasets.create_dataset("imagenet", "test", tmp_path)
+    assert f"{damaged} is not UTF-8 text" in str(err.value) and "\n" not in str(err.value)
