@@ -3,6 +3,7 @@ fault, then checks for one line on stderr, a non-zero exit and nothing lost."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import pickle
@@ -357,3 +358,30 @@ def test_class_8_a_label_file_that_is_not_utf8_is_one_line(tmp_path, imagenet_im
     with pytest.raises(DataError) as err:
         datasets.create_dataset("imagenet", "test", tmp_path)
     assert f"{damaged} is not UTF-8 text" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_class_8_a_full_disk_while_writing_the_lock_is_one_line_leaving_no_lock(
+    tmp_path, capsys, monkeypatch
+):
+    """class 8: ENOSPC while the lock file's holder details are written was an internal error."""
+    from robench.core import locks
+
+    def full(fd, data, offset):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(locks.os, "pwrite", full)
+    out = tmp_path / "out"
+    assert _eval("--model", "mnist_cnn_standard", "--out", str(out)) == 1
+    err = _one_error_line(capsys)
+    assert ".clean.json.lock" in err and "No space left on device" in err
+    assert not list(out.rglob("*.lock")) and not list(out.rglob("*.json"))
+
+
+def test_class_8_a_folder_where_the_lock_file_goes_is_one_line(tmp_path, capsys):
+    """class 8: a folder at the lock's path raised IsADirectoryError, an internal error."""
+    lock = tmp_path / "mnist5k" / "mnist_cnn_standard" / ".clean.json.lock"
+    lock.mkdir(parents=True)
+    assert _eval("--model", "mnist_cnn_standard", "--out", str(tmp_path)) == 1
+    err = _one_error_line(capsys)
+    assert str(lock) in err and "folder is in the way" in err
+    assert lock.is_dir() and not (lock.parent / "clean.json").exists()
