@@ -261,7 +261,7 @@ def test_class_7_sigterm_during_a_uap_fit_stops_the_fit_at_the_next_step(
     forwards = []
 
     class SignalledDuringFit(torch.nn.Module):
-        """The standard model, with a SIGTERM arriving during its first forward (the fit's first step)."""
+        """The standard model, with a SIGTERM arriving during the fit's first step (64 images)."""
 
         card = standard_model.card
 
@@ -271,7 +271,7 @@ def test_class_7_sigterm_during_a_uap_fit_stops_the_fit_at_the_next_step(
 
         def forward(self, x):
             forwards.append(len(x))
-            if len(forwards) == 1:
+            if len(x) == 64 and forwards.count(64) == 1:
                 os.kill(os.getpid(), signal.SIGTERM)
             return self.net(x)
 
@@ -279,7 +279,7 @@ def test_class_7_sigterm_during_a_uap_fit_stops_the_fit_at_the_next_step(
     with stop.graceful(), pytest.raises(stop.Interrupted) as interrupted:
         evaluate(SignalledDuringFit(), threat, "mnist5k", n_examples=8, device="cpu")
     assert interrupted.value.signum == signal.SIGTERM
-    assert forwards == [64]
+    assert forwards == [1, 64]  # the engine's check of one example's shape, then the fit's first step
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("*.npy"))  # no δ cached
 
 
@@ -385,3 +385,24 @@ def test_class_8_a_folder_where_the_lock_file_goes_is_one_line(tmp_path, capsys)
     err = _one_error_line(capsys)
     assert str(lock) in err and "folder is in the way" in err
     assert lock.is_dir() and not (lock.parent / "clean.json").exists()
+
+
+def test_class_8_a_3_channel_architecture_on_a_1_channel_dataset_is_one_line(tmp_path, capsys):
+    """class 8: a card may pair a 3-channel timm network with 1-channel MNIST (check_dataset compares the
+    card's dataset, not the network); torch's shape error at the first forward was an internal error."""
+    import timm
+    from safetensors.torch import save_file
+
+    net = timm.create_model("test_resnet.r160_in1k", num_classes=10)
+    weights = tmp_path / "rgb.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(weights))
+    card = tmp_path / "rgb_on_mnist.yaml"
+    card.write_text(
+        "arch: test_resnet.r160_in1k\ndataset: mnist5k\nnum_classes: 10\n"
+        f"weights: {{path: {weights.name}, sha256: {hashlib.sha256(weights.read_bytes()).hexdigest()}}}\n"
+    )
+    out = tmp_path / "out"
+    assert _eval("--model", str(card), "--out", str(out), "--threat", "uap_linf") == 2
+    err = _one_error_line(capsys)
+    assert "'rgb_on_mnist'" in err and "(1, 28, 28)" in err and "3 channels" in err
+    assert not list(out.rglob("*.json"))

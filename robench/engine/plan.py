@@ -138,6 +138,7 @@ def make_plan(
     examples = first_examples(
         dataset, split, n_examples, data_dir, preprocessing=preprocessing, subset_file=subset_file
     )
+    check_input(model, examples[0][0][None].to(dev), dataset, model_name)
     forward = Forward.make(model, threat, speed or Speed(), dev, examples)
     batch_size = batch_size or DEFAULT_BATCH_SIZE
     chunk_size = chunk_size or DEFAULT_CHUNK_SIZE
@@ -177,3 +178,20 @@ def make_plan(
         identity=identity,
         config_hash=rec.config_hash(identity),
     )
+
+
+def check_input(model: nn.Module, x: torch.Tensor, dataset: str, model_name: str) -> None:
+    """One forward of one example before any work, so a network built for other images (a 3-channel
+    architecture on 1-channel MNIST, which a card can pair) is refused in one line naming the model and
+    the image shape, rather than as torch's error at the first batch or deep inside a threat's fit."""
+    try:
+        with torch.inference_mode():
+            model(x)
+    except torch.OutOfMemoryError:
+        raise
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(
+            f"model {model_name!r} cannot take {dataset} images of shape {tuple(x.shape[1:])} "
+            f"(channels, height, width): {first}"
+        ) from None
