@@ -406,3 +406,31 @@ def test_class_8_a_3_channel_architecture_on_a_1_channel_dataset_is_one_line(tmp
     err = _one_error_line(capsys)
     assert "'rgb_on_mnist'" in err and "(1, 28, 28)" in err and "3 channels" in err
     assert not list(out.rglob("*.json"))
+
+
+def test_class_8_a_submitted_name_too_long_for_a_file_name_is_one_line(tmp_path, capsys, config_tree):
+    """class 8: ``robench submit --name`` of 300 characters passed every check and failed as an internal
+    error (ENAMETOOLONG) only when its first file was written."""
+    root = config_tree(tmp_path / "repo", models={}, boards={})
+    weights = _card_copy(tmp_path).parent / "weights" / "mnist_cnn_standard.safetensors"
+    args = ["--checkpoint", str(weights), "--arch", "mnist_cnn", "--dataset", "mnist5k"]
+    before = sorted(root.rglob("*"))
+    assert main(["submit", *args, "--name", "m" * 300, "--root", str(root)]) == 2
+    assert "300 characters" in _one_error_line(capsys)
+    assert sorted(root.rglob("*")) == before
+
+
+def test_class_8_the_longest_name_allowed_fits_every_file_robench_makes_of_it(tmp_path, capsys):
+    """class 8: a threat name of the maximal length makes a record (and its temporary file, lock and chunk
+    folder) the file system accepts; one character more is refused before any work."""
+    from robench.core.record import MAX_NAME
+
+    (tmp_path / "threats").mkdir()
+    for length in (MAX_NAME, MAX_NAME + 1):
+        (tmp_path / "threats" / f"{'t' * length}.yaml").write_text("family: clean\n")
+    out = tmp_path / "out"
+    run = ["--config-dir", str(tmp_path), "eval", "--model", "mnist_cnn_standard", "--n-examples", "8"]
+    assert main([*run, "--threat", "t" * (MAX_NAME + 1), "--out", str(out)]) == 2
+    assert f"{MAX_NAME + 1} characters" in _one_error_line(capsys)
+    assert main([*run, "--threat", "t" * MAX_NAME, "--out", str(out)]) == 0
+    assert (out / "mnist5k" / "mnist_cnn_standard" / f"{'t' * MAX_NAME}.json").is_file()

@@ -25,11 +25,21 @@ SCHEMA_VERSION = 1
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
+#: The longest name: a path component (at most 255 bytes) must hold it with what robench adds around it,
+#: up to ``.<threat>.json.<host>-<pid>.<random>.tmp`` for a record being written (a host name has <= 64).
+MAX_NAME = 150
+
+
 def check_name(kind: str, name: str) -> str:
-    """Refuse names that would escape the records directory when used as a path component."""
+    """Refuse names that would escape the records directory when used as a path component, and names too
+    long to be one (the file system's refusal would come only when the record is written, after the run)."""
     if not isinstance(name, str) or not _SAFE_NAME.match(name) or ".." in name:
         raise UsageError(
             f"invalid {kind} name {name!r}: use letters, digits, '_', '-' and '.', not starting with '.'"
+        )
+    if len(name) > MAX_NAME:
+        raise UsageError(
+            f"invalid {kind} name {name[:20]}... ({len(name)} characters): use at most {MAX_NAME}"
         )
     return name
 
