@@ -161,22 +161,22 @@ def commit(
     """
     runs = root / RUNS_DIR
     journal = Journal(root, name, stage)
-    for b in boards:
-        for path in files.paths(b.name, root):
-            journal.keep(path)
-    if replace:  # the old card's records describe other weights: they go with it
-        for old in sorted(runs.glob(f"*/{name}")):
-            journal.remove(old)
-    for r in records:
-        for file in (f"{r.threat}.json", *r.artifacts.values()):
-            journal.move(
-                record.path_for(stage / RUNS_DIR, r.dataset, name, r.threat).with_name(file),
-                record.path_for(runs, r.dataset, name, r.threat).with_name(file),
-            )
-    if card[1] is not None:
-        journal.write(*card)
-    journal.begin()
     try:
+        for b in boards:
+            for path in files.paths(b.name, root):
+                journal.keep(path)
+        if replace:  # the old card's records describe other weights: they go with it
+            for old in sorted(runs.glob(f"*/{name}")):
+                journal.remove(old)
+        for r in records:
+            for file in (f"{r.threat}.json", *r.artifacts.values()):
+                journal.move(
+                    record.path_for(stage / RUNS_DIR, r.dataset, name, r.threat).with_name(file),
+                    record.path_for(runs, r.dataset, name, r.threat).with_name(file),
+                )
+        if card[1] is not None:
+            journal.write(*card)
+        journal.begin()
         journal.apply()
         files.write([b.name for b in boards], root)
     except BaseException:
