@@ -484,8 +484,10 @@ def _table(records, out: Path) -> str:
 
 def cmd_leaderboard(args) -> int:
     from robench import boards
+    from robench.submission.undo import recover
 
     root = args.root if args.root is not None else boards.default_root()
+    recover(Path(root))  # a submission's commit that a kill left half-done: completed or rolled back first
     if args.check:
         stale = boards.check(args.boards, root)
         for path in stale:

@@ -18,6 +18,7 @@ from robench import boards
 from robench.boards import files
 from robench.cli import main
 from robench.core import record
+from robench.core.errors import WriteError
 from robench.models import build_network, card_from_dict, create_model, load_card, sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
@@ -448,13 +449,14 @@ def test_failing_board_regeneration_puts_everything_back(root, tmp_path, capsys,
 
     def write_then_fail(boards, where):
         write(boards, where)  # the page and the plot are rewritten, then the disk fills up
-        raise OSError(28, "No space left on device")
+        raise WriteError(root / "leaderboards" / "tiny.svg", "No space left on device", 28)
 
     monkeypatch.setattr(files, "write", write_then_fail)
     capsys.readouterr()
     other = checkpoint(tmp_path / "other" / "ok.safetensors", 13)
     assert submit(root, write_card(tmp_path / "other" / "ok.yaml", other), "--force") == 1
-    assert snapshot(root) == before  # old card, old records, old page: the replacement left no trace
+    # old card, old records, old page, and (a WriteError is the user's to fix) no staging folder
+    assert snapshot(root) == before
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from robench.core import schema
+from robench.core import schema, yamlio
 from robench.core.errors import UsageError
 from robench.core.registry import did_you_mean, unknown_name
 
@@ -153,9 +153,10 @@ def _numbers(obj: Any) -> Any:
 
 
 def read_yaml(path: Path) -> dict:
-    """Parse one YAML mapping, with one-line errors for unreadable or malformed files."""
+    """Parse one YAML mapping, with one-line errors for unreadable or malformed files (a repeated key or an
+    alias among them: :mod:`robench.core.yamlio`)."""
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        data = yamlio.parse(Path(path).read_text(encoding="utf-8"))
     except OSError as e:
         raise UsageError(f"cannot read {path}: {e.strerror}") from None
     except UnicodeDecodeError as e:

@@ -29,7 +29,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from robench.core.errors import RobenchError
+from robench.core.errors import RobenchError, WriteError
 
 _held: dict[Path, int] = {}  # lock files this process holds -> nesting depth
 
@@ -46,7 +46,8 @@ def _holder(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _alive(pid) -> bool:
+def alive(pid) -> bool:
+    """Whether process ``pid`` exists on this host (someone else's counts)."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
@@ -65,8 +66,42 @@ def _describe(holder: dict) -> str:
 
 
 def _acquire(path: Path, what: str) -> int:
-    """An open descriptor of ``path`` holding its flock, with this process's details written in."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """An open descriptor of ``path`` holding its flock, with this process's details written in.
+
+    A lock that cannot be made (a full disk, a read-only place, a folder where the file goes) is a
+    :class:`WriteError` naming the lock file, and leaves no lock file of ours behind.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = _locked(path, what)
+    except OSError as e:
+        if isinstance(e, WriteError):
+            raise
+        reason = "a folder is in the way: remove it" if path.is_dir() else e.strerror or str(e)
+        raise WriteError(path, reason, e.errno) from None
+    previous = _holder(path)
+    if previous.get("host") == socket.gethostname() and not alive(previous.get("pid")):
+        print(
+            f"robench: {what}: stale lock of {_describe(previous)} (no such process) taken over",
+            file=sys.stderr,
+        )
+    info = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "what": what,
+        "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+    except OSError as e:  # a full disk: the lock is ours, so the file is ours to remove
+        _release(path, fd)
+        raise WriteError(path, e.strerror or str(e), e.errno) from None
+    return fd
+
+
+def _locked(path: Path, what: str) -> int:
+    """Open ``path`` and take its flock; :class:`LockedError` if another process holds it."""
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -83,23 +118,14 @@ def _acquire(path: Path, what: str) -> int:
         except FileNotFoundError:
             same = False
         if same:
-            break
+            return fd
         os.close(fd)  # the holder removed the file between our open and our lock: start over
-    previous = _holder(path)
-    if previous.get("host") == socket.gethostname() and not _alive(previous.get("pid")):
-        print(
-            f"robench: {what}: stale lock of {_describe(previous)} (no such process) taken over",
-            file=sys.stderr,
-        )
-    info = {
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "what": what,
-        "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, json.dumps(info).encode(), 0)
-    return fd
+
+
+def _release(path: Path, fd: int) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()  # before the unlock: whoever opens the path next creates a fresh file
+    os.close(fd)
 
 
 @contextlib.contextmanager
@@ -120,6 +146,4 @@ def lock(path: Path, what: str) -> Iterator[None]:
         yield
     finally:
         del _held[path]
-        with contextlib.suppress(OSError):
-            path.unlink()  # before the unlock: whoever opens the path next creates a fresh file
-        os.close(fd)
+        _release(path, fd)

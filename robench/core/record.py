@@ -12,10 +12,13 @@ import hashlib
 import json
 import os
 import re
+import socket
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from robench.core import locks
 from robench.core.errors import RecordError, UsageError, WriteError
 
 #: 2: the model's identity covers normalisation, class count, input size and the architecture's kwargs
@@ -29,11 +32,21 @@ COSMETIC_META = ("display_name", "description", "paper", "recipe", "spec")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
+#: The longest name: a path component (at most 255 bytes) must hold it with what robench adds around it,
+#: up to ``.<threat>.json.<host>-<pid>.<random>.tmp`` for a record being written (a host name has <= 64).
+MAX_NAME = 150
+
+
 def check_name(kind: str, name: str) -> str:
-    """Refuse names that would escape the records directory when used as a path component."""
+    """Refuse names that would escape the records directory when used as a path component, and names too
+    long to be one (the file system's refusal would come only when the record is written, after the run)."""
     if not isinstance(name, str) or not _SAFE_NAME.match(name) or ".." in name:
         raise UsageError(
             f"invalid {kind} name {name!r}: use letters, digits, '_', '-' and '.', not starting with '.'"
+        )
+    if len(name) > MAX_NAME:
+        raise UsageError(
+            f"invalid {kind} name {name[:20]}... ({len(name)} characters): use at most {MAX_NAME}"
         )
     return name
 
@@ -237,16 +250,44 @@ def _fill(fd: int, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
+def _tmp_prefix(path: Path) -> str:
+    """How a temporary file for ``path`` starts: ``.<name>.<host>-<pid>.``, so that whoever finds it after
+    a kill can tell whether its writer is still running (:func:`sweep_stale_tmp`)."""
+    return f".{path.name}.{socket.gethostname()}-{os.getpid()}."
+
+
+def sweep_stale_tmp(path: Path) -> None:
+    """Remove the half-written temporary files of ``path`` that killed writers left beside it, with one
+    line on stderr. Only writers on this host whose process is gone count as dead: a live writer's file,
+    or one of another host's (a shared file system), is left alone."""
+    host = f".{path.name}.{socket.gethostname()}-"
+    try:
+        leftovers = [p for p in path.parent.iterdir() if p.name.startswith(host) and p.name.endswith(".tmp")]
+    except OSError:  # no folder yet: nothing left in it
+        return
+    for tmp in leftovers:
+        pid = tmp.name[len(host) :].split(".", 1)[0]
+        if not pid.isdigit() or locks.alive(int(pid)):
+            continue
+        try:
+            tmp.unlink()
+        except OSError:  # another sweeper was first, or it is not ours to remove: the write goes on
+            continue
+        print(f"robench: removed {tmp}, half-written by process {pid}, which is gone", file=sys.stderr)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see either the old file or the new one, never half.
 
     A failure (a full disk, a read-only place) leaves the old file as it was, removes the temporary
-    file, and raises :class:`WriteError`: one line naming the file, which is also an ``OSError``.
+    file, and raises :class:`WriteError`: one line naming the file, which is also an ``OSError``. A kill
+    leaves its temporary file behind; the next write of ``path`` removes it (:func:`sweep_stale_tmp`).
     """
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        sweep_stale_tmp(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_tmp_prefix(path), suffix=".tmp")
         _fill(fd, data)
         os.replace(tmp, path)
     except BaseException as e:

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from robench.core.errors import DataError, UsageError
+from robench.core.errors import DataError, RobenchError, UsageError
 from robench.core.paths import data_root, env_data_dir
 from robench.core.registry import Registry
 from robench.datasets import imagenet
@@ -219,8 +219,25 @@ def stream_batches(
     loader = DataLoader(
         Subset(examples, range(lo, hi)), batch_size=batch_size, num_workers=workers, pin_memory=cuda
     )
-    for x, y in loader:
-        yield x.to(device, non_blocking=cuda), y.long().to(device, non_blocking=cuda)
+    try:
+        for x, y in loader:
+            yield x.to(device, non_blocking=cuda), y.long().to(device, non_blocking=cuda)
+    except RobenchError as e:
+        raise _from_worker(e) from None
+
+
+def _from_worker(error: RobenchError) -> RobenchError:
+    """A one-line error raised in a decode worker (an unreadable image), as it was raised there.
+
+    The DataLoader re-raises it in this process with the same type but with a message of its own: "Caught
+    DataError in DataLoader worker process 0. Original Traceback ..." and the whole worker traceback, which
+    the CLI would print as 25 lines. The original message is that traceback's last line.
+    """
+    text = str(error).rstrip()
+    if not text.startswith("Caught ") or "\n" not in text:  # raised in this process (workers=0)
+        return error
+    name = f"{type(error).__module__}.{type(error).__qualname__}: "
+    return type(error)(text.splitlines()[-1].removeprefix(name))
 
 
 class _UInt8Images(Dataset):

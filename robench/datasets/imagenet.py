@@ -95,7 +95,12 @@ class ImageFiles(Dataset):
         try:
             with Image.open(path) as image:
                 return self.transform(image.convert("RGB")), label
-        except OSError as e:
+        except Image.DecompressionBombError:  # declares more pixels than Pillow's guard lets it decode
+            raise DataError(
+                f"cannot read image {path}: it declares more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels "
+                "(a decompression bomb, or not an ImageNet photo): replace or remove the file"
+            ) from None
+        except (OSError, SyntaxError, ValueError) as e:  # Pillow's plugins raise all three for bad files
             raise DataError(
                 f"cannot read image {path} ({type(e).__name__}): replace or remove the file"
             ) from e
@@ -184,9 +189,11 @@ def _class_folders(folder: Path, wnid_index: dict[str, int]) -> dict[str, tuple[
 def _kaggle_labels(path: Path) -> dict[str, str]:
     """``LOC_val_solution.csv``: image id -> wnid (the first word of its PredictionString)."""
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
         return {row["ImageId"]: row["PredictionString"].split()[0] for row in rows}
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path} is not UTF-8 text (byte {e.start}): it is not Kaggle's label file") from None
     except (OSError, KeyError, IndexError, AttributeError, csv.Error) as e:
         raise DataError(
             f"{path} is not Kaggle's ImageId,PredictionString file ({type(e).__name__}: {e})"
@@ -209,8 +216,14 @@ def _devkit_labels(devkit: Path) -> dict[str, str]:
             "next to the images"
         ) from None
     truth = devkit / GROUND_TRUTH
+    try:
+        lines = truth.read_text(encoding="utf-8").split()
+    except UnicodeDecodeError as e:
+        raise DataError(f"{truth} is not UTF-8 text (byte {e.start}): it is not the devkit's file") from None
+    except OSError as e:
+        raise DataError(f"cannot read {truth} ({e.strerror})") from None
     out = {}
-    for n, line in enumerate(truth.read_text().split(), start=1):
+    for n, line in enumerate(lines, start=1):
         if not line.isdigit() or int(line) not in id_to_wnid:
             raise DataError(f"{truth} line {n}: {line!r} is not an ILSVRC2012_ID listed in {meta}")
         out[f"ILSVRC2012_val_{n:08d}"] = id_to_wnid[int(line)]

@@ -28,6 +28,7 @@ from robench.core import paths, record
 from robench.core.errors import UsageError, WriteError
 from robench.datasets import dataset_info, example_labels, load_tensors
 from robench.datasets.corruption_sets import open_corrupted_set
+from robench.engine import stop
 from robench.engine.spec import LoadedModel, RunSpec, module_fingerprint
 from robench.runtime.distributed import all_reduce_sum, world
 from robench.threats.base import FitData, PrepareContext, Ranks
@@ -142,7 +143,12 @@ def prepare(spec: RunSpec) -> None:
     info = dataset_info(dataset)
     ranks = Ranks(*world(), all_reduce_sum)
     ctx = PrepareContext(
-        dataset=dataset, num_classes=info.num_classes, device=spec.device, seed=options.seed, ranks=ranks
+        dataset=dataset,
+        num_classes=info.num_classes,
+        device=spec.device,
+        seed=options.seed,
+        ranks=ranks,
+        check_stop=stop.check,
     )
     if threat.fits_on_data:
         if options.split == info.fit_split:

@@ -323,6 +323,23 @@ class RunSpec:
         return self.record_path().parent / ".partial" / f"{self.threat_name}-{self.config_hash}"
 
 
+def check_input(model: nn.Module, x: torch.Tensor, dataset: str, model_name: str) -> None:
+    """One forward of one example before any work, so a network built for other images (a 3-channel
+    architecture on 1-channel MNIST, which a card can pair) is refused in one line naming the model and
+    the image shape, rather than as torch's error at the first batch or deep inside a threat's fit."""
+    try:
+        with torch.inference_mode():
+            model(x)
+    except torch.OutOfMemoryError:
+        raise
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(
+            f"model {model_name!r} cannot take {dataset} images of shape {tuple(x.shape[1:])} "
+            f"(channels, height, width): {first}"
+        ) from None
+
+
 def resolve(
     model: str | ModelCard | nn.Module | LoadedModel, threat: str | Threat, options: RunOptions
 ) -> RunSpec:
@@ -343,6 +360,7 @@ def resolve(
         preprocessing=loaded.card.preprocessing if loaded.card is not None else None,
         subset_file=options.subset_file,
     )
+    check_input(loaded.module, examples[0][0][None].to(device), options.dataset, loaded.name)
     forward = Forward.make(loaded.module, threat, options.speed, device, examples)
     batch_size = options.batch_size or DEFAULT_BATCH_SIZE
     chunk_size = options.chunk_size or DEFAULT_CHUNK_SIZE

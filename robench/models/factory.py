@@ -22,7 +22,14 @@ from robench.models import (
     specs,
 )
 from robench.models.card import ModelCard, card_from_dict
-from robench.models.weights import load_weights, pinned, read_state_dict, resolve_weights_file, weights_format
+from robench.models.weights import (
+    load_weights,
+    pinned,
+    read_bytes,
+    read_state_dict,
+    read_weights_file,
+    weights_format,
+)
 
 
 class Classifier(nn.Module):
@@ -110,16 +117,17 @@ def create_model(
     card = name if isinstance(name, ModelCard) else specs.load_card(name)
     if card.library == "robustbench":
         net, path = specs.robustbench_network(card)
-        card = pinned(card, path)
+        card = pinned(card, path, read_bytes(path))
     elif card.weights.pretrained is not None:
         path = specs.pretrained_file(card)
-        card = pinned(card, path)
+        data = read_bytes(path)
+        card = pinned(card, path, data)
         net = build_network(card)
-        load_weights(net, read_state_dict(path, weights_format(path), allow_pickle=True), card)
+        load_weights(net, read_state_dict(data, weights_format(path), True, path), card)
     else:
-        path = resolve_weights_file(card)
+        path, data = read_weights_file(card)
         net = build_network(card)
-        load_weights(net, read_state_dict(path, card.weights.format, allow_pickle), card)
+        load_weights(net, read_state_dict(data, card.weights.format, allow_pickle, path), card)
     norm = card.normalization or {}
     model = Classifier(net, norm.get("mean"), norm.get("std"), card=card)
     model.eval().requires_grad_(False)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import os
 import urllib.error
+import warnings
 from pathlib import Path
 
 import torch
@@ -29,8 +31,18 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def resolve_weights_file(card: ModelCard) -> Path:
-    """The local weights file of a path/URL card, downloaded to the cache if needed, hash-verified."""
+def read_bytes(path: Path) -> bytes:
+    """The whole weights file, read once: the bytes that are hashed are the bytes that are loaded, so a file
+    swapped after the hash cannot give a record pinning one file's sha256 but computed with another's."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"cannot read the weights file {path}: {e.strerror or e}") from None
+
+
+def read_weights_file(card: ModelCard) -> tuple[Path, bytes]:
+    """(the local weights file of a path/URL card, its bytes): downloaded to the cache if needed, read once
+    and checked against the card's sha256."""
     spec = card.weights
     if spec.path:
         path = Path(os.path.expanduser(spec.path))
@@ -50,22 +62,25 @@ def resolve_weights_file(card: ModelCard) -> Path:
                     f"could not download the weights of {card.name!r} from {spec.url}: "
                     f"{getattr(e, 'reason', e)} - download it elsewhere and set weights.path"
                 ) from None
-    actual = sha256_file(path)
+    data = read_bytes(path)
+    actual = hashlib.sha256(data).hexdigest()
     if actual != spec.sha256.lower():
         raise CheckpointError(
             f"sha256 mismatch for the weights of {card.name!r} ({path}): card pins {spec.sha256[:12]}..., "
             f"file is {actual[:12]}... - refusing to load a file that is not the one the card names"
         )
-    return path
+    return path, data
 
 
-def read_state_dict(path: Path, fmt: str, allow_pickle: bool) -> dict:
+def read_state_dict(data: bytes, fmt: str, allow_pickle: bool, path: Path) -> dict:
+    """The state dict in ``data`` (the bytes of the weights file ``path``, named in errors), loaded from
+    memory without running code from it."""
     if fmt == "safetensors":
         from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        from safetensors.torch import load
 
         try:
-            return load_file(str(path))
+            return load(data)
         except (SafetensorError, OSError, ValueError) as e:
             raise CheckpointError(
                 f"{path} is not a readable safetensors file (truncated or corrupt?): {e}"
@@ -75,18 +90,30 @@ def read_state_dict(path: Path, fmt: str, allow_pickle: bool) -> dict:
             f"{path} is a pickle checkpoint; pickles can run code when loaded. Convert it to safetensors, "
             "or pass --allow-pickle to load it with torch.load(weights_only=True)"
         )
-    import pickle
-
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"refused to load {path} with weights_only=True: {first}") from None
+        with warnings.catch_warnings():  # torch's advice on pickle protocols: the outcome is our one line
+            warnings.simplefilter("ignore")
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - unpickling arbitrary bytes fails in many ways (KeyError for text)
+        raise CheckpointError(
+            f"{path} is not a checkpoint robench can load: torch.load(weights_only=True) refused it "
+            f"({_refusal(e)})"
+        ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path} does not hold a state dict")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} does not hold a state dict (tensors by parameter name)")
     return state
+
+
+def _refusal(error: Exception) -> str:
+    """The reason in torch's refusal, in one line: its ``WeightsUnpickler error`` when it gives one (the
+    rest of that message advises loading with ``weights_only=False``, which robench never does)."""
+    text = str(error)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+    text = " ".join(text.split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def load_weights(net: nn.Module, state: dict, card: ModelCard) -> None:
@@ -111,10 +138,11 @@ def load_weights(net: nn.Module, state: dict, card: ModelCard) -> None:
     net.load_state_dict(state, strict=True)
 
 
-def pinned(card: ModelCard, path: Path) -> ModelCard:
-    """The card with the sha256 of the library file actually read, for the record. A card that pins one
-    already (``robench submit --list`` writes such cards) must get that very file."""
-    actual = sha256_file(path)
+def pinned(card: ModelCard, path: Path, data: bytes) -> ModelCard:
+    """The card with the sha256 of ``data``, the library file ``path`` as read (once) for loading, for the
+    record. A card that pins one already (``robench submit --list`` writes such cards) must get that very
+    file."""
+    actual = hashlib.sha256(data).hexdigest()
     pinned = card.weights.sha256
     if pinned and pinned.lower() != actual:
         raise CheckpointError(

@@ -9,7 +9,8 @@ card for the reader of the card and used nowhere else.
 Nothing is half-done. The card is validated and the checkpoint loaded before any evaluation; records are
 evaluated into a staging folder (``leaderboards/.submit/<name>/``) and moved into ``leaderboards/runs/`` only
 once every threat has succeeded, together with the card and the regenerated board; if any of those
-steps fails, the records, the card and the board files are put back as they were. A staging folder is
+steps fails, or the process is killed among them, the records, the card and the board files are put back
+as they were (a journal, :mod:`robench.submission.undo`, which the next command reads). A staging folder is
 removed when a submission fails on something the user must fix, and kept when it is interrupted, so
 that rerunning the same command keeps the threats already evaluated (if they are still current for the
 same card) and resumes the unfinished one from its finished chunks.
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -43,7 +43,7 @@ from robench.core.record import check_name
 from robench.datasets import dataset_info
 from robench.models import ModelCard, card_from_dict, code, sha256_file
 from robench.models.card import NORMALIZATION_NEEDED, parse_normalization
-from robench.submission.undo import Undo, rmdir_if_empty
+from robench.submission.undo import commit, discard, recover
 
 STAGING_DIR = RUNS_DIR.parent / ".submit"
 
@@ -272,47 +272,6 @@ def _evaluate(
     return [done[name] for name in threats]
 
 
-# --- putting it in place, or nothing -----------------------------------------------------------------------
-
-
-def _commit(
-    name: str,
-    records: list,
-    stage: Path,
-    card_bytes: bytes | None,
-    card_path: Path,
-    replace: bool,
-    boards: list[Board],
-    root: Path,
-) -> None:
-    """Records, card and boards in place together; on any failure, all three as they were.
-
-    Only the files of this submission's records move (each record and its artifacts), so anything an
-    earlier, interrupted submission left in the staging folder cannot slip in.
-    """
-    runs = root / RUNS_DIR
-    undo = Undo(stage / "previous")
-    try:
-        for b in boards:
-            for path in files.paths(b.name, root):
-                undo.remember(path)
-        if replace:  # the old card's records describe other weights: they go with it
-            for old in sorted(runs.glob(f"*/{name}")):
-                undo.remove(old)
-        for r in records:
-            for file in (f"{r.threat}.json", *r.artifacts.values()):
-                undo.move(
-                    record.path_for(stage / RUNS_DIR, r.dataset, name, r.threat).with_name(file),
-                    record.path_for(runs, r.dataset, name, r.threat).with_name(file),
-                )
-        if card_bytes is not None:
-            undo.write(card_path, card_bytes)
-        files.write([b.name for b in boards], root)
-    except BaseException:
-        undo.rollback()
-        raise
-
-
 # --- the command -------------------------------------------------------------------------------------------
 
 
@@ -346,6 +305,7 @@ def submit(request: SubmitRequest) -> None:
     root = Path(request.root).resolve() if request.root is not None else default_root().resolve()
     config.checkout_configs(root)  # a root whose configs are not in use fails before anything is written
     with files.checkout_lock(root):  # one submission per checkout; boards are not regenerated meanwhile
+        recover(root)  # a commit a kill left half-done is completed or rolled back first
         _submit(request, root)
 
 
@@ -377,17 +337,12 @@ def _submit(request: SubmitRequest, root: Path) -> None:
     )
     try:
         records = _evaluate(card, protocol, threats_for(boards), stage, request)
-        _commit(name, records, stage, card_bytes, target, replace, boards, root)
+        commit(name, records, stage, (target, card_bytes), replace, boards, root)
     except RobenchError:  # the user must change something first: nothing here is worth resuming
-        _discard(stage)
+        discard(stage)
         raise
-    _discard(stage)
+    discard(stage)
     _report(name, records[0].clean_acc, boards, root, target)  # every record has the same clean accuracy
-
-
-def _discard(stage: Path) -> None:
-    shutil.rmtree(stage, ignore_errors=True)
-    rmdir_if_empty(stage.parent)
 
 
 def _report(name: str, clean: float, boards: list[Board], root: Path, card_path: Path) -> None:

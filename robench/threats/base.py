@@ -133,6 +133,10 @@ class PrepareContext:
     model_fingerprint: str = ""
     cache: FitCache | None = None
     corrupted: CorruptedSet | None = None
+    #: Called between the steps of a long fit: raises the engine's interruption (the one the chunk loop
+    #: raises between batches) once SIGINT/SIGTERM asked the run to stop, so a fit is not a window of
+    #: minutes in which a signal goes unheard. A threat cannot import the engine, so the engine hands it in.
+    check_stop: Callable[[], None] = lambda: None
 
 
 class Threat(ABC):

@@ -29,6 +29,7 @@ import hashlib
 import io
 import math
 import time
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -153,9 +154,11 @@ class UAP(Threat):
         device: torch.device,
         generator: torch.Generator,
         ranks: Ranks | None = None,
+        check_stop: Callable[[], None] = lambda: None,
     ):
         """Fit δ on (x, y) (CPU tensors; minibatches go to ``device``), sharing every minibatch among
-        ``ranks`` (default: this process alone). Returns (δ [1,C,H,W], info)."""
+        ``ranks`` (default: this process alone), calling ``check_stop`` after every step (the engine's
+        :attr:`PrepareContext.check_stop`). Returns (δ [1,C,H,W], info)."""
         ranks = ranks or Ranks()
         delta = torch.zeros((1, *x.shape[1:]), device=device)
         loss_by_epoch, zero_steps, steps = [], 0, 0
@@ -179,6 +182,7 @@ class UAP(Threat):
                 zero_steps += int(not grad.any())
                 steps += 1
                 delta = self.step(delta, grad)
+                check_stop()
             loss_by_epoch.append(float(ranks.all_reduce_sum(loss_sum)) / len(x))
         info = {
             "fit_time_s": round(time.perf_counter() - started, 3),
@@ -211,7 +215,7 @@ class UAP(Threat):
         delta, fit = ctx.cache.fetch_or_fit(
             key,
             tuple(data.x.shape[1:]),
-            fit=lambda: self.fit(model, data.x, data.y, ctx.device, generator, ctx.ranks),
+            fit=lambda: self.fit(model, data.x, data.y, ctx.device, generator, ctx.ranks, ctx.check_stop),
             accept=lambda cached: (
                 self.size(cached) <= self.eps * (1 + 1e-6)
             ),  # a cached δ must lie in the ball
