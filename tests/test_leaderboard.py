@@ -401,6 +401,26 @@ def test_card_strings_cannot_inject_markdown_or_html(tree, page_table):
     assert "- x\\|&lt;script&gt; / clean: invalid model or threat name" in invalid
 
 
+def test_text_spoofing_names_with_urls_do_not_autolink_on_github(tree):
+    """Text spoofing (#24.5a): GitHub's cmark-gfm autolinks ``www.``, ``scheme://`` and ``user@host`` in
+    plain text, so an escaped display name could still become a link on the board. Each is broken by an
+    entity (the text reads the same); cmark-gfm itself, where installed, renders no link."""
+    from robench.boards.text import escape
+
+    name = "www.evil.com WWW.x.org https://x.y ftp://f.g me@evil.com (www.a.b)"
+    put_model(tree, "spoof", 0.9, 0.5, 0.2, meta={"display_name": name, "recipe": name})
+    md = boards.build("x", tree).markdown
+    assert "spoof" in md and "://" not in md and "www." not in md.lower()
+    assert "me&#x2060;@evil.com" in md and escape("a@b.c") == "a&#x2060;@b.c"
+    assert escape("www.a.b") == "www&#46;a.b" and escape("a://b") == "a&#58;//b"
+    cmarkgfm = pytest.importorskip("cmarkgfm", reason="cmarkgfm (GitHub's renderer) is not installed")
+    from cmarkgfm.cmark import Options
+
+    html = cmarkgfm.github_flavored_markdown_to_html(md, options=Options.CMARK_OPT_UNSAFE)
+    assert "<a " not in html and "evil.com" in html
+    assert "<a " in cmarkgfm.github_flavored_markdown_to_html(name)  # what it would have done
+
+
 def test_build_is_byte_deterministic_and_imports_no_torch(tree):
     put_model(tree, "a", 0.9, 0.5, 0.2)
     put_model(tree, "b", 0.9, 0.6, 0.1, meta={"display_name": "B", "recipe": "PGD-AT"})

@@ -70,10 +70,10 @@ def test_site_has_a_board_page_and_a_page_per_ranked_model(built):
         "corruptions",
         "mnist_c",
     }
-    page = (built / "mnist5k" / "mnist_cnn_cusp.html").read_text()
+    page = (built / "mnist5k" / "models" / "mnist_cnn_cusp.html").read_text()
     assert "02bad1532077dbce48c6b5d74396f6aff3e8a8910f2dc5f367c9d3f18e601d5e" in page  # weights sha256
     assert "robench eval --model mnist_cnn_cusp --threat spatial --out leaderboards/runs" in page
-    assert page.count("<figure>") >= 8 and 'src="img/mnist_cnn_cusp/uap_linf.png"' in page
+    assert page.count("<figure>") >= 8 and 'src="../img/mnist_cnn_cusp/uap_linf.png"' in page
     copied = built / "mnist5k" / "img" / "mnist_cnn_cusp" / "uap_linf.png"
     assert (
         copied.read_bytes() == (REPO / "leaderboards/runs/mnist5k/mnist_cnn_cusp/uap_linf.png").read_bytes()
@@ -105,7 +105,7 @@ def test_check_site_fails_on_an_edited_missing_or_extra_file(built, tmp_path, ca
     s = tmp_path / "s"
     args = ["leaderboard", "--board", "mnist5k", "--check", "--root", str(REPO), "--site", str(s)]
     assert main(args) == 0
-    (s / "mnist5k" / "mnist_cnn_cusp.html").write_text("hand edit")
+    (s / "mnist5k" / "models" / "mnist_cnn_cusp.html").write_text("hand edit")
     (s / "mnist5k" / "index.html").unlink()
     (s / "extra.html").write_text("x")
     assert main(args) == 1
@@ -114,7 +114,7 @@ def test_check_site_fails_on_an_edited_missing_or_extra_file(built, tmp_path, ca
     assert sorted(site.write_site(s, ["mnist5k"], REPO)) == [
         "extra.html",
         "mnist5k/index.html",
-        "mnist5k/mnist_cnn_cusp.html",
+        "mnist5k/models/mnist_cnn_cusp.html",
     ]
     assert site.check_site(s, ["mnist5k"], REPO) == [] and not (s / "extra.html").exists()
 
@@ -147,7 +147,7 @@ def evil_site(tmp_path, config_tree):
 
 
 def test_card_text_cannot_inject_markup_into_the_site(evil_site):
-    for page in [evil_site / "x" / "index.html", evil_site / "x" / "evil.html", evil_site / "index.html"]:
+    for page in [evil_site / "x/index.html", evil_site / "x/models/evil.html", evil_site / "index.html"]:
         html = page.read_text()
         # only the site's own scripts: the embedded data and site.js
         assert re.findall(r"<script[^>]*>", html) in (
@@ -158,7 +158,157 @@ def test_card_text_cannot_inject_markup_into_the_site(evil_site):
         assert 'href="javascript' not in html  # the javascript: url stays text, never a link
     data = board_data((evil_site / "x" / "index.html").read_text())
     assert next(m for m in data["models"] if m["model"] == "evil")["name"] == EVIL  # intact, as data
-    assert "&lt;/script&gt;" in (evil_site / "x" / "evil.html").read_text()
+    assert "&lt;/script&gt;" in (evil_site / "x" / "models" / "evil.html").read_text()
+
+
+# --- hostile records (issue #24) --------------------------------------------------------------------------
+
+UAP = "family: uap\nparams: {norm: linf, eps: 0.3, targeted: false}\n"
+SECRET = "ROBENCH_TEST_SECRET=do-not-publish"
+
+
+def png(width: int, height: int) -> bytes:
+    """A PNG signature and IHDR chunk declaring ``width`` x ``height`` (all a size check reads)."""
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + len(ihdr).to_bytes(4, "big") + b"IHDR" + ihdr + b"\0" * 4
+
+
+@pytest.fixture
+def hostile(tmp_path, config_tree):
+    """A board tree with the test board ``x`` and a ``uap_linf`` threat; returns (root, put, put_model)."""
+    from test_leaderboard import BOARD, THREATS, put, put_model
+
+    root = config_tree(tmp_path / "repo", threats={**THREATS, "uap_linf": UAP}, boards={"x": BOARD})
+    return root, put, put_model
+
+
+def put_uap(root, put, model, image: bytes | None = None):
+    """A uap_linf record of ``model`` with a PNG artifact (``image``, if given, is written as it)."""
+    from robench.core import config
+
+    path = put(
+        root,
+        model,
+        "uap_linf",
+        0.4,
+        family="uap",
+        threat_config=config.threat_config("uap_linf", "mnist5k"),
+        artifacts={"png": "uap_linf.png"},
+    )
+    if image is not None:
+        path.with_suffix(".png").write_bytes(image)
+    return path
+
+
+def site_text(out: Path) -> str:
+    return "".join(p.read_bytes().decode("latin-1") for p in sorted(out.rglob("*")) if p.is_file())
+
+
+def test_disclosure_symlinked_record_image_or_folder_is_never_read_or_copied(hostile, tmp_path):
+    """Disclosure (#24.1): git stores symbolic links, so a committed UAP image that links to
+    /proc/self/environ (here: a file outside the checkout) would publish the build's environment. No link
+    is followed, whether the file, the model's folder or a record: the image is named as refused on the
+    model page, the records are listed as invalid, and the secret is nowhere in the site or the page."""
+    root, put, put_model = hostile
+    secret = tmp_path / "environ"
+    secret.write_text(SECRET)
+    put_model(root, "victim", 0.9, 0.5, 0.3)
+    image = put_uap(root, put, "victim").with_suffix(".png")
+    image.symlink_to(secret)
+    outside = tmp_path / "outside"  # a whole model folder that is a link to records outside the checkout
+    put_model(outside, "linked", 0.9, 0.6, 0.6)
+    (root / "leaderboards/runs/mnist5k/linked").symlink_to(outside / "leaderboards/runs/mnist5k/linked")
+    put_model(root, "plain", 0.9, 0.2, 0.2)
+    record = root / "leaderboards/runs/mnist5k/plain/spatial.json"
+    moved = tmp_path / "spatial.json"
+    record.rename(moved)
+    record.symlink_to(moved)
+
+    out = tmp_path / "site"
+    site.write_site(out, ["x"], root)
+    assert SECRET not in site_text(out) and not (out / "x/img/victim/uap_linf.png").exists()
+    page = (out / "x/models/victim.html").read_text()
+    assert "leaderboards/runs/mnist5k/victim/uap_linf.png is a symbolic link (not followed)" in page
+    from robench import boards
+
+    md = boards.build("x", root).markdown
+    invalid = md.split("## Invalid records (not shown)")[1]
+    assert "- plain / spatial: leaderboards/runs/mnist5k/plain/spatial.json is a symbolic link" in invalid
+    assert "- linked / clean: leaderboards/runs/mnist5k/linked is a symbolic link (not followed)" in invalid
+    assert "linked" not in md.split("## Incomplete")[0]  # its numbers are not on the board
+    assert SECRET not in md
+
+
+def test_page_takeover_model_named_index_or_like_a_board_gets_its_own_page(hostile, tmp_path):
+    """Page takeover (#24.3): a model named ``index`` wrote ``<board>/index.html`` over the board's page.
+    Model pages live in a folder of their own; a board may not take a name the site's root uses."""
+    root, put, put_model = hostile
+    for model in ["index", "x", "assets", "models", "img"]:
+        put_model(root, model, 0.9, 0.5, 0.3, meta={"display_name": f"model {model}"})
+    out = tmp_path / "site"
+    site.write_site(out, ["x"], root)
+    assert board_data((out / "x" / "index.html").read_text())["models"]  # still the board's page
+    assert "robench leaderboards" in (out / "index.html").read_text()
+    for model in ["index", "x", "assets", "models", "img"]:
+        assert "<h1>model " + model + "</h1>" in (out / "x" / "models" / f"{model}.html").read_text()
+    from test_leaderboard import BOARD
+
+    (root / "configs/boards/assets.yaml").write_text(BOARD)
+    with pytest.raises(UsageError, match="'assets' is reserved"):
+        site.build_site(["assets"], root)
+
+
+def test_text_spoofing_bidi_controls_reach_no_page(hostile, tmp_path):
+    """Text spoofing (#24.5b): a right-to-left override in a display name showed another name on the page.
+    Every bidirectional control is removed from the markdown board and from every site page."""
+    from robench import boards
+
+    root, put, put_model = hostile
+    controls = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+    name = "good\u202egpj.exe" + controls
+    put_model(root, "spoof", 0.9, 0.5, 0.3, meta={"display_name": name, "recipe": name}, flags=[name])
+    out = tmp_path / "site"
+    site.write_site(out, ["x"], root)
+    text = site_text(out).encode("latin-1").decode("utf-8", "replace") + boards.build("x", root).markdown
+    assert "goodgpj.exe" in text and not set(controls) & set(text)
+
+
+def test_resource_exhaustion_huge_details_grid_is_omitted_not_drawn(hostile, tmp_path):
+    """Resource exhaustion (#24.6b): a valid record whose details hold a 300 x 300 translation grid and a
+    5,000-point curve drew an SVG element per cell and point. Charts are bounded and say they are omitted."""
+    root, put, put_model = hostile
+    side = list(range(300))
+    grid = {
+        "tx": [x for x in side for _ in side],
+        "ty": [y for _ in side for y in side],
+        "accuracy": [0.5] * len(side) ** 2,
+    }
+    curve = {"rotation_deg": list(range(5000)), "accuracy": [0.5] * 5000}
+    put_model(root, "big", 0.9, 0.5, 0.3)
+    put(root, "big", "spatial", 0.3, details={"accuracy_by_translation": grid, "accuracy_by_rotation": curve})
+    out = tmp_path / "site"
+    site.write_site(out, ["x"], root)
+    page = (out / "x/models/big.html").read_text()
+    assert page.count("(omitted: too large)") == 2 and len(page) < 100_000
+    assert "<rect" not in page and "<circle" not in page
+
+
+def test_resource_exhaustion_png_declaring_40000_px_is_not_copied(hostile, tmp_path):
+    """Resource exhaustion (#24.6c): a PNG artifact of a few bytes may declare 40000 x 40000 pixels, which
+    a browser would try to allocate. Its IHDR is read and the image refused in one line; a small one and
+    a non-PNG are judged by the same check."""
+    root, put, put_model = hostile
+    put_model(root, "huge", 0.9, 0.5, 0.3)
+    put_uap(root, put, "huge", png(40000, 40000))
+    put_model(root, "fine", 0.9, 0.4, 0.4)
+    put_uap(root, put, "fine", png(28, 28))
+    out = tmp_path / "site"
+    site.write_site(out, ["x"], root)
+    assert not (out / "x/img/huge").exists() and (out / "x/img/fine/uap_linf.png").read_bytes() == png(28, 28)
+    page = (out / "x/models/huge.html").read_text()
+    assert "δ image of uap_linf (not shown: declares 40000x40000 pixels (at most 4096 a side))" in page
+    assert site.png_problem(b"GIF89a" + bytes(30)) == "not a PNG image"
+    assert "larger than" in site.png_problem(png(28, 28) + bytes(site.MAX_PNG_BYTES))
 
 
 # --- in a real browser -----------------------------------------------------------------------------------
@@ -293,7 +443,7 @@ def test_site_served_over_http_works_too(driver, built, shots):
         base = f"http://127.0.0.1:{server.server_address[1]}"
         driver.get(f"{base}/mnist5k/index.html")
         assert len(rows(driver)) == len(ranked())
-        driver.get(f"{base}/mnist5k/mnist_cnn_worst_of_10.html")
+        driver.get(f"{base}/mnist5k/models/mnist_cnn_worst_of_10.html")
         assert driver.title.startswith("mnist_cnn / worst_of_10")
         assert errors(driver) == []
     finally:
@@ -305,9 +455,9 @@ def test_card_text_stays_text_in_the_browser(driver, evil_site, shots):
 
     driver.get((evil_site / "x" / "index.html").as_uri())
     link = driver.find_element(By.CSS_SELECTOR, '#models tr[data-model="evil"] a')
-    assert link.text == EVIL and link.get_attribute("href").endswith("/x/evil.html")
+    assert link.text == EVIL and link.get_attribute("href").endswith("/x/models/evil.html")
     assert driver.title == "Test board" and not driver.find_elements(By.CSS_SELECTOR, "#models img")
-    driver.get((evil_site / "x" / "evil.html").as_uri())
+    driver.get((evil_site / "x" / "models" / "evil.html").as_uri())
     assert driver.find_element(By.TAG_NAME, "h1").text == EVIL
     assert driver.title == f"{EVIL}: Test board"  # the text, not a script's doing
     assert not driver.find_elements(By.CSS_SELECTOR, 'a[href^="javascript"]')

@@ -55,7 +55,7 @@ def _dataset_sides(dataset: str, models: tuple[str, str], root: Path) -> dict:
     sides = {}
     for model in models:
         for path in sorted((root / RUNS_DIR / record.check_name("dataset", dataset) / model).glob("*.json")):
-            rec = read_record(path)
+            rec = read_record(path, root)
             where = rec.indices if isinstance(rec.indices, dict) else {}
             examples = (where.get("split"), where.get("start", 0), rec.n_examples, rec.seed)
             sides[(model, rec.threat)] = Side(str(rec.per_example), examples)

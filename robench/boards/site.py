@@ -6,10 +6,18 @@ and front tests, from :func:`robench.boards.render.ranked`). ``--check --site DI
 site with what the records build now, for whoever publishes one.
 
 Layout: ``index.html`` (the boards), ``<board>/index.html`` (table + scatter, driven by
-``assets/site.js`` from data embedded as JSON), ``<board>/<model>.html`` (a static page per model: card,
-every threat with its interval, charts, UAP images, flags, the command that reproduces each record) and
-``<board>/img/<model>/<threat>.png`` (copied record artifacts). No CDN, no fetch: every page works from
-``file://`` and from ``python -m http.server``.
+``assets/site.js`` from data embedded as JSON), ``<board>/models/<model>.html`` (a static page per model:
+card, every threat with its interval, charts, UAP images, flags, the command that reproduces each record)
+and ``<board>/img/<model>/<threat>.png`` (copied record artifacts). Model pages have a folder of their own,
+in which the site writes nothing else, so no model name (``index``, a board's name, ``assets``) can take
+the place of another page; board names that the site's root uses itself are refused. No CDN, no fetch:
+every page works from ``file://`` and from ``python -m http.server``.
+
+Hostile records: files are read from the records only through
+:func:`robench.boards.selection.read_runs_file` (no symbolic link followed, nothing outside
+``leaderboards/runs``, a size limit), a PNG is copied only if its header declares a small image
+(:func:`png_problem`), and the charts drawn from a record's ``details`` are bounded (:data:`MAX_POINTS`,
+:data:`MAX_CELLS`): a refused image or an oversized chart is named on the page in one line instead.
 
 Deterministic: sorted inputs, fixed number formats, no dates, so two builds are byte-identical. Card text
 is escaped with :func:`html.escape` in HTML and, in the embedded JSON, has ``<``, ``>`` and ``&`` written
@@ -20,7 +28,6 @@ urls.
 from __future__ import annotations
 
 import json
-from html import escape
 from importlib import resources
 from pathlib import Path
 
@@ -30,8 +37,8 @@ from robench.boards import charts
 from robench.boards.details import recipe_name
 from robench.boards.render import Ranked, pair_text, ranked, tied
 from robench.boards.schema import board_names
-from robench.boards.selection import RUNS_DIR, default_root
-from robench.boards.text import protocol_text, safe_url
+from robench.boards.selection import RUNS_DIR, Refused, default_root, read_runs_file
+from robench.boards.text import html_escape, plain, protocol_text, safe_url
 from robench.core import config, record, stats
 from robench.core.errors import UsageError
 
@@ -41,6 +48,14 @@ MARKER = "robench-site.txt"
 _MARKER_TEXT = (
     b"Built by `robench leaderboard --site`; every file here is regenerated from the run records.\n"
 )
+#: Names the site's root holds itself, so no board may be called so.
+RESERVED = frozenset({"assets", "index.html", MARKER})
+#: A record's PNG is copied only when at most this large, in bytes and pixels per side: UAP δ images are
+#: the input's size (28 to 224 px), and a small file may declare 40000 x 40000 px and exhaust a browser.
+MAX_PNG_BYTES, MAX_PNG_SIDE = 4 << 20, 4096
+#: The most points a curve, and cells a heatmap, is drawn with from a record's details; a valid record may
+#: hold any grid, and every point is an SVG element in the page.
+MAX_POINTS, MAX_CELLS = 400, 2500
 X_FAMILIES = ("spatial_grid", "spatial_random", "spatial_pgd", "translation_sweep")
 Y_FAMILIES = ("autoattack", "pgd", "uap", "corruptions", "corruptions_read", "mnist_c", "mnist_c_read")
 
@@ -60,7 +75,7 @@ def _html(title: str, body: list[str], depth: int, script: str | None = None) ->
         "<head>",
         '<meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape(title)}</title>",
+        f"<title>{html_escape(title)}</title>",
         f'<link rel="stylesheet" href="{up}assets/site.css">',
         '<link rel="icon" href="data:,">',  # no favicon request: a server would answer 404
         "</head>",
@@ -70,12 +85,12 @@ def _html(title: str, body: list[str], depth: int, script: str | None = None) ->
         "</body>",
         "</html>",
     ]
-    return ("\n".join(page) + "\n").encode()
+    return plain("\n".join(page) + "\n").encode()  # no bidirectional control anywhere on a page
 
 
 def _link(text: str, url) -> str:
     url = safe_url(url)
-    return f'<a href="{escape(url)}">{escape(text)}</a>' if url else escape(text)
+    return f'<a href="{html_escape(url)}">{html_escape(text)}</a>' if url else html_escape(text)
 
 
 def _labels(r: Ranked) -> dict[str, str]:
@@ -108,7 +123,7 @@ def _board_data(r: Ranked, labels: dict[str, str]) -> dict:
                 "rank": rank,
                 "model": m.model,
                 "name": str(m.meta.get("display_name") or m.model),
-                "href": f"{m.model}.html",
+                "href": f"models/{m.model}.html",
                 "arch": str(m.meta.get("arch") or "—"),
                 "recipe": str(recipe_name(m.meta) or "—"),
                 "front": bool(m.front),
@@ -137,9 +152,9 @@ def _board_page(r: Ranked, labels: dict[str, str]) -> bytes:
     data = _board_data(r, labels)
     body = [
         '<nav><a href="../index.html">All boards</a></nav>',
-        f"<h1>{escape(b.title)}</h1>",
-        f'<p class="muted">Dataset <code>{escape(b.dataset)}</code>, '
-        f"split <code>{escape(b.split)}</code>, the "
+        f"<h1>{html_escape(b.title)}</h1>",
+        f'<p class="muted">Dataset <code>{html_escape(b.dataset)}</code>, '
+        f"split <code>{html_escape(b.split)}</code>, the "
         f"first {b.n_examples:,} examples, seed {b.seed}. Accuracies in %, with 95% Wilson score intervals. "
         "★ on the Pareto front; ≈ not distinguishable at 95% from a neighbour on the front (paired exact "
         "McNemar test on both axes); ⚠ flagged record.</p>",
@@ -166,8 +181,8 @@ def _board_page(r: Ranked, labels: dict[str, str]) -> bytes:
         "<h2>Models</h2>",
         "<ul>",
         *(
-            f'<li><a href="{m["href"]}">{escape(m["name"])}</a> '
-            f'<span class="muted">({escape(m["model"])})</span></li>'
+            f'<li><a href="{m["href"]}">{html_escape(m["name"])}</a> '
+            f'<span class="muted">({html_escape(m["model"])})</span></li>'
             for m in data["models"]
         ),
         "</ul>",
@@ -191,19 +206,19 @@ def reproduce(r: Ranked, model: str, threat: str) -> str:
 def _card(model: str, meta: dict) -> list[str]:
     recipe, paper = meta.get("recipe"), meta.get("paper")
     rows = [
-        ("Model", f"<code>{escape(model)}</code>"),
-        ("Display name", escape(str(meta.get("display_name") or model))),
-        ("Architecture", escape(str(meta.get("arch") or "—"))),
-        ("Weights sha256", f"<code>{escape(str(meta.get('weights_sha256') or '—'))}</code>"),
-        ("Recipe", escape(str(recipe_name(meta) or "—"))),
+        ("Model", f"<code>{html_escape(model)}</code>"),
+        ("Display name", html_escape(str(meta.get("display_name") or model))),
+        ("Architecture", html_escape(str(meta.get("arch") or "—"))),
+        ("Weights sha256", f"<code>{html_escape(str(meta.get('weights_sha256') or '—'))}</code>"),
+        ("Recipe", html_escape(str(recipe_name(meta) or "—"))),
     ]
     if isinstance(recipe, dict) and recipe.get("command"):
-        rows.append(("Trained with", f"<pre>{escape(str(recipe['command']))}</pre>"))
+        rows.append(("Trained with", f"<pre>{html_escape(str(recipe['command']))}</pre>"))
     if isinstance(paper, dict) and paper.get("title"):
-        year = f" ({escape(str(paper['year']))})" if paper.get("year") else ""
+        year = f" ({html_escape(str(paper['year']))})" if paper.get("year") else ""
         rows.append(("Paper", _link(str(paper["title"]), paper.get("url")) + year))
     if meta.get("description"):
-        rows.append(("Description", escape(str(meta["description"]))))
+        rows.append(("Description", html_escape(str(meta["description"]))))
     return ['<dl class="card">', *(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows), "</dl>"]
 
 
@@ -213,20 +228,53 @@ def _series(*lists) -> bool:
     return ok and all(isinstance(x, (int, float)) and not isinstance(x, bool) for v in lists for x in v)
 
 
-def _charts(mine: pd.DataFrame, model: str) -> tuple[list[str], list[str]]:
-    """The model's curves and heatmap (from its records' details) as HTML figures, and the threats whose
-    UAP δ image is shown (to be copied into the site). Details that are not plain number lists are skipped."""
-    figures, images = [], []
+def png_problem(data: bytes) -> str | None:
+    """Why a record's PNG is not copied (not a PNG, too large a file or image), or None.
+
+    The size is read from the IHDR chunk, which a PNG must start with, so nothing is decoded."""
+    if len(data) > MAX_PNG_BYTES:
+        return f"larger than {MAX_PNG_BYTES:,} bytes"
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        return "not a PNG image"
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if not (0 < width <= MAX_PNG_SIDE and 0 < height <= MAX_PNG_SIDE):
+        return f"declares {width}x{height} pixels (at most {MAX_PNG_SIDE} a side)"
+    return None
+
+
+def _png(root: Path, dataset: str, model: str, threat: str) -> bytes | str:
+    """A record's PNG artifact, or why it is not shown (one line)."""
+    path = root / RUNS_DIR / dataset / model / f"{threat}.png"
+    try:
+        data = read_runs_file(root, path, MAX_PNG_BYTES)
+    except Refused as e:
+        return str(e)
+    except OSError as e:
+        return f"{path.relative_to(root).as_posix()} is unreadable ({e.strerror or e})"
+    return png_problem(data) or data
+
+
+def _charts(mine: pd.DataFrame, model: str, root: Path, dataset: str) -> tuple[list[str], dict[str, bytes]]:
+    """The model's curves and heatmap (from its records' details) as HTML figures, and the UAP δ images
+    shown, by threat (to be copied into the site). Details that are not plain number lists are skipped; a
+    chart over :data:`MAX_POINTS` points or :data:`MAX_CELLS` cells, and a refused image, are named in one
+    line instead."""
+    figures, images = [], {}
 
     def figure(svg: str, caption: str) -> str:
-        return f"<figure>{svg}<figcaption>{escape(caption)}</figcaption></figure>"
+        return f"<figure>{svg}<figcaption>{html_escape(caption)}</figcaption></figure>"
+
+    def omitted(caption: str, why: str = "omitted: too large") -> str:
+        return f'<p class="omitted">{html_escape(caption)} ({html_escape(why)})</p>'
 
     for r in mine.sort_values("threat").itertuples():
         threat, d, family = r.threat, r.details, config.threat_spec(r.threat).family
         angle, shift, curve = (
             d.get(k) or {} for k in ("accuracy_by_rotation", "accuracy_by_translation", "curve")
         )
-        if _series(angle.get("rotation_deg"), angle.get("accuracy")):
+        if _series(angle.get("rotation_deg"), angle.get("accuracy")) and len(angle["accuracy"]) > MAX_POINTS:
+            figures.append(omitted(f"Accuracy by rotation angle ({threat})"))
+        elif _series(angle.get("rotation_deg"), angle.get("accuracy")):
             svg = charts.line_chart(
                 f"{threat}: accuracy by angle",
                 "rotation (°)",
@@ -234,13 +282,18 @@ def _charts(mine: pd.DataFrame, model: str) -> tuple[list[str], list[str]]:
                 [("accuracy", angle["accuracy"])],
             )
             figures.append(figure(svg, f"Accuracy by rotation angle ({threat})"))
-        if _series(shift.get("tx"), shift.get("ty"), shift.get("accuracy")):
+        grid = _series(shift.get("tx"), shift.get("ty"), shift.get("accuracy"))
+        if grid and len(set(shift["tx"])) * len(set(shift["ty"])) > MAX_CELLS:
+            figures.append(omitted(f"Accuracy by translation ({threat})"))
+        elif grid:
             svg = charts.heatmap(
                 f"{threat}: accuracy by translation", shift["tx"], shift["ty"], shift["accuracy"]
             )
             figures.append(figure(svg, f"Accuracy by translation, % ({threat}; shading spans min to max)"))
         sweep = [curve.get(k) for k in ("magnitude_px", "worst_case_accuracy", "mean_accuracy")]
-        if family == "translation_sweep" and _series(*sweep):
+        if family == "translation_sweep" and _series(*sweep) and len(sweep[0]) > MAX_POINTS:
+            figures.append(omitted(f"Translation sweep ({threat})"))
+        elif family == "translation_sweep" and _series(*sweep):
             svg = charts.line_chart(
                 f"{threat}: sweep",
                 "shift magnitude (px)",
@@ -252,7 +305,9 @@ def _charts(mine: pd.DataFrame, model: str) -> tuple[list[str], list[str]]:
             continue
         pair = []
         fool = d.get("fooling_rate_by_shift") or {}
-        if _series(fool.get("shift_px"), fool.get("fooling_rate")):
+        if _series(fool.get("shift_px"), fool.get("fooling_rate")) and len(fool["shift_px"]) > MAX_POINTS:
+            pair.append(omitted(f"Fooling rate when the UAP δ is shifted ({threat})"))
+        elif _series(fool.get("shift_px"), fool.get("fooling_rate")):
             svg = charts.line_chart(
                 f"{threat}: fooling by shift",
                 "δ shifted by (s, s) px",
@@ -260,12 +315,15 @@ def _charts(mine: pd.DataFrame, model: str) -> tuple[list[str], list[str]]:
                 [("fooling rate", fool["fooling_rate"])],
             )
             pair.append(figure(svg, f"Fooling rate when the UAP δ is shifted ({threat})"))
-        if r.artifacts.get("png") == f"{threat}.png":
-            images.append(threat)
+        png = _png(root, dataset, model, threat) if r.artifacts.get("png") == f"{threat}.png" else None
+        if isinstance(png, bytes):
+            images[threat] = png
             pair.append(
-                f'<figure><img class="delta" src="img/{model}/{threat}.png" alt="UAP δ for {threat}">'
+                f'<figure><img class="delta" src="../img/{model}/{threat}.png" alt="UAP δ for {threat}">'
                 f"<figcaption>δ of {threat}<br>grey 0, black/white ∓max|δ|</figcaption></figure>"
             )
+        elif png is not None:
+            pair.append(omitted(f"δ image of {threat}", f"not shown: {png}"))
         if pair:
             figures.append('<div class="pair">' + "".join(pair) + "</div>")
     return figures, images
@@ -275,7 +333,7 @@ def _neighbours(r: Ranked, model: str) -> list[str]:
     """The paired tests against the model's neighbours on the front (none off the front)."""
     verdict = {True: "distinguishable at 95%", False: "not distinguishable at 95% (≈)", None: "not tested"}
     lines = [
-        f"<li>{escape(p.left)} vs {escape(p.right)}: {escape(pair_text(p))}: "
+        f"<li>{html_escape(p.left)} vs {html_escape(p.right)}: {html_escape(pair_text(p))}: "
         f"{verdict[p.distinguishable]}</li>"
         for p in r.pairs
         if model in (p.left, p.right)
@@ -293,7 +351,7 @@ def _neighbours(r: Ranked, model: str) -> list[str]:
     )
 
 
-def _model_page(r: Ranked, labels: dict[str, str], row) -> tuple[bytes, list[str]]:
+def _model_page(r: Ranked, labels: dict[str, str], row, root: Path) -> tuple[bytes, dict[str, bytes]]:
     b, model = r.board, row.model
     mine = r.records[r.records["model"] == model].sort_values("threat")
     name = str(row.meta.get("display_name") or model)
@@ -306,20 +364,24 @@ def _model_page(r: Ranked, labels: dict[str, str], row) -> tuple[bytes, list[str
         value, low, high = _acc(r.records.loc[t.Index])
         text = protocol_text(config.threat_spec(t.threat).family, config.threat_config(t.threat, b.dataset))
         threats.append(
-            f"<tr><td>{escape(labels[t.threat])}<br><code>{escape(t.threat)}</code></td><td>{escape(text)}</td>"
+            f"<tr><td>{html_escape(labels[t.threat])}<br><code>{html_escape(t.threat)}</code></td><td>{html_escape(text)}</td>"
             f'<td class="num">{100 * value:.1f}</td><td class="num">[{100 * low:.1f}, {100 * high:.1f}]</td>'
             f"<td>{'⚠' if t.flags else ''}</td></tr>"
         )
     threats.append("</table>")
     flags = [
-        f"<li><code>{escape(t.threat)}</code>: {escape(f)}</li>" for t in mine.itertuples() for f in t.flags
+        f"<li><code>{html_escape(t.threat)}</code>: {html_escape(f)}</li>"
+        for t in mine.itertuples()
+        for f in t.flags
     ]
-    figures, images = _charts(mine, model)
-    commands = [f"<pre>{escape(reproduce(r, model, t))}</pre>" for t in mine["threat"]]
+    figures, images = _charts(mine, model, root, b.dataset)
+    commands = [f"<pre>{html_escape(reproduce(r, model, t))}</pre>" for t in mine["threat"]]
     body = [
-        f'<nav><a href="../index.html">All boards</a> › <a href="index.html">{escape(b.title)}</a></nav>',
-        f"<h1>{escape(name)}</h1>",
-        f'<p class="muted">On board {escape(b.title)}: rank {int(row.Index) + 1} of {len(r.ranking)} by y; '
+        '<nav><a href="../../index.html">All boards</a> › '
+        f'<a href="../index.html">{html_escape(b.title)}</a></nav>',
+        f"<h1>{html_escape(name)}</h1>",
+        f'<p class="muted">On board {html_escape(b.title)}: '
+        f"rank {int(row.Index) + 1} of {len(r.ranking)} by y; "
         + ("on the Pareto front." if row.front else "not on the Pareto front.")
         + "</p>",
         *_neighbours(r, model),
@@ -343,7 +405,7 @@ def _model_page(r: Ranked, labels: dict[str, str], row) -> tuple[bytes, list[str
         '<p class="muted">Each record is re-created by (from the repository root):</p>',
         *commands,
     ]
-    return _html(f"{name}: {b.title}", body, 1), images
+    return _html(f"{name}: {b.title}", body, 2), images
 
 
 def build_site(boards: list[str] | None = None, root: Path | None = None) -> dict[str, bytes]:
@@ -355,20 +417,21 @@ def build_site(boards: list[str] | None = None, root: Path | None = None) -> dic
     files[MARKER] = _MARKER_TEXT
     items = []
     for name in names:
+        if name in RESERVED:
+            raise UsageError(f"board name {name!r} is reserved by the site (it writes {sorted(RESERVED)})")
         r = ranked(record.check_name("board", name), root)
         items.append(
-            f'<li><a href="{name}/index.html">{escape(r.board.title)}</a> '
+            f'<li><a href="{name}/index.html">{html_escape(r.board.title)}</a> '
             f'<span class="muted">— {len(r.ranking)} ranked models, {r.board.n_examples:,} '
-            f"{escape(r.board.dataset)} examples</span></li>"
+            f"{html_escape(r.board.dataset)} examples</span></li>"
         )
         labels = _labels(r)
         files[f"{name}/index.html"] = _board_page(r, labels)
         for row in r.ranking.itertuples():
-            page, images = _model_page(r, labels, row)
-            files[f"{name}/{row.model}.html"] = page
-            for threat in images:
-                source = root / RUNS_DIR / r.board.dataset / row.model / f"{threat}.png"
-                files[f"{name}/img/{row.model}/{threat}.png"] = source.read_bytes()
+            page, images = _model_page(r, labels, row, root)
+            files[f"{name}/models/{row.model}.html"] = page
+            for threat, png in images.items():
+                files[f"{name}/img/{row.model}/{threat}.png"] = png
     body = [
         "<h1>robench leaderboards</h1>",
         "<ul>",
