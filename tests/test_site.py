@@ -393,7 +393,8 @@ def test_board_sorts_filters_hovers_and_links_in_chromium(driver, built, shots):
     driver.find_element(By.ID, "search").send_keys(Keys.BACKSPACE * 3)  # as a reader would: fires input
     Select(driver.find_element(By.ID, "f-flags")).select_by_value("flagged")
     models = board_data((built / "mnist5k" / "index.html").read_text())["models"]
-    flagged = sorted(m["model"] for m in models if m["flags"])
+    shown = {m["model"]: {"spatial", m["y_threat"], "clean"} for m in models}
+    flagged = sorted(m["model"] for m in models if set(m["flags"]) & shown[m["model"]])  # on shown records
     assert {"mnist_cnn_cusp", "mnist_cnn_pgd_linf"} <= set(flagged)  # AutoAttack flagged both
     assert sorted(rows(driver)) == flagged
     Select(driver.find_element(By.ID, "f-flags")).select_by_value("")
@@ -421,7 +422,14 @@ def test_board_sorts_filters_hovers_and_links_in_chromium(driver, built, shots):
     y_threat = next(t for t in ("uap_linf", "pgd_l2", "uap_l2", "corruptions") if front_on(t) != board_front)
     Select(driver.find_element(By.ID, "ax-y")).select_by_value(y_threat)  # another y: the front is recomputed
     red = driver.find_elements(By.CSS_SELECTOR, '#scatter circle[fill="#c0392b"]')
-    assert {c.get_attribute("data-model") for c in red} == front_on(y_threat) != board_front
+    drawn = {m for c in red for m in c.get_attribute("data-models").split()}
+    assert drawn == front_on(y_threat) != board_front
+    stars = {
+        r.get_attribute("data-model")
+        for r in driver.find_elements(By.CSS_SELECTOR, "#models tbody tr")
+        if r.find_elements(By.XPATH, "td[2]")[0].text.startswith("★")
+    }
+    assert stars == drawn  # the table's ★ follows the drawn front
     driver.save_screenshot(str(shots / "4-uap-axis.png"))
 
     driver.find_element(By.CSS_SELECTOR, '#models tr[data-model="mnist_cnn_cusp"] a').click()
@@ -465,12 +473,253 @@ def test_card_text_stays_text_in_the_browser(driver, evil_site, shots):
     assert [e for e in errors(driver) if "pwned" in e["message"] or "alert" in e["message"]] == []
 
 
-def test_a_board_without_records_loads_without_errors(driver, tmp_path, config_tree):
-    from selenium.webdriver.common.by import By
-    from test_leaderboard import BOARD, THREATS
+# --- for the researcher at the screen (issue #25) ---------------------------------------------------------
 
-    root = config_tree(tmp_path, threats=THREATS, boards={"x": BOARD})
-    site.write_site(tmp_path / "site", ["x"], root)
-    driver.get((tmp_path / "site" / "x" / "index.html").as_uri())
-    assert rows(driver) == [] and driver.find_element(By.ID, "count").text == "0 of 0 models shown"
+
+@pytest.fixture(scope="module")
+def driver_nojs():
+    """A second headless Chromium with JavaScript switched off, as a reader may have it."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("headless Chromium tests need chromium and chromedriver")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for arg in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]:
+        options.add_argument(arg)
+    options.add_experimental_option("prefs", {"profile.managed_default_content_settings.javascript": 2})
+    options.binary_location = CHROMIUM
+    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield browser
+    browser.quit()
+
+
+@pytest.fixture
+def small(hostile, tmp_path):
+    """A site of board ``x`` with five models: ``a``, ``b`` and ``e`` on the front, ``c`` and ``d`` at the
+    same point, ``e`` flagged only on its ``pgd_l2`` record (a column, not an axis), plus an empty board
+    ``a_empty`` that sorts first by name. Returns the site folder."""
+    from test_leaderboard import BOARD
+
+    root, put, put_model = hostile
+    (root / "configs/boards/a_empty.yaml").write_text(BOARD.replace("n_examples: 100", "n_examples: 200"))
+    for model, pgd, spatial, l2 in [
+        ("a", 0.5, 0.3, 0.1),
+        ("b", 0.4, 0.6, 0.2),
+        ("c", 0.2, 0.2, 0.5),
+        ("d", 0.2, 0.2, 0.3),
+        ("e", 0.6, 0.1, 0.4),
+    ]:
+        meta = {"display_name": f"Model {model.upper()}", "recipe": "=HYPERLINK(1)" if model == "a" else "r"}
+        put_model(root, model, 0.9, pgd, spatial, meta=meta)
+        put(root, model, "pgd_l2", l2, meta=meta, flags=["l2 warning"] if model == "e" else ())
+    out = tmp_path / "site"
+    site.write_site(out, ["a_empty", "x"], root)
+    return out
+
+
+def test_b1_empty_board_says_so_with_the_command_and_is_listed_last(small, driver):
+    """Empty boards (#25.1): an empty board showed blank axes, a bare table header and an empty Models
+    heading, and the index listed it first. It now says so plainly, with the ``robench submit`` commands
+    that fill it, and the index lists populated boards first."""
+    from selenium.webdriver.common.by import By
+
+    index = (small / "index.html").read_text()
+    assert index.index('href="x/index.html"') < index.index('href="a_empty/index.html"')
+    assert "no models yet" in index.split('href="a_empty/index.html"')[1].split("</li>")[0]
+    page = (small / "a_empty" / "index.html").read_text()
+    assert "No complete, current run records for this board yet." in page
+    assert "<code>robench submit CARD.yaml --board a_empty</code>" in page
+    assert not re.search(r"<(table|svg|select)", page) and "Model pages" not in page
+    driver.get((small / "a_empty" / "index.html").as_uri())
+    assert "robench submit --checkpoint" in driver.find_element(By.TAG_NAME, "body").text
     assert errors(driver) == []
+
+
+def test_b3_board_page_has_the_markdown_boards_sections(built):
+    """Parity (#25.3): the site's board page had no detail tables, front neighbours, flag explanations or
+    protocol. It shows the markdown board's own sections, converted (robench.boards.mdhtml), with the
+    p-values as the page prints them."""
+    page = (built / "mnist5k" / "index.html").read_text()
+    for heading in ["Front neighbours", "Details", "Spatial breakdown", "Flags", "Evaluation protocol"]:
+        assert f">{heading}</h" in page
+    assert "McNemar p &lt; 1e-10" in page and "autoattack_square_stronger" in page
+    assert "<strong>Spatial grid accuracy (worst case)</strong> (<code>spatial</code>)" in page
+
+
+def cells(browser, model: str) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    return [td.text for td in browser.find_elements(By.CSS_SELECTOR, f'#models tr[data-model="{model}"] td')]
+
+
+def test_b3_table_follows_the_axes_and_flags_only_the_shown_threats(small, driver):
+    """Parity (#25.3): after an axis switch the table kept the board's ranking, columns and ★, and its
+    Flags column mixed threats (⚠ for an ℓ2 record while ℓ2 was not shown). The table is re-ranked on
+    the chosen axes, its ★ follows the drawn front and it flags only the records it shows."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    driver.get((small / "x" / "index.html").as_uri())
+    assert rows(driver) == ["e", "a", "b", "c", "d"] and cells(driver, "e")[-1] == ""  # pgd_l2 not shown
+    Select(driver.find_element(By.ID, "ax-y")).select_by_value("pgd_l2")
+    assert rows(driver) == ["c", "e", "d", "b", "a"]  # by ℓ2, then spatial, then name
+    assert [cells(driver, m)[0] for m in rows(driver)] == ["1", "2", "3", "4", "5"]
+    assert [cells(driver, m)[1] for m in rows(driver)] == ["★", "", "", "★", ""]
+    assert cells(driver, "e")[-1] == "⚠ pgd_l2" and "PGD l2" in cells(driver, "e")[7]
+    Select(driver.find_element(By.ID, "f-flags")).select_by_value("flagged")
+    assert rows(driver) == ["e"]
+    assert errors(driver) == []
+
+
+def test_b4_scatter_names_the_front_draws_whiskers_groups_coincident_points_and_takes_focus(small, driver):
+    """Scatter (#25.4): front points were unlabelled, without intervals; two models at one point hid each
+    other; points could not be reached by keyboard; the plot was 560 px whatever the page. Front points
+    are named, every point has its 95% whiskers, one marker stands for a place and its tooltip lists
+    every model there, Tab reaches the points (tooltip on focus), and the plot is as wide as its box."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    driver.set_window_size(1280, 1100)
+    driver.get((small / "x" / "index.html").as_uri())
+    circles = driver.find_elements(By.CSS_SELECTOR, "#scatter circle")
+    assert sorted(c.get_attribute("data-models") for c in circles) == ["a", "b", "c d", "e"]
+    labels = {t.text for t in driver.find_elements(By.CSS_SELECTOR, "#scatter text.front-label")}
+    assert labels == {"Model A", "Model B", "Model E"}
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#scatter line.whisker")) == 2 * len(circles)
+    shared = driver.find_element(By.CSS_SELECTOR, '#scatter circle[data-models="c d"]')
+    ActionChains(driver).move_to_element(shared).perform()
+    tip = driver.find_element(By.ID, "tip")
+    assert tip.is_displayed() and [line for line in tip.text.splitlines() if line.startswith("Model")] == [
+        "Model C (c)",
+        "Model D (d)",
+    ]
+    ActionChains(driver).move_to_element(driver.find_element(By.TAG_NAME, "h1")).perform()
+    assert not tip.is_displayed()  # away from the point, the tooltip goes
+    driver.find_element(By.ID, "ax-y").send_keys(Keys.TAB)  # from the y-axis select into the plot
+    focused = driver.switch_to.active_element
+    assert focused.tag_name == "circle" and tip.is_displayed()
+    assert tip.text.splitlines()[0].split(" (")[0] in {"Model A", "Model B", "Model E", "Model C"}
+    wrap, plot = (driver.find_element(By.ID, i).rect["width"] for i in ("plot-wrap", "scatter"))
+    assert plot == pytest.approx(min(wrap, 960), abs=1) and plot > 560
+    assert errors(driver) == []
+
+
+def overflow(browser) -> int:
+    """How far the page is wider than the window (0: no horizontal scroll)."""
+    return browser.execute_script(
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+
+
+@pytest.mark.parametrize("page", ["index.html", "mnist5k/index.html", "mnist5k/models/mnist_cnn_cusp.html"])
+def test_b5_phone_width_has_no_horizontal_page_scroll(built, driver, driver_nojs, page):
+    """Phones (#25.5): at 390 px the plot, the charts and the tables made the whole page scroll sideways.
+    Nothing is wider than the screen, with or without JavaScript; wide tables scroll in a wrapper of their
+    own (the model page's threat table too), and the plot fits the width."""
+    from selenium.webdriver.common.by import By
+
+    for browser in (driver, driver_nojs):
+        browser.set_window_size(390, 844)
+        try:
+            browser.get((built / page).as_uri())
+            assert overflow(browser) == 0
+            tables = browser.find_elements(By.CSS_SELECTOR, "table")
+            assert all(t.find_element(By.XPATH, "..").get_attribute("class") == "wide" for t in tables)
+            shown = [s for s in browser.find_elements(By.CSS_SELECTOR, "svg, img") if s.is_displayed()]
+            assert all(s.rect["x"] + s.rect["width"] <= 390 for s in shown)
+        finally:
+            browser.set_window_size(1280, 1100)
+
+
+def test_b6_without_javascript_the_board_shows_the_committed_plot_and_table(built, driver_nojs):
+    """No JavaScript (#25.6): the board page said only that it needed JavaScript. Without it the page shows
+    the committed SVG (copied when it shows the current records) and the markdown board's table inline,
+    with a link to every model's page; the interactive controls are hidden."""
+    from selenium.webdriver.common.by import By
+
+    assert (built / "mnist5k" / "board.svg").read_bytes() == (REPO / "leaderboards/mnist5k.svg").read_bytes()
+    driver_nojs.get((built / "mnist5k" / "index.html").as_uri())
+    plot = driver_nojs.find_element(By.CSS_SELECTOR, "img.board-plot")
+    assert plot.is_displayed() and driver_nojs.execute_script("return arguments[0].naturalWidth", plot) > 0
+    table = driver_nojs.find_element(By.CSS_SELECTOR, ".no-js table")
+    assert table.is_displayed() and len(table.find_elements(By.CSS_SELECTOR, "tbody tr")) == len(ranked())
+    assert not driver_nojs.find_element(By.ID, "scatter").is_displayed()
+    assert not driver_nojs.find_element(By.ID, "ax-x").is_displayed()
+    links = driver_nojs.find_elements(By.CSS_SELECTOR, "ul.models a")
+    assert [a.get_attribute("href").rsplit("/", 1)[1] for a in links] == [f"{m}.html" for m in ranked()]
+
+
+def test_b7_board_downloads_as_csv_and_json_and_the_view_is_in_the_address(small, driver):
+    """Downloads and shared views (#25.7): the board can be downloaded as CSV (ranked; text that a
+    spreadsheet would run as a formula is quoted) and JSON, and the chosen axes, search, filters and sort
+    are written to the address's #fragment, from which a fresh load restores the same view."""
+    import csv as csvlib
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    table = list(csvlib.DictReader((small / "x" / "board.csv").open()))
+    assert [r["model"] for r in table] == ["e", "a", "b", "c", "d"] and table[1]["recipe"] == "'=HYPERLINK(1)"
+    assert table[0]["pgd_l2"] == "0.400000" and table[0]["flagged"] == "pgd_l2"
+    whole = json.loads((small / "x" / "board.json").read_text())
+    assert whole["board"]["x"] == "spatial" and [m["model"] for m in whole["models"]] == [
+        "e",
+        "a",
+        "b",
+        "c",
+        "d",
+    ]
+    page = (small / "x" / "index.html").read_text()
+    assert 'href="board.csv" download' in page and 'href="board.json" download' in page
+
+    driver.get((small / "x" / "index.html").as_uri())
+    Select(driver.find_element(By.ID, "ax-y")).select_by_value("pgd_l2")
+    driver.find_element(By.ID, "search").send_keys("Model")
+    Select(driver.find_element(By.ID, "f-recipe")).select_by_value("r")
+    driver.find_element(By.CSS_SELECTOR, 'th[data-key="model"]').click()
+    address = driver.current_url
+    assert (
+        "y=pgd_l2" in address and "q=Model" in address and "recipe=r" in address and "sort=model" in address
+    )
+    driver.get("about:blank")
+    driver.get(address)
+    assert Select(driver.find_element(By.ID, "ax-y")).first_selected_option.get_attribute("value") == "pgd_l2"
+    assert driver.find_element(By.ID, "search").get_attribute("value") == "Model"
+    assert rows(driver) == ["b", "c", "d", "e"]  # recipe r only, sorted by name
+    driver.get((small / "x" / "index.html").as_uri() + "#y=no_such_axis&sort=nonsense")
+    assert rows(driver) == ["e", "a", "b", "c", "d"] and errors(driver) == []  # an edited address is ignored
+
+
+def test_b8_model_page_axes_first_readable_fixed_heatmap_and_short_p_values(built):
+    """Model pages (#25.8): threats were alphabetical, the heatmap's shading was stretched over each
+    grid's own min..max with numbers hard to read on it, and p-values printed as 3.2e-173. The board's
+    axes come first, the shading is on a fixed 0-100% scale with every number at 4.5:1 contrast or more,
+    and p-values below 1e-10 read "< 1e-10"."""
+    from robench.boards import charts
+    from robench.boards.text import p_text
+
+    page = (built / "mnist5k" / "models" / "mnist_cnn_cusp.html").read_text()
+    threats = re.findall(r"<br><code>([a-z0-9_]+)</code></td>", page)
+    assert threats[:4] == ["spatial", "autoattack_linf", "pgd_linf", "clean"] and len(threats) > 10
+    assert "McNemar p &lt; 1e-10" in page and not re.search(r"p = \d(\.\d+)?e-(1\d|[2-9]\d)", page)
+    assert p_text(3.2e-173) == "< 1e-10" and p_text(0.0123) == "= 0.012" and p_text(2e-9) == "= 2e-09"
+
+    def luminance(rgb):
+        lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+    import colorsys
+
+    values = [i / 100 for i in range(101)]
+    svg = charts.heatmap("t", list(range(101)), [0] * 101, values)
+    cells = re.findall(r'fill="hsl\(210, 60%, ([\d.]+)%\)">.*?fill="(#\w+)">', svg, re.S)
+    assert len(cells) == 101
+    for lightness, ink in cells:
+        cell = luminance(colorsys.hls_to_rgb(210 / 360, float(lightness) / 100, 0.6))
+        text = 1.0 if ink == "#fff" else 0.0
+        assert (max(cell, text) + 0.05) / (min(cell, text) + 0.05) >= 4.5
+    narrow = charts.heatmap("t", [0, 1], [0, 0], [0.40, 0.45])  # a 5-point spread stays 5 points of shade
+    shades = [float(v) for v in re.findall(r"hsl\(210, 60%, ([\d.]+)%\)", narrow)]
+    assert shades == [pytest.approx(96 - 66 * 0.40, abs=0.1), pytest.approx(96 - 66 * 0.45, abs=0.1)]

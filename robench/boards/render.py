@@ -26,7 +26,7 @@ from robench.boards.pareto import pareto_front
 from robench.boards.plot import Plot, Point
 from robench.boards.schema import Board, Column, load_board
 from robench.boards.selection import RUNS_DIR, collect, default_root
-from robench.boards.text import escape, pipe_table, protocol_text
+from robench.boards.text import escape, p_text, pipe_table, protocol_text
 from robench.core import config, stats
 
 FRONT_MARK = "★"
@@ -179,7 +179,8 @@ def pair_text(p: Neighbours) -> str:
     def axis(name: str, r: stats.Paired | None) -> str:
         if r is None:
             return f"{name}: not tested (no per-example verdicts)"
-        return f"{name} {100 * r.diff:+.1f} [{100 * r.low:+.1f}, {100 * r.high:+.1f}], McNemar p = {r.p:.2g}"
+        diff = f"{100 * r.diff:+.1f} [{100 * r.low:+.1f}, {100 * r.high:+.1f}]"
+        return f"{name} {diff}, McNemar p {p_text(r.p)}"
 
     return f"{axis('x', p.x)}; {axis('y', p.y)}"
 
@@ -277,6 +278,18 @@ def _plot(board: Board, frame: pd.DataFrame, ranking: pd.DataFrame) -> Plot | No
     return Plot(board.x.label, board.y_label, points)
 
 
+EMPTY = "No complete, current run records for this board yet."
+
+
+def fill_commands(board: Board) -> list[str]:
+    """The commands that put a first model on an empty board: a model card, or a bare checkpoint."""
+    return [
+        f"robench submit CARD.yaml --board {board.name}",
+        f"robench submit --checkpoint WEIGHTS.safetensors --arch ARCH --dataset {board.dataset} --name NAME "
+        f"--board {board.name}",
+    ]
+
+
 def _left_out(title: str, lines: list[str]) -> list[str]:
     return [f"## {title}", "", *lines, ""] if lines else []
 
@@ -328,7 +341,8 @@ def build(board_name: str, root: Path | None = None) -> Page:
 
     out, plot = _intro(board), None
     if complete.empty:
-        out += ["No complete, current run records for this board yet.", ""]
+        out += [EMPTY, "", "Fill it by submitting a model (evaluated on every threat the board needs):", ""]
+        out += [f"- `{command}`" for command in fill_commands(board)] + [""]
     else:
         entries, plot = _entries(board, complete)
         out += entries

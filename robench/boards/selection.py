@@ -8,8 +8,9 @@ the page can list it below the table instead of dropping it silently.
 
 Records and their artifacts are committed by strangers, and git stores symbolic links: a record or an
 image that is a link to ``/proc/self/environ`` would publish whatever the build can read. So every file a
-board or the site reads from the records goes through :func:`read_runs_file`, which follows no link and
-reads only regular files inside the checkout's ``leaderboards/runs``, up to a size limit.
+board or the site reads from the records (or the committed plot) goes through :func:`read_checkout_file`,
+which follows no link and reads only regular files inside the checkout's ``leaderboards/runs`` (or
+``leaderboards/``), up to a size limit.
 """
 
 from __future__ import annotations
@@ -55,14 +56,14 @@ class Refused(RobenchError):
     """A file under ``leaderboards/runs`` that is not read: a link, not a regular file, or too large."""
 
 
-def read_runs_file(root: Path, path: Path, limit: int) -> bytes:
-    """The bytes of ``path``, a file under ``root/leaderboards/runs``, or :class:`Refused` (one line).
+def read_checkout_file(root: Path, path: Path, limit: int, within: Path = RUNS_DIR) -> bytes:
+    """The bytes of ``path``, a file under ``root/within`` (default: the records), or :class:`Refused`.
 
-    No symbolic link is followed, neither the file nor any folder from ``leaderboards/`` down to it, and
-    the file must resolve inside ``leaderboards/runs``, be a regular file and hold at most ``limit``
-    bytes. The final open uses ``O_NOFOLLOW`` (and ``O_NONBLOCK``, so a FIFO cannot hang the build).
+    No symbolic link is followed, neither the file nor any folder from ``root`` down to it, and the file
+    must resolve inside ``root/within``, be a regular file and hold at most ``limit`` bytes. The final
+    open uses ``O_NOFOLLOW`` (and ``O_NONBLOCK``, so a FIFO cannot hang the build). Refusals are one line.
     """
-    runs = root / RUNS_DIR
+    runs = root / within
     rel = path.relative_to(root)
     here = root
     for part in rel.parts:
@@ -70,7 +71,7 @@ def read_runs_file(root: Path, path: Path, limit: int) -> bytes:
         if here.is_symlink():
             raise Refused(f"{here.relative_to(root).as_posix()} is a symbolic link (not followed)")
     if not path.resolve().is_relative_to(runs.resolve()):
-        raise Refused(f"{rel.as_posix()} resolves outside {RUNS_DIR.as_posix()}")
+        raise Refused(f"{rel.as_posix()} resolves outside {within.as_posix()}")
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     with os.fdopen(os.open(path, flags), "rb") as f:
         mode, size = os.fstat(f.fileno()).st_mode, os.fstat(f.fileno()).st_size
@@ -83,12 +84,12 @@ def read_runs_file(root: Path, path: Path, limit: int) -> bytes:
 
 
 def read_record(path: Path, root: Path) -> record.RunRecord:
-    """The record at ``path`` (under ``root/leaderboards/runs``), read by :func:`read_runs_file`.
+    """The record at ``path`` (under ``root/leaderboards/runs``), read by :func:`read_checkout_file`.
 
     :class:`Refused` for a link, a non-file or an oversized file (boards list those as invalid); any
     other unreadable file is a one-line :class:`RobenchError`."""
     try:
-        return record.RunRecord.from_dict(json.loads(read_runs_file(root, path, MAX_RECORD_BYTES)))
+        return record.RunRecord.from_dict(json.loads(read_checkout_file(root, path, MAX_RECORD_BYTES)))
     except (OSError, ValueError, TypeError, AttributeError, RecursionError) as e:  # unreadable, not a record
         raise RobenchError(f"cannot read run record {path}: {e}") from None
 
@@ -171,7 +172,7 @@ def collect(board: Board, root: Path) -> tuple[pd.DataFrame, list[Rejected], lis
     """The board's current records as a frame (one row per record), plus the stale and invalid ones.
 
     Reads ``<root>/leaderboards/runs/<dataset>/*/*.json``. An unreadable file is an error rather than a
-    listed record: it is not a record at all, and CI should stop on it. A file :func:`read_runs_file`
+    listed record: it is not a record at all, and CI should stop on it. A file :func:`read_checkout_file`
     refuses (a symbolic link, one that resolves outside the runs folder, an oversized one) is never read
     and is listed as invalid, with the reason. When a model's current records
     disagree on the weights' sha256, some were run on other weights; none of them can be trusted to

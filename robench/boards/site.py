@@ -14,7 +14,7 @@ the place of another page; board names that the site's root uses itself are refu
 every page works from ``file://`` and from ``python -m http.server``.
 
 Hostile records: files are read from the records only through
-:func:`robench.boards.selection.read_runs_file` (no symbolic link followed, nothing outside
+:func:`robench.boards.selection.read_checkout_file` (no symbolic link followed, nothing outside
 ``leaderboards/runs``, a size limit), a PNG is copied only if its header declares a small image
 (:func:`png_problem`), and the charts drawn from a record's ``details`` are bounded (:data:`MAX_POINTS`,
 :data:`MAX_CELLS`): a refused image or an oversized chart is named on the page in one line instead.
@@ -27,17 +27,21 @@ urls.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from importlib import resources
 from pathlib import Path
 
 import pandas as pd
 
-from robench.boards import charts
+from robench.boards import charts, mdhtml
+from robench.boards import plot as plots
 from robench.boards.details import recipe_name
-from robench.boards.render import Ranked, pair_text, ranked, tied
+from robench.boards.files import BOARDS_DIR, paths
+from robench.boards.render import Page, Ranked, build, pair_text, ranked, tied
 from robench.boards.schema import board_names
-from robench.boards.selection import RUNS_DIR, Refused, default_root, read_runs_file
+from robench.boards.selection import RUNS_DIR, Refused, default_root, read_checkout_file
 from robench.boards.text import html_escape, plain, protocol_text, safe_url
 from robench.core import config, record, stats
 from robench.core.errors import UsageError
@@ -56,6 +60,8 @@ MAX_PNG_BYTES, MAX_PNG_SIDE = 4 << 20, 4096
 #: The most points a curve, and cells a heatmap, is drawn with from a record's details; a valid record may
 #: hold any grid, and every point is an SVG element in the page.
 MAX_POINTS, MAX_CELLS = 400, 2500
+#: The committed board plot is a few dozen kB.
+MAX_SVG_BYTES = 4 << 20
 X_FAMILIES = ("spatial_grid", "spatial_random", "spatial_pgd", "translation_sweep")
 Y_FAMILIES = ("autoattack", "pgd", "uap", "corruptions", "corruptions_read", "mnist_c", "mnist_c_read")
 
@@ -147,26 +153,37 @@ def _board_data(r: Ranked, labels: dict[str, str]) -> dict:
     }
 
 
-def _board_page(r: Ranked, labels: dict[str, str]) -> bytes:
+def _board_page(r: Ranked, labels: dict[str, str], page: Page, has_plot: bool) -> bytes:
+    """The board: its markdown page's text and sections (:mod:`robench.boards.mdhtml`), and between them the
+    interactive scatter and table (``assets/site.js``), or without JavaScript the committed plot and the
+    markdown's own table. An empty board is only the text, which says how to fill it."""
     b = r.board
+    blocks = mdhtml.blocks(page.markdown, {f"{b.name}.svg": "board.svg"} if has_plot else {})
+    first = next((i for i, block in enumerate(blocks) if block.kind == "h2"), len(blocks))
+    intro = [x.html for x in blocks[:first] if x.kind in ("p", "ul")]
+    static = [x.html for x in blocks[:first] if x.kind in ("img", "table")]
+    sections = [x.html for x in blocks[first:]]
+    body = ['<nav><a href="../index.html">All boards</a></nav>', f"<h1>{html_escape(b.title)}</h1>", *intro]
+    if r.ranking.empty:
+        return _html(b.title, body + sections, 1)
     data = _board_data(r, labels)
-    body = [
-        '<nav><a href="../index.html">All boards</a></nav>',
-        f"<h1>{html_escape(b.title)}</h1>",
-        f'<p class="muted">Dataset <code>{html_escape(b.dataset)}</code>, '
-        f"split <code>{html_escape(b.split)}</code>, the "
-        f"first {b.n_examples:,} examples, seed {b.seed}. Accuracies in %, with 95% Wilson score intervals. "
-        "★ on the Pareto front; ≈ not distinguishable at 95% from a neighbour on the front (paired exact "
-        "McNemar test on both axes); ⚠ flagged record.</p>",
+    body += [
+        '<p class="downloads">Download this board: <a href="board.csv" download>CSV</a> · '
+        '<a href="board.json" download>JSON</a><span class="js-only"> · the address of this page keeps '
+        "the chosen axes, search and filters, to share this view</span></p>",
+        '<div class="js-only">',
         '<div class="controls">',
         '<label>x axis <select id="ax-x"></select></label>',
         '<label>y axis <select id="ax-y"></select></label>',
         "</div>",
-        '<div id="plot-wrap"><svg id="scatter" width="560" height="420" role="img" '
-        'aria-label="Pareto scatter"></svg><div id="tip" hidden></div></div>',
-        '<p class="muted">Red: the Pareto front of the shown models on the chosen axes. '
-        "Hover a point for its "
-        "numbers, click it for the model's page. Search and filters below apply to the plot too.</p>",
+        '<div id="plot-wrap"><svg id="scatter" role="group" aria-label="Pareto scatter: one point per '
+        'model, or per group of models at the same place"></svg><div id="tip" role="status" hidden></div>'
+        "</div>",
+        '<p class="muted">Red: the Pareto front of the shown models on the chosen axes, named, with 95% '
+        "intervals as whiskers. Hover or focus (Tab) a point for its numbers; click it or press Enter for "
+        "the model's page. Search and filters below apply to the plot too. The table follows the axes: "
+        "ranked by y, then x; ★ marks the drawn front (≈, from the paired tests, only on the board's own "
+        "axes); Flags lists only the flags of the records shown (x, y and clean).</p>",
         '<div class="controls">',
         '<label>Search <input id="search" type="search" placeholder="model name"></label>',
         '<label>Architecture <select id="f-arch"><option value="">all</option></select></label>',
@@ -176,19 +193,61 @@ def _board_page(r: Ranked, labels: dict[str, str]) -> bytes:
         '<span id="count" class="muted"></span>',
         "</div>",
         '<div class="wide"><table id="models"></table></div>',
-        "<noscript><p>The table and the scatter need JavaScript; every model's page below does not.</p>"
-        "</noscript>",
-        "<h2>Models</h2>",
-        "<ul>",
+        "</div>",
+        '<div class="no-js">',
+        '<p class="muted">The committed plot and table (the board\'s axes); with JavaScript they can be '
+        "re-plotted on other axes, searched and filtered.</p>",
+        *static,
+        "<h2>Model pages</h2>",
+        '<ul class="models">',
         *(
             f'<li><a href="{m["href"]}">{html_escape(m["name"])}</a> '
             f'<span class="muted">({html_escape(m["model"])})</span></li>'
             for m in data["models"]
         ),
         "</ul>",
+        "</div>",
+        *sections,
     ]
     script = f'<script type="application/json" id="board-data">{_json(data)}</script>'
     return _html(b.title, body, 1, script)
+
+
+def _formula_safe(text: str) -> str:
+    """A CSV cell that a spreadsheet will not run: text starting like a formula gets a leading ``'``."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _downloads(r: Ranked, labels: dict[str, str]) -> dict[str, bytes]:
+    """``board.csv`` (one row per model, ranked; accuracies and their 95% bounds as fractions) and
+    ``board.json`` (the board's settings, the threats' labels and the models as the page's data holds
+    them). Card text is data here, so the CSV guards spreadsheets against formulas in it."""
+    b, data = r.board, _board_data(r, labels)
+    threats = list(labels)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(
+        ["rank", "model", "display_name", "architecture", "recipe", "front", "tie", "y_threat", "flagged"]
+        + [f"{t}{end}" for t in threats for end in ("", "_ci_low", "_ci_high")]
+    )
+    for m in data["models"]:
+        text = [m["model"], m["name"], m["arch"], m["recipe"]]
+        accs = [f"{v:.6f}" if m["acc"].get(t) else "" for t in threats for v in m["acc"].get(t, [0, 0, 0])]
+        marks = [int(m["front"]), int(m["tie"]), m["y_threat"], ";".join(m["flags"])]
+        writer.writerow([m["rank"], *map(_formula_safe, text), *marks, *accs])
+    board = {
+        "name": b.name,
+        "title": b.title,
+        "dataset": b.dataset,
+        "split": b.split,
+        "n_examples": b.n_examples,
+        "seed": b.seed,
+        "x": b.x.threat,
+        "y": [c.threat for c in b.y_prefer],
+    }
+    whole = {"board": board, "threats": labels, "models": data["models"]}
+    text = json.dumps(whole, ensure_ascii=False, sort_keys=True, indent=1) + "\n"
+    return {"board.csv": plain(out.getvalue()).encode(), "board.json": plain(text).encode()}
 
 
 def reproduce(r: Ranked, model: str, threat: str) -> str:
@@ -246,7 +305,7 @@ def _png(root: Path, dataset: str, model: str, threat: str) -> bytes | str:
     """A record's PNG artifact, or why it is not shown (one line)."""
     path = root / RUNS_DIR / dataset / model / f"{threat}.png"
     try:
-        data = read_runs_file(root, path, MAX_PNG_BYTES)
+        data = read_checkout_file(root, path, MAX_PNG_BYTES)
     except Refused as e:
         return str(e)
     except OSError as e:
@@ -289,7 +348,8 @@ def _charts(mine: pd.DataFrame, model: str, root: Path, dataset: str) -> tuple[l
             svg = charts.heatmap(
                 f"{threat}: accuracy by translation", shift["tx"], shift["ty"], shift["accuracy"]
             )
-            figures.append(figure(svg, f"Accuracy by translation, % ({threat}; shading spans min to max)"))
+            caption = f"Accuracy by translation, % ({threat}; shading from 0%, light, to 100%, dark)"
+            figures.append(figure(svg, caption))
         sweep = [curve.get(k) for k in ("magnitude_px", "worst_case_accuracy", "mean_accuracy")]
         if family == "translation_sweep" and _series(*sweep) and len(sweep[0]) > MAX_POINTS:
             figures.append(omitted(f"Translation sweep ({threat})"))
@@ -353,22 +413,28 @@ def _neighbours(r: Ranked, model: str) -> list[str]:
 
 def _model_page(r: Ranked, labels: dict[str, str], row, root: Path) -> tuple[bytes, dict[str, bytes]]:
     b, model = r.board, row.model
-    mine = r.records[r.records["model"] == model].sort_values("threat")
+    mine = r.records[r.records["model"] == model]
     name = str(row.meta.get("display_name") or model)
+    axes = {b.x.threat: "x", row.y_threat: "y"}
+    first = [*axes, *(c.threat for c in b.y_prefer), "clean", *(c.threat for c in b.columns)]
+    order = {t: i for i, t in enumerate(dict.fromkeys(first))}  # the board's axes first, then by name
     threats = [
-        "<table>",
+        '<div class="wide"><table>',
         '<tr><th>Threat</th><th>Protocol</th><th class="num">Accuracy (%)</th><th class="num">95% CI</th>'
         "<th>Flags</th></tr>",
     ]
-    for t in mine.itertuples():
-        value, low, high = _acc(r.records.loc[t.Index])
-        text = protocol_text(config.threat_spec(t.threat).family, config.threat_config(t.threat, b.dataset))
+    for threat in sorted(mine["threat"], key=lambda t: (order.get(t, len(order)), t)):
+        rec = mine[mine["threat"] == threat].iloc[0]
+        value, low, high = _acc(rec)
+        text = protocol_text(config.threat_spec(threat).family, config.threat_config(threat, b.dataset))
+        axis = f' <span class="axis-tag">board {axes[threat]}</span>' if threat in axes else ""
         threats.append(
-            f"<tr><td>{html_escape(labels[t.threat])}<br><code>{html_escape(t.threat)}</code></td><td>{html_escape(text)}</td>"
+            f"<tr><td>{html_escape(labels[threat])}{axis}<br><code>{html_escape(threat)}</code></td>"
+            f"<td>{html_escape(text)}</td>"
             f'<td class="num">{100 * value:.1f}</td><td class="num">[{100 * low:.1f}, {100 * high:.1f}]</td>'
-            f"<td>{'⚠' if t.flags else ''}</td></tr>"
+            f"<td>{'⚠' if rec['flags'] else ''}</td></tr>"
         )
-    threats.append("</table>")
+    threats.append("</table></div>")
     flags = [
         f"<li><code>{html_escape(t.threat)}</code>: {html_escape(f)}</li>"
         for t in mine.itertuples()
@@ -408,6 +474,20 @@ def _model_page(r: Ranked, labels: dict[str, str], row, root: Path) -> tuple[byt
     return _html(f"{name}: {b.title}", body, 2), images
 
 
+def _committed_plot(root: Path, name: str, page: Page) -> bytes | None:
+    """The board's committed SVG, if it shows what the records show now (:func:`plots.shows`), for the
+    page without JavaScript. It is read like a record (no link followed) and shown as an image, in which
+    a browser runs no script."""
+    if page.plot is None:
+        return None
+    path = paths(name, root)[1]
+    try:
+        svg = read_checkout_file(root, path, MAX_SVG_BYTES, within=BOARDS_DIR)
+    except (Refused, OSError):  # absent, a link or oversized: the page goes without it
+        return None
+    return svg if plots.shows(svg, page.plot) else None
+
+
 def build_site(boards: list[str] | None = None, root: Path | None = None) -> dict[str, bytes]:
     """Every file of the site, by path relative to DIR (default: every board)."""
     root = Path(root) if root is not None else default_root()
@@ -415,18 +495,27 @@ def build_site(boards: list[str] | None = None, root: Path | None = None) -> dic
     assets = resources.files("robench.boards") / "assets"
     files = {f"assets/{n}": (assets / n).read_bytes() for n in ("site.css", "site.js")}
     files[MARKER] = _MARKER_TEXT
-    items = []
+    items = []  # (ranked models, line): populated boards are listed first
     for name in names:
         if name in RESERVED:
             raise UsageError(f"board name {name!r} is reserved by the site (it writes {sorted(RESERVED)})")
         r = ranked(record.check_name("board", name), root)
+        n = len(r.ranking)
         items.append(
-            f'<li><a href="{name}/index.html">{html_escape(r.board.title)}</a> '
-            f'<span class="muted">— {len(r.ranking)} ranked models, {r.board.n_examples:,} '
-            f"{html_escape(r.board.dataset)} examples</span></li>"
+            (
+                n == 0,
+                f'<li><a href="{name}/index.html">{html_escape(r.board.title)}</a> '
+                f'<span class="muted">— {f"{n} ranked models" if n else "no models yet"}, '
+                f"{r.board.n_examples:,} {html_escape(r.board.dataset)} examples</span></li>",
+            )
         )
-        labels = _labels(r)
-        files[f"{name}/index.html"] = _board_page(r, labels)
+        labels, page = _labels(r), build(name, root)
+        plot = _committed_plot(root, name, page)
+        files[f"{name}/index.html"] = _board_page(r, labels, page, plot is not None)
+        if plot is not None:
+            files[f"{name}/board.svg"] = plot
+        if n:
+            files.update({f"{name}/{file}": data for file, data in _downloads(r, labels).items()})
         for row in r.ranking.itertuples():
             page, images = _model_page(r, labels, row, root)
             files[f"{name}/models/{row.model}.html"] = page
@@ -434,8 +523,8 @@ def build_site(boards: list[str] | None = None, root: Path | None = None) -> dic
                 files[f"{name}/img/{row.model}/{threat}.png"] = png
     body = [
         "<h1>robench leaderboards</h1>",
-        "<ul>",
-        *items,
+        '<ul class="boards">',
+        *(line for _, line in sorted(items, key=lambda item: item[0])),
         "</ul>",
         '<p class="muted">Generated from the committed run records by '
         "<code>robench leaderboard --site</code>."

@@ -149,6 +149,16 @@ def protocol_text(family: str, params: dict) -> str:
     return f"{head}{separator}{', '.join(parts)}" if parts else head
 
 
+#: p-values below this are printed as ``< 1e-10``: at that size the exact digits (3.2e-173) say nothing a
+#: reader can use, and they come from the tail of a binomial where floating point is least exact.
+P_FLOOR = 1e-10
+
+
+def p_text(p: float) -> str:
+    """A p-value after its name: ``= 0.032``, ``= 1.2e-05`` or ``< 1e-10``."""
+    return f"< {P_FLOOR:g}" if p < P_FLOOR else f"= {p:.2g}"
+
+
 def percent(fraction: float) -> str:
     """An accuracy or rate in % with one decimal, as every board cell shows it."""
     return f"{100 * fraction:.1f}"
