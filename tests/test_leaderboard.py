@@ -221,6 +221,18 @@ def test_flagged_record_is_marked_and_its_flags_listed(tree, page_table):
     assert "## Flags\n\n- ⚠ m / pgd\\_linf: robust\\_acc &gt; clean\\_acc" in md
 
 
+def test_flags_column_names_only_the_records_the_row_shows(tree, page_table):
+    """Flags per shown threat (#25.3): a model whose ℓ∞ record is unflagged showed ⚠ in the main table's
+    Flags column because of its ℓ2 record, which the main table does not show. The column names only the
+    row's x, y and clean records; the ℓ2 flag stays in its detail table and in the Flags section."""
+    put_model(tree, "m", 0.9, 0.5, 0.2)
+    put(tree, "m", "pgd_l2", 0.4, flags=["l2 warning"])
+    md = boards.build("x", tree).markdown
+    (row,) = page_table(md)[2:]
+    assert row[6] == "" and "⚠" not in "".join(row)
+    assert "40.0 [30.9, 49.8] ⚠" in md.split("### ℓp threats")[1] and "- ⚠ m / pgd\\_l2: l2 warning" in md
+
+
 def test_records_on_different_weights_are_not_mixed(tree, page_table):
     put_model(tree, "m", 0.9, 0.5, 0.2)
     put(tree, "m", "spatial", 0.3, meta={"weights_sha256": "cd" * 32})

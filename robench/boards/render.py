@@ -118,11 +118,19 @@ def tied(pairs: list[Neighbours]) -> set[str]:
 
 
 def _markdown_table(board: Board, frame: pd.DataFrame, ranking: pd.DataFrame, pairs: list[Neighbours]) -> str:
-    """The ranking as a GitHub pipe table: the axes and clean accuracy in % with 95% intervals, the flags."""
+    """The ranking as a GitHub pipe table: the axes and clean accuracy in % with 95% intervals, the flags.
+
+    The Flags column names only the flagged records the row shows (x, the row's y, clean): a flag on a
+    threat shown elsewhere (the detail tables mark it there) must not make an unflagged row look flagged.
+    """
     records = frame.set_index(["model", "threat"])
     y_labels = {c.threat: c.label for c in board.y_prefer}
-    flagged = frame[frame["flags"].map(bool)].groupby("model")["threat"].agg(sorted)
+    flagged = frame[frame["flags"].map(bool)].groupby("model")["threat"].agg(set)
     rows, ties = list(ranking.itertuples(index=False)), tied(pairs)
+
+    def shown_flags(r) -> list[str] | None:
+        return sorted(flagged.get(r.model, set()) & {board.x.threat, r.y_threat, "clean"})
+
     spec = [  # (header, alignment, cells)
         (
             "Front",
@@ -142,7 +150,7 @@ def _markdown_table(board: Board, frame: pd.DataFrame, ranking: pd.DataFrame, pa
         ),
         ("y measured by", "left", [escape(y_labels[r.y_threat]) if r.y_threat else MISSING for r in rows]),
         ("Clean [95% CI]", "right", [acc_cell(records, r.model, "clean") for r in rows]),
-        ("Flags", "left", [_flags_cell(flagged.get(r.model)) for r in rows]),
+        ("Flags", "left", [_flags_cell(shown_flags(r)) for r in rows]),
     ]
     headers, aligns, columns = zip(*spec, strict=True)
     return pipe_table(headers, aligns, list(zip(*columns, strict=True)))

@@ -5,13 +5,15 @@ Built on demand into DIR, never committed: the markdown pages under ``leaderboar
 and front tests, from :func:`robench.boards.render.ranked`). ``--check --site DIR`` compares a built
 site with what the records build now, for whoever publishes one.
 
-Layout: ``index.html`` (the boards), ``<board>/index.html`` (table + scatter, driven by
-``assets/site.js`` from data embedded as JSON), ``<board>/models/<model>.html`` (a static page per model:
-card, every threat with its interval, charts, UAP images, flags, the command that reproduces each record)
-and ``<board>/img/<model>/<threat>.png`` (copied record artifacts). Model pages have a folder of their own,
-in which the site writes nothing else, so no model name (``index``, a board's name, ``assets``) can take
-the place of another page; board names that the site's root uses itself are refused. No CDN, no fetch:
-every page works from ``file://`` and from ``python -m http.server``.
+Layout: ``index.html`` (the boards, populated ones first), ``<board>/index.html`` (table + scatter,
+driven by ``assets/site.js`` from data embedded as JSON, around the markdown board's own sections; without
+JavaScript, the committed plot ``<board>/board.svg`` and the markdown table), ``<board>/board.csv`` and
+``board.json`` (downloads), ``<board>/models/<model>.html`` (a static page per model: card, every threat
+with its interval, the board's axes first, charts, UAP images, flags, the command that reproduces each
+record) and ``<board>/img/<model>/<threat>.png`` (copied record artifacts). Model pages have a folder of
+their own, in which the site writes nothing else, so no model name (``index``, a board's name,
+``assets``) can take the place of another page; board names that the site's root uses itself are
+refused. No CDN, no fetch: every page works from ``file://`` and from ``python -m http.server``.
 
 Hostile records: files are read from the records only through
 :func:`robench.boards.selection.read_checkout_file` (no symbolic link followed, nothing outside
@@ -20,9 +22,9 @@ Hostile records: files are read from the records only through
 :data:`MAX_CELLS`): a refused image or an oversized chart is named on the page in one line instead.
 
 Deterministic: sorted inputs, fixed number formats, no dates, so two builds are byte-identical. Card text
-is escaped with :func:`html.escape` in HTML and, in the embedded JSON, has ``<``, ``>`` and ``&`` written
-as ``\\u003c`` etc. so that no string can close the ``<script>`` element; links are made only from http(s)
-urls.
+is escaped with :func:`robench.boards.text.html_escape` in HTML (no page holds a bidirectional control)
+and, in the embedded JSON, has ``<``, ``>`` and ``&`` written as ``\\u003c`` etc. so that no string can
+close the ``<script>`` element; links are made only from http(s) urls.
 """
 
 from __future__ import annotations
@@ -153,7 +155,7 @@ def _board_data(r: Ranked, labels: dict[str, str]) -> dict:
     }
 
 
-def _board_page(r: Ranked, labels: dict[str, str], page: Page, has_plot: bool) -> bytes:
+def _board_page(r: Ranked, data: dict, page: Page, has_plot: bool) -> bytes:
     """The board: its markdown page's text and sections (:mod:`robench.boards.mdhtml`), and between them the
     interactive scatter and table (``assets/site.js``), or without JavaScript the committed plot and the
     markdown's own table. An empty board is only the text, which says how to fill it."""
@@ -166,7 +168,6 @@ def _board_page(r: Ranked, labels: dict[str, str], page: Page, has_plot: bool) -
     body = ['<nav><a href="../index.html">All boards</a></nav>', f"<h1>{html_escape(b.title)}</h1>", *intro]
     if r.ranking.empty:
         return _html(b.title, body + sections, 1)
-    data = _board_data(r, labels)
     body += [
         '<p class="downloads">Download this board: <a href="board.csv" download>CSV</a> · '
         '<a href="board.json" download>JSON</a><span class="js-only"> · the address of this page keeps '
@@ -218,12 +219,11 @@ def _formula_safe(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def _downloads(r: Ranked, labels: dict[str, str]) -> dict[str, bytes]:
+def _downloads(r: Ranked, labels: dict[str, str], data: dict) -> dict[str, bytes]:
     """``board.csv`` (one row per model, ranked; accuracies and their 95% bounds as fractions) and
     ``board.json`` (the board's settings, the threats' labels and the models as the page's data holds
     them). Card text is data here, so the CSV guards spreadsheets against formulas in it."""
-    b, data = r.board, _board_data(r, labels)
-    threats = list(labels)
+    b, threats = r.board, list(labels)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(
@@ -510,12 +510,12 @@ def build_site(boards: list[str] | None = None, root: Path | None = None) -> dic
             )
         )
         labels, page = _labels(r), build(name, root)
-        plot = _committed_plot(root, name, page)
-        files[f"{name}/index.html"] = _board_page(r, labels, page, plot is not None)
+        data, plot = _board_data(r, labels), _committed_plot(root, name, page)
+        files[f"{name}/index.html"] = _board_page(r, data, page, plot is not None)
         if plot is not None:
             files[f"{name}/board.svg"] = plot
         if n:
-            files.update({f"{name}/{file}": data for file, data in _downloads(r, labels).items()})
+            files.update({f"{name}/{file}": text for file, text in _downloads(r, labels, data).items()})
         for row in r.ranking.itertuples():
             page, images = _model_page(r, labels, row, root)
             files[f"{name}/models/{row.model}.html"] = page
