@@ -692,7 +692,7 @@ def test_b7_board_downloads_as_csv_and_json_and_the_view_is_in_the_address(small
     assert rows(driver) == ["e", "a", "b", "c", "d"] and errors(driver) == []  # an edited address is ignored
 
 
-def test_b8_model_page_axes_first_readable_fixed_heatmap_and_short_p_values(built):
+def test_b8_model_page_axes_first_readable_fixed_heatmap_and_short_p_values(built, driver, tmp_path):
     """Model pages (#25.8): threats were alphabetical, the heatmap's shading was stretched over each
     grid's own min..max with numbers hard to read on it, and p-values printed as 3.2e-173. The board's
     axes come first, the shading is on a fixed 0-100% scale with every number at 4.5:1 contrast or more,
@@ -710,16 +710,23 @@ def test_b8_model_page_axes_first_readable_fixed_heatmap_and_short_p_values(buil
         lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
         return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
 
-    import colorsys
+    def contrast(a: str, b: str) -> float:  # two computed colours, "rgb(r, g, b)"
+        la, lb = (luminance([int(v) / 255 for v in re.findall(r"\d+", c)[:3]]) for c in (a, b))
+        return (max(la, lb) + 0.05) / (min(la, lb) + 0.05)
 
+    # every number as the browser draws it, on every shade from 0% to 100% (and the shipped page's grid)
     values = [i / 100 for i in range(101)]
-    svg = charts.heatmap("t", list(range(101)), [0] * 101, values)
-    cells = re.findall(r'fill="hsl\(210, 60%, ([\d.]+)%\)">.*?fill="(#\w+)">', svg, re.S)
-    assert len(cells) == 101
-    for lightness, ink in cells:
-        cell = luminance(colorsys.hls_to_rgb(210 / 360, float(lightness) / 100, 0.6))
-        text = 1.0 if ink == "#fff" else 0.0
-        assert (max(cell, text) + 0.05) / (min(cell, text) + 0.05) >= 4.5
+    style = (built / "assets" / "site.css").as_uri()
+    heat = charts.heatmap("t", list(range(101)), [0] * 101, values)
+    heat = f'<link rel="stylesheet" href="{style}">{heat}'
+    (tmp_path / "heat.html").write_text(heat)
+    for page in [tmp_path / "heat.html", built / "mnist5k" / "models" / "mnist_cnn_cusp.html"]:
+        driver.get(page.as_uri())
+        pairs = driver.execute_script(
+            "return [...document.querySelectorAll('svg.chart rect')].map(r => [getComputedStyle(r).fill,"
+            " getComputedStyle(r.nextElementSibling).fill])"
+        )
+        assert len(pairs) >= 25 and min(contrast(*pair) for pair in pairs) >= 4.5
     narrow = charts.heatmap("t", [0, 1], [0, 0], [0.40, 0.45])  # a 5-point spread stays 5 points of shade
     shades = [float(v) for v in re.findall(r"hsl\(210, 60%, ([\d.]+)%\)", narrow)]
     assert shades == [pytest.approx(96 - 66 * 0.40, abs=0.1), pytest.approx(96 - 66 * 0.45, abs=0.1)]

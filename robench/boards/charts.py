@@ -67,7 +67,8 @@ def heatmap(title: str, tx: list[float], ty: list[float], acc: list[float]) -> s
     The shading is on the fixed scale 0% (lightest) to 100% (darkest), the same for every grid, so that two
     models' heatmaps compare by eye (a scale stretched over each grid's own range made 40-45% look like
     0-100%); the numbers in the cells carry the exact values. Each number is drawn in black or white,
-    whichever contrasts more with its cell (at least 4.5:1, the WCAG AA level for text)."""
+    whichever contrasts more with its cell (at least 4.5:1, the WCAG AA level for text), set in a style
+    attribute because the site's stylesheet greys chart text and CSS overrides an SVG fill attribute."""
     cols, rows = sorted(set(tx)), sorted(set(ty))
     cell = min((W - _L - _R) / len(cols), (H - _T - _B) / len(rows))
     value = {(x, y): a for x, y, a in zip(tx, ty, acc, strict=True)}
@@ -88,7 +89,7 @@ def heatmap(title: str, tx: list[float], ty: list[float], acc: list[float]) -> s
             )
             out.append(
                 f'<text x="{_f(left + cell / 2)}" y="{_f(top + cell / 2 + 3)}" text-anchor="middle" '
-                f'fill="{ink}">{label}</text>'
+                f'style="fill: {ink}">{label}</text>'
             )
     for i, x in enumerate(cols):
         out.append(
