@@ -79,7 +79,8 @@ def test_site_has_a_board_page_and_a_page_per_ranked_model(built):
         copied.read_bytes() == (REPO / "leaderboards/runs/mnist5k/mnist_cnn_cusp/uap_linf.png").read_bytes()
     )
     assert "cdn" not in (built / "mnist5k" / "index.html").read_text().lower()
-    assert not re.search(r'(src|href)="(https?:)?//', (built / "mnist5k" / "index.html").read_text())
+    board = (built / "mnist5k" / "index.html").read_text()  # nothing fetched elsewhere (papers are links)
+    assert not re.search(r'(src="|<link[^>]*href=")(https?:)?//', board)
 
 
 def test_site_is_byte_deterministic_and_imports_no_torch(built, tmp_path):
@@ -309,6 +310,34 @@ def test_resource_exhaustion_png_declaring_40000_px_is_not_copied(hostile, tmp_p
     assert "δ image of uap_linf (not shown: declares 40000x40000 pixels (at most 4096 a side))" in page
     assert site.png_problem(b"GIF89a" + bytes(30)) == "not a PNG image"
     assert "larger than" in site.png_problem(png(28, 28) + bytes(site.MAX_PNG_BYTES))
+
+
+def test_board_page_conversion_keeps_escaped_card_text_as_text():
+    """The site's board page is the markdown page converted (robench.boards.mdhtml), so what escape()
+    made inert in markdown must stay text in HTML: no tag, no link, and the same characters on screen."""
+    import html
+    import unicodedata
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from robench.boards.mdhtml import inline
+    from robench.boards.text import escape, plain
+
+    def shown(text: str) -> str:  # what escape() keeps: controls as spaces, spaces collapsed, @ joined
+        text = "".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in plain(text))
+        return " ".join(text.split()).replace("@", "\u2060@")
+
+    pieces = st.sampled_from([*"ab <>&;#:/.@*_`[]()|~$\\!\"'\n\u202e", "www.", "://", "**", "](http://x.y)"])
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(pieces).map("".join))
+    def check(text):
+        converted = inline(escape(text))
+        assert "<" not in converted and html.unescape(converted) == shown(text)
+
+    check()
+    assert inline(escape(EVIL)).count("<") == 0
 
 
 # --- in a real browser -----------------------------------------------------------------------------------

@@ -111,7 +111,10 @@ def blocks(markdown: str, images: dict[str, str] | None = None) -> list[Block]:
             m = _IMAGE.match(line)
             if m and m["src"] in images:
                 alt = html.escape(html.unescape(re.sub(r"\\(.)", r"\1", m["alt"])))
-                out.append(Block("img", f'<img class="board-plot" src="{images[m["src"]]}" alt="{alt}">'))
+                src = images[m["src"]]  # linked to itself: on a phone the picture opens at full size
+                out.append(
+                    Block("img", f'<a href="{src}"><img class="board-plot" src="{src}" alt="{alt}"></a>')
+                )
         elif kind == "p":
             out.append(Block("p", "<p>" + " ".join(inline(g) for g in group) + "</p>"))
     return out
