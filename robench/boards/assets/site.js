@@ -194,7 +194,7 @@ document.documentElement.classList.add("js");
     }
     axis.appendChild(el("svg:text", { x: (L + W - R) / 2, y: H - 8, "text-anchor": "middle" }, label(data.xs, state.x) + " (%)"));
     axis.appendChild(el("svg:text", { x: 12, y: (T + H - B) / 2, "text-anchor": "middle",
-      transform: `rotate(-90 12 ${(T + H - B) / 2})` }, label(data.ys, state.y) + " (%)"));
+      transform: `rotate(-90 12 ${(T + H - B) / 2})` }, (state.y === "board_y" ? data.y_label : label(data.ys, state.y)) + " (%)"));
     const all = groups(rows);
     const best = new Set(front(all));
     for (const g of best) for (const p of g.members) p.m.view.front = true;
