@@ -1,6 +1,9 @@
-"""The offline site: what it contains, that card text stays inert, that --check covers a built site, and
-(in a real headless Chromium driven by Selenium) that the table sorts and filters, the scatter's tooltip
-names a model, links lead to model pages, and no page logs a console error, from file:// and over HTTP.
+"""The offline site: what it contains, that card text stays inert, that --check covers a built site, that
+hostile records (issue #24: symbolic links, page names, bidi controls, huge details and images) publish
+nothing and break nothing, and (in a real headless Chromium driven by Selenium) that the table sorts,
+filters and follows the chosen axes, the scatter's tooltip names every model at a point, links lead to
+model pages, the pages fit a 390 px phone and work without JavaScript, the view survives in the address,
+and no page logs a console error, from file:// and over HTTP (issue #25).
 
 The browser tests skip, with the reason, where selenium, chromium or chromedriver is missing; .ci/run
 installs Debian's chromium and chromium-driver. Selenium is pointed at the system chromedriver and never
