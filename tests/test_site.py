@@ -388,6 +388,19 @@ def errors(browser) -> list:
     return [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
 
 
+def open_board(browser, address: str) -> None:
+    """Load a board page and wait (up to 20 s, no time asserted) until site.js has drawn its table: under
+    a loaded CPU, chromedriver has been seen to hand back a file:// page before its script had run."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(address)
+    WebDriverWait(browser, 20).until(
+        lambda b: b.execute_script(
+            "return !!document.getElementById('count') && document.getElementById('count').textContent"
+        )
+    )
+
+
 def rows(browser) -> list[str]:
     from selenium.webdriver.common.by import By
 
@@ -405,6 +418,7 @@ def test_board_sorts_filters_hovers_and_links_in_chromium(driver, built, shots):
     driver.get((built / "index.html").as_uri())
     driver.save_screenshot(str(shots / "1-index.png"))
     driver.find_element(By.LINK_TEXT, "mnist5k: spatial vs. ℓ∞ robustness").click()
+    open_board(driver, driver.current_url)
     assert rows(driver) == ranked()
     driver.save_screenshot(str(shots / "2-board.png"))
 
@@ -481,7 +495,7 @@ def test_site_served_over_http_works_too(driver, built, shots):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}"
-        driver.get(f"{base}/mnist5k/index.html")
+        open_board(driver, f"{base}/mnist5k/index.html")
         assert len(rows(driver)) == len(ranked())
         driver.get(f"{base}/mnist5k/models/mnist_cnn_worst_of_10.html")
         assert driver.title.startswith("mnist_cnn / worst_of_10")
@@ -493,7 +507,7 @@ def test_site_served_over_http_works_too(driver, built, shots):
 def test_card_text_stays_text_in_the_browser(driver, evil_site, shots):
     from selenium.webdriver.common.by import By
 
-    driver.get((evil_site / "x" / "index.html").as_uri())
+    open_board(driver, (evil_site / "x" / "index.html").as_uri())
     link = driver.find_element(By.CSS_SELECTOR, '#models tr[data-model="evil"] a')
     assert link.text == EVIL and link.get_attribute("href").endswith("/x/models/evil.html")
     assert driver.title == "Test board" and not driver.find_elements(By.CSS_SELECTOR, "#models img")
@@ -592,7 +606,7 @@ def test_b3_table_follows_the_axes_and_flags_only_the_shown_threats(small, drive
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    driver.get((small / "x" / "index.html").as_uri())
+    open_board(driver, (small / "x" / "index.html").as_uri())
     assert rows(driver) == ["e", "a", "b", "c", "d"] and cells(driver, "e")[-1] == ""  # pgd_l2 not shown
     Select(driver.find_element(By.ID, "ax-y")).select_by_value("pgd_l2")
     assert rows(driver) == ["c", "e", "d", "b", "a"]  # by ℓ2, then spatial, then name
@@ -614,7 +628,7 @@ def test_b4_scatter_names_the_front_draws_whiskers_groups_coincident_points_and_
     from selenium.webdriver.common.keys import Keys
 
     driver.set_window_size(1280, 1100)
-    driver.get((small / "x" / "index.html").as_uri())
+    open_board(driver, (small / "x" / "index.html").as_uri())
     circles = driver.find_elements(By.CSS_SELECTOR, "#scatter circle")
     assert sorted(c.get_attribute("data-models") for c in circles) == ["a", "b", "c d", "e"]
     labels = {t.text for t in driver.find_elements(By.CSS_SELECTOR, "#scatter text.front-label")}
@@ -706,7 +720,7 @@ def test_b7_board_downloads_as_csv_and_json_and_the_view_is_in_the_address(small
     page = (small / "x" / "index.html").read_text()
     assert 'href="board.csv" download' in page and 'href="board.json" download' in page
 
-    driver.get((small / "x" / "index.html").as_uri())
+    open_board(driver, (small / "x" / "index.html").as_uri())
     Select(driver.find_element(By.ID, "ax-y")).select_by_value("pgd_l2")
     driver.find_element(By.ID, "search").send_keys("Model")
     Select(driver.find_element(By.ID, "f-recipe")).select_by_value("r")
@@ -716,11 +730,11 @@ def test_b7_board_downloads_as_csv_and_json_and_the_view_is_in_the_address(small
         "y=pgd_l2" in address and "q=Model" in address and "recipe=r" in address and "sort=model" in address
     )
     driver.get("about:blank")
-    driver.get(address)
+    open_board(driver, address)
     assert Select(driver.find_element(By.ID, "ax-y")).first_selected_option.get_attribute("value") == "pgd_l2"
     assert driver.find_element(By.ID, "search").get_attribute("value") == "Model"
     assert rows(driver) == ["b", "c", "d", "e"]  # recipe r only, sorted by name
-    driver.get((small / "x" / "index.html").as_uri() + "#y=no_such_axis&sort=nonsense")
+    open_board(driver, (small / "x" / "index.html").as_uri() + "#y=no_such_axis&sort=nonsense")
     assert rows(driver) == ["e", "a", "b", "c", "d"] and errors(driver) == []  # an edited address is ignored
 
 
