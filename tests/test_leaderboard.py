@@ -205,6 +205,18 @@ def test_flagged_record_is_marked_and_its_flags_listed(tree, page_table):
     assert "## Flags\n\n- ⚠ m / pgd\\_linf: robust\\_acc &gt; clean\\_acc" in md
 
 
+def test_flags_column_names_only_the_records_the_row_shows(tree, page_table):
+    """Flags per shown threat (#25.3): a model whose ℓ∞ record is unflagged showed ⚠ in the main table's
+    Flags column because of its ℓ2 record, which the main table does not show. The column names only the
+    row's x, y and clean records; the ℓ2 flag stays in its detail table and in the Flags section."""
+    put_model(tree, "m", 0.9, 0.5, 0.2)
+    put(tree, "m", "pgd_l2", 0.4, flags=["l2 warning"])
+    md = boards.build("x", tree).markdown
+    (row,) = page_table(md)[2:]
+    assert row[6] == "" and "⚠" not in "".join(row)
+    assert "40.0 [30.9, 49.8] ⚠" in md.split("### ℓp threats")[1] and "- ⚠ m / pgd\\_l2: l2 warning" in md
+
+
 def test_records_on_different_weights_are_not_mixed(tree, page_table):
     put_model(tree, "m", 0.9, 0.5, 0.2)
     put(tree, "m", "spatial", 0.3, meta={"weights_sha256": "cd" * 32})
@@ -383,6 +395,26 @@ def test_card_strings_cannot_inject_markdown_or_html(tree, page_table):
     assert "[T](https://ex.org/p?a=1&b=2)" in md  # a plain https url is still a link
     invalid = md.split("## Invalid records (not shown)")[1]
     assert "- x\\|&lt;script&gt; / clean: invalid model or threat name" in invalid
+
+
+def test_text_spoofing_names_with_urls_do_not_autolink_on_github(tree):
+    """Text spoofing (#24.5a): GitHub's cmark-gfm autolinks ``www.``, ``scheme://`` and ``user@host`` in
+    plain text, so an escaped display name could still become a link on the board. Each is broken by an
+    entity (the text reads the same); cmark-gfm itself, where installed, renders no link."""
+    from robench.boards.text import escape
+
+    name = "www.evil.com WWW.x.org https://x.y ftp://f.g me@evil.com (www.a.b)"
+    put_model(tree, "spoof", 0.9, 0.5, 0.2, meta={"display_name": name, "recipe": name})
+    md = boards.build("x", tree).markdown
+    assert "spoof" in md and "://" not in md and "www." not in md.lower()
+    assert "me&#x2060;@evil.com" in md and escape("a@b.c") == "a&#x2060;@b.c"
+    assert escape("www.a.b") == "www&#46;a.b" and escape("a://b") == "a&#58;//b"
+    cmarkgfm = pytest.importorskip("cmarkgfm", reason="cmarkgfm (GitHub's renderer) is not installed")
+    from cmarkgfm.cmark import Options
+
+    html = cmarkgfm.github_flavored_markdown_to_html(md, options=Options.CMARK_OPT_UNSAFE)
+    assert "<a " not in html and "evil.com" in html
+    assert "<a " in cmarkgfm.github_flavored_markdown_to_html(name)  # what it would have done
 
 
 def test_build_is_byte_deterministic_and_imports_no_torch(tree):

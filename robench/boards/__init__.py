@@ -8,12 +8,14 @@ it is not imported here.
 
 Modules, in import order: :mod:`~robench.boards.schema` (board configs), :mod:`~robench.boards.text`
 (escaping, protocol lines, the table layout, intervals as text), :mod:`~robench.boards.selection` (which
-records a board shows), :mod:`~robench.boards.pareto`, :mod:`~robench.boards.layout` (where plot labels go),
+records a board shows, and reading committed files without following links),
+:mod:`~robench.boards.pareto`, :mod:`~robench.boards.layout` (where plot labels go),
 :mod:`~robench.boards.plot` (the plot and the data it carries), :mod:`~robench.boards.details` (the detail
 tables), :mod:`~robench.boards.render` (the page, the ranking and the front-neighbour tests),
-:mod:`~robench.boards.files` (write and check), :mod:`~robench.boards.charts` and
-:mod:`~robench.boards.site` (the site), :mod:`~robench.boards.compare` (``robench compare``). Intervals and
-paired tests come from :mod:`robench.core.stats`.
+:mod:`~robench.boards.files` (write and check), :mod:`~robench.boards.charts`,
+:mod:`~robench.boards.mdhtml` (the markdown page as HTML) and :mod:`~robench.boards.site` (the site),
+:mod:`~robench.boards.compare` (``robench compare``). Intervals and paired tests come from
+:mod:`robench.core.stats`.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ from html import escape
 W, H = 360, 220  # chart size in px
 _L, _R, _T, _B = 44, 12, 22, 36  # margins: the plot area is [_L, W - _R] x [_T, H - _B]
 COLOURS = ("#c0392b", "#2c6fbb", "#7f8c8d")
+#: Cells darker than this lightness (in %, of hsl(210, 60%, L)) get white numbers, the others black: near
+#: 47.5% the two contrast equally (about 4.6:1), so each side of it keeps at least 4.5:1.
+_WHITE_INK_BELOW = 47.5
 
 
 def _f(v: float) -> str:
@@ -61,10 +64,12 @@ def line_chart(title: str, x_label: str, xs: list[float], series: list[tuple[str
 def heatmap(title: str, tx: list[float], ty: list[float], acc: list[float]) -> str:
     """Accuracy per (tx, ty) translation as a grid of cells, tx across and ty down, each labelled in %.
 
-    The shading spans this grid's own lowest to highest accuracy (a spread of a few points would
-    otherwise be one flat colour); the numbers in the cells carry the absolute values."""
+    The shading is on the fixed scale 0% (lightest) to 100% (darkest), the same for every grid, so that two
+    models' heatmaps compare by eye (a scale stretched over each grid's own range made 40-45% look like
+    0-100%); the numbers in the cells carry the exact values. Each number is drawn in black or white,
+    whichever contrasts more with its cell (at least 4.5:1, the WCAG AA level for text), set in a style
+    attribute because the site's stylesheet greys chart text and CSS overrides an SVG fill attribute."""
     cols, rows = sorted(set(tx)), sorted(set(ty))
-    low, high = min(acc), max(acc)
     cell = min((W - _L - _R) / len(cols), (H - _T - _B) / len(rows))
     value = {(x, y): a for x, y, a in zip(tx, ty, acc, strict=True)}
     out = [_frame(title)]
@@ -73,10 +78,10 @@ def heatmap(title: str, tx: list[float], ty: list[float], acc: list[float]) -> s
         for i, x in enumerate(cols):
             a = value.get((x, y))
             left, top = _L + i * cell, _T + j * cell
-            t = 0.0 if a is None or high == low else (a - low) / (high - low)
-            shade = "#eee" if a is None else f"hsl(210, 60%, {_f(92 - 50 * t)}%)"
+            lightness = 96 - 66 * min(max(a or 0.0, 0.0), 1.0)
+            shade = "#eee" if a is None else f"hsl(210, 60%, {_f(lightness)}%)"
             label = "—" if a is None else f"{100 * a:.1f}"
-            ink = "#fff" if t > 0.6 else "#222"
+            ink = "#fff" if a is not None and lightness < _WHITE_INK_BELOW else "#000"
             out.append(
                 f'<rect x="{_f(left)}" y="{_f(top)}" width="{_f(cell - 1)}" height="{_f(cell - 1)}" '
                 f'fill="{shade}">'
@@ -84,7 +89,7 @@ def heatmap(title: str, tx: list[float], ty: list[float], acc: list[float]) -> s
             )
             out.append(
                 f'<text x="{_f(left + cell / 2)}" y="{_f(top + cell / 2 + 3)}" text-anchor="middle" '
-                f'fill="{ink}">{label}</text>'
+                f'style="fill: {ink}">{label}</text>'
             )
     for i, x in enumerate(cols):
         out.append(

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from robench.boards.schema import load_board
 from robench.boards.selection import RUNS_DIR, collect, read_record
-from robench.boards.text import with_interval
+from robench.boards.text import p_text, with_interval
 from robench.core import record, stats
 from robench.core.errors import UsageError
 
@@ -55,7 +55,7 @@ def _dataset_sides(dataset: str, models: tuple[str, str], root: Path) -> dict:
     sides = {}
     for model in models:
         for path in sorted((root / RUNS_DIR / record.check_name("dataset", dataset) / model).glob("*.json")):
-            rec = read_record(path)
+            rec = read_record(path, root)
             where = rec.indices if isinstance(rec.indices, dict) else {}
             examples = (where.get("split"), where.get("start", 0), rec.n_examples, rec.seed)
             sides[(model, rec.threat)] = Side(str(rec.per_example), examples)
@@ -137,7 +137,7 @@ def format_rows(a: str, b: str, dataset: str, rows: list[Row]) -> str:
                 f"{100 * r.diff:+.1f} [{100 * r.low:+.1f}, {100 * r.high:+.1f}]",
                 str(r.only_a),
                 str(r.only_b),
-                f"{r.p:.2g}",
+                p_text(r.p).removeprefix("= "),
                 verdict,
             ]
         )

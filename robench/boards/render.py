@@ -26,7 +26,7 @@ from robench.boards.pareto import pareto_front
 from robench.boards.plot import Plot, Point
 from robench.boards.schema import Board, Column, load_board
 from robench.boards.selection import RUNS_DIR, collect, default_root
-from robench.boards.text import escape, pipe_table, protocol_text
+from robench.boards.text import escape, p_text, pipe_table, protocol_text
 from robench.core import config, stats
 
 FRONT_MARK = "★"
@@ -118,11 +118,19 @@ def tied(pairs: list[Neighbours]) -> set[str]:
 
 
 def _markdown_table(board: Board, frame: pd.DataFrame, ranking: pd.DataFrame, pairs: list[Neighbours]) -> str:
-    """The ranking as a GitHub pipe table: the axes and clean accuracy in % with 95% intervals, the flags."""
+    """The ranking as a GitHub pipe table: the axes and clean accuracy in % with 95% intervals, the flags.
+
+    The Flags column names only the flagged records the row shows (x, the row's y, clean): a flag on a
+    threat shown elsewhere (the detail tables mark it there) must not make an unflagged row look flagged.
+    """
     records = frame.set_index(["model", "threat"])
     y_labels = {c.threat: c.label for c in board.y_prefer}
-    flagged = frame[frame["flags"].map(bool)].groupby("model")["threat"].agg(sorted)
+    flagged = frame[frame["flags"].map(bool)].groupby("model")["threat"].agg(set)
     rows, ties = list(ranking.itertuples(index=False)), tied(pairs)
+
+    def shown_flags(r) -> list[str] | None:
+        return sorted(flagged.get(r.model, set()) & {board.x.threat, r.y_threat, "clean"})
+
     spec = [  # (header, alignment, cells)
         (
             "Front",
@@ -142,7 +150,7 @@ def _markdown_table(board: Board, frame: pd.DataFrame, ranking: pd.DataFrame, pa
         ),
         ("y measured by", "left", [escape(y_labels[r.y_threat]) if r.y_threat else MISSING for r in rows]),
         ("Clean [95% CI]", "right", [acc_cell(records, r.model, "clean") for r in rows]),
-        ("Flags", "left", [_flags_cell(flagged.get(r.model)) for r in rows]),
+        ("Flags", "left", [_flags_cell(shown_flags(r)) for r in rows]),
     ]
     headers, aligns, columns = zip(*spec, strict=True)
     return pipe_table(headers, aligns, list(zip(*columns, strict=True)))
@@ -179,7 +187,8 @@ def pair_text(p: Neighbours) -> str:
     def axis(name: str, r: stats.Paired | None) -> str:
         if r is None:
             return f"{name}: not tested (no per-example verdicts)"
-        return f"{name} {100 * r.diff:+.1f} [{100 * r.low:+.1f}, {100 * r.high:+.1f}], McNemar p = {r.p:.2g}"
+        diff = f"{100 * r.diff:+.1f} [{100 * r.low:+.1f}, {100 * r.high:+.1f}]"
+        return f"{name} {diff}, McNemar p {p_text(r.p)}"
 
     return f"{axis('x', p.x)}; {axis('y', p.y)}"
 
@@ -277,6 +286,18 @@ def _plot(board: Board, frame: pd.DataFrame, ranking: pd.DataFrame) -> Plot | No
     return Plot(board.x.label, board.y_label, points)
 
 
+EMPTY = "No complete, current run records for this board yet."
+
+
+def fill_commands(board: Board) -> list[str]:
+    """The commands that put a first model on an empty board: a model card, or a bare checkpoint."""
+    return [
+        f"robench submit CARD.yaml --board {board.name}",
+        f"robench submit --checkpoint WEIGHTS.safetensors --arch ARCH --dataset {board.dataset} --name NAME "
+        f"--board {board.name}",
+    ]
+
+
 def _left_out(title: str, lines: list[str]) -> list[str]:
     return [f"## {title}", "", *lines, ""] if lines else []
 
@@ -328,7 +349,8 @@ def build(board_name: str, root: Path | None = None) -> Page:
 
     out, plot = _intro(board), None
     if complete.empty:
-        out += ["No complete, current run records for this board yet.", ""]
+        out += [EMPTY, "", "Fill it by submitting a model (evaluated on every threat the board needs):", ""]
+        out += [f"- `{command}`" for command in fill_commands(board)] + [""]
     else:
         entries, plot = _entries(board, complete)
         out += entries

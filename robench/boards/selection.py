@@ -5,12 +5,20 @@ equals the current ``config.threat_config(threat, dataset)`` and its split, exam
 model weights match the board, and it was searched in fp32 (no ``execution.search``: a bf16 PGD search
 may reach another number); every other record is returned as :class:`Rejected`, with the reason, so
 the page can list it below the table instead of dropping it silently.
+
+Records and their artifacts are committed by strangers, and git stores symbolic links: a record or an
+image that is a link to ``/proc/self/environ`` would publish whatever the build can read. So every file a
+board or the site reads from the records (or the committed plot) goes through :func:`read_checkout_file`,
+which follows no link and reads only regular files inside the checkout's ``leaderboards/runs`` (or
+``leaderboards/``), up to a size limit.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
+import stat
 from pathlib import Path
 from typing import NamedTuple
 
@@ -39,9 +47,49 @@ class Rejected(NamedTuple):
     reason: str
 
 
-def read_record(path: Path) -> record.RunRecord:
+#: The largest record file read; the largest committed one is a few kB (an ImageNet record's verdicts are
+#: 100 kB), so a bigger file is not a record, and reading it whole could exhaust the build's memory.
+MAX_RECORD_BYTES = 64 << 20
+
+
+class Refused(RobenchError):
+    """A file under ``leaderboards/runs`` that is not read: a link, not a regular file, or too large."""
+
+
+def read_checkout_file(root: Path, path: Path, limit: int, within: Path = RUNS_DIR) -> bytes:
+    """The bytes of ``path``, a file under ``root/within`` (default: the records), or :class:`Refused`.
+
+    No symbolic link is followed, neither the file nor any folder from ``root`` down to it, and the file
+    must resolve inside ``root/within``, be a regular file and hold at most ``limit`` bytes. The final
+    open uses ``O_NOFOLLOW`` (and ``O_NONBLOCK``, so a FIFO cannot hang the build). Refusals are one line.
+    """
+    runs = root / within
+    rel = path.relative_to(root)
+    here = root
+    for part in rel.parts:
+        here = here / part
+        if here.is_symlink():
+            raise Refused(f"{here.relative_to(root).as_posix()} is a symbolic link (not followed)")
+    if not path.resolve().is_relative_to(runs.resolve()):
+        raise Refused(f"{rel.as_posix()} resolves outside {within.as_posix()}")
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    with os.fdopen(os.open(path, flags), "rb") as f:
+        mode, size = os.fstat(f.fileno()).st_mode, os.fstat(f.fileno()).st_size
+        if not stat.S_ISREG(mode):
+            raise Refused(f"{rel.as_posix()} is not a regular file")
+        data = f.read(limit + 1)
+    if max(size, len(data)) > limit:
+        raise Refused(f"{rel.as_posix()} is larger than {limit:,} bytes")
+    return data
+
+
+def read_record(path: Path, root: Path) -> record.RunRecord:
+    """The record at ``path`` (under ``root/leaderboards/runs``), read by :func:`read_checkout_file`.
+
+    :class:`Refused` for a link, a non-file or an oversized file (boards list those as invalid); any
+    other unreadable file is a one-line :class:`RobenchError`."""
     try:
-        return record.load(path)
+        return record.RunRecord.from_dict(json.loads(read_checkout_file(root, path, MAX_RECORD_BYTES)))
     except (OSError, ValueError, TypeError, AttributeError, RecursionError) as e:  # unreadable, not a record
         raise RobenchError(f"cannot read run record {path}: {e}") from None
 
@@ -124,7 +172,9 @@ def collect(board: Board, root: Path) -> tuple[pd.DataFrame, list[Rejected], lis
     """The board's current records as a frame (one row per record), plus the stale and invalid ones.
 
     Reads ``<root>/leaderboards/runs/<dataset>/*/*.json``. An unreadable file is an error rather than a
-    listed record: it is not a record at all, and CI should stop on it. When a model's current records
+    listed record: it is not a record at all, and CI should stop on it. A file :func:`read_checkout_file`
+    refuses (a symbolic link, one that resolves outside the runs folder, an oversized one) is never read
+    and is listed as invalid, with the reason. When a model's current records
     disagree on the weights' sha256, some were run on other weights; none of them can be trusted to
     describe one model, so all of them move to the stale list.
     """
@@ -138,7 +188,11 @@ def collect(board: Board, root: Path) -> tuple[pd.DataFrame, list[Rejected], lis
 
     rows, stale, invalid = [], [], []
     for path in sorted((root / RUNS_DIR / board.dataset).glob("*/*.json")):
-        rec = read_record(path)
+        try:
+            rec = read_record(path, root)
+        except Refused as e:
+            invalid.append(Rejected(path.parent.name, path.stem, str(e)))
+            continue
         problem = _malformed(rec, path, board.dataset)
         reason = None if problem else _stale(rec, board, current)
         if problem:

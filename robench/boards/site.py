@@ -5,33 +5,46 @@ Built on demand into DIR, never committed: the markdown pages under ``leaderboar
 and front tests, from :func:`robench.boards.render.ranked`). ``--check --site DIR`` compares a built
 site with what the records build now, for whoever publishes one.
 
-Layout: ``index.html`` (the boards), ``<board>/index.html`` (table + scatter, driven by
-``assets/site.js`` from data embedded as JSON), ``<board>/<model>.html`` (a static page per model: card,
-every threat with its interval, charts, UAP images, flags, the command that reproduces each record) and
-``<board>/img/<model>/<threat>.png`` (copied record artifacts). No CDN, no fetch: every page works from
-``file://`` and from ``python -m http.server``.
+Layout: ``index.html`` (the boards, populated ones first), ``<board>/index.html`` (table + scatter,
+driven by ``assets/site.js`` from data embedded as JSON, around the markdown board's own sections; without
+JavaScript, the committed plot ``<board>/board.svg`` and the markdown table), ``<board>/board.csv`` and
+``board.json`` (downloads), ``<board>/models/<model>.html`` (a static page per model: card, every threat
+with its interval, the board's axes first, charts, UAP images, flags, the command that reproduces each
+record) and ``<board>/img/<model>/<threat>.png`` (copied record artifacts). Model pages have a folder of
+their own, in which the site writes nothing else, so no model name (``index``, a board's name,
+``assets``) can take the place of another page; board names that the site's root uses itself are
+refused. No CDN, no fetch: every page works from ``file://`` and from ``python -m http.server``.
+
+Hostile records: files are read from the records only through
+:func:`robench.boards.selection.read_checkout_file` (no symbolic link followed, nothing outside
+``leaderboards/runs``, a size limit), a PNG is copied only if its header declares a small image
+(:func:`png_problem`), and the charts drawn from a record's ``details`` are bounded (:data:`MAX_POINTS`,
+:data:`MAX_CELLS`): a refused image or an oversized chart is named on the page in one line instead.
 
 Deterministic: sorted inputs, fixed number formats, no dates, so two builds are byte-identical. Card text
-is escaped with :func:`html.escape` in HTML and, in the embedded JSON, has ``<``, ``>`` and ``&`` written
-as ``\\u003c`` etc. so that no string can close the ``<script>`` element; links are made only from http(s)
-urls.
+is escaped with :func:`robench.boards.text.html_escape` in HTML (no page holds a bidirectional control)
+and, in the embedded JSON, has ``<``, ``>`` and ``&`` written as ``\\u003c`` etc. so that no string can
+close the ``<script>`` element; links are made only from http(s) urls.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
-from html import escape
 from importlib import resources
 from pathlib import Path
 
 import pandas as pd
 
-from robench.boards import charts
+from robench.boards import charts, mdhtml
+from robench.boards import plot as plots
 from robench.boards.details import recipe_name
-from robench.boards.render import Ranked, pair_text, ranked, tied
+from robench.boards.files import BOARDS_DIR, paths
+from robench.boards.render import Page, Ranked, build, pair_text, ranked, tied
 from robench.boards.schema import board_names
-from robench.boards.selection import RUNS_DIR, default_root
-from robench.boards.text import protocol_text, safe_url
+from robench.boards.selection import RUNS_DIR, Refused, default_root, read_checkout_file
+from robench.boards.text import html_escape, plain, protocol_text, safe_url
 from robench.core import config, record, stats
 from robench.core.errors import UsageError
 
@@ -41,6 +54,16 @@ MARKER = "robench-site.txt"
 _MARKER_TEXT = (
     b"Built by `robench leaderboard --site`; every file here is regenerated from the run records.\n"
 )
+#: Names the site's root holds itself, so no board may be called so.
+RESERVED = frozenset({"assets", "index.html", MARKER})
+#: A record's PNG is copied only when at most this large, in bytes and pixels per side: UAP δ images are
+#: the input's size (28 to 224 px), and a small file may declare 40000 x 40000 px and exhaust a browser.
+MAX_PNG_BYTES, MAX_PNG_SIDE = 4 << 20, 4096
+#: The most points a curve, and cells a heatmap, is drawn with from a record's details; a valid record may
+#: hold any grid, and every point is an SVG element in the page.
+MAX_POINTS, MAX_CELLS = 400, 2500
+#: The committed board plot is a few dozen kB.
+MAX_SVG_BYTES = 4 << 20
 X_FAMILIES = ("spatial_grid", "spatial_random", "spatial_pgd", "translation_sweep")
 Y_FAMILIES = ("autoattack", "pgd", "uap", "corruptions", "corruptions_read", "mnist_c", "mnist_c_read")
 
@@ -60,7 +83,7 @@ def _html(title: str, body: list[str], depth: int, script: str | None = None) ->
         "<head>",
         '<meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape(title)}</title>",
+        f"<title>{html_escape(title)}</title>",
         f'<link rel="stylesheet" href="{up}assets/site.css">',
         '<link rel="icon" href="data:,">',  # no favicon request: a server would answer 404
         "</head>",
@@ -70,12 +93,12 @@ def _html(title: str, body: list[str], depth: int, script: str | None = None) ->
         "</body>",
         "</html>",
     ]
-    return ("\n".join(page) + "\n").encode()
+    return plain("\n".join(page) + "\n").encode()  # no bidirectional control anywhere on a page
 
 
 def _link(text: str, url) -> str:
     url = safe_url(url)
-    return f'<a href="{escape(url)}">{escape(text)}</a>' if url else escape(text)
+    return f'<a href="{html_escape(url)}">{html_escape(text)}</a>' if url else html_escape(text)
 
 
 def _labels(r: Ranked) -> dict[str, str]:
@@ -108,7 +131,7 @@ def _board_data(r: Ranked, labels: dict[str, str]) -> dict:
                 "rank": rank,
                 "model": m.model,
                 "name": str(m.meta.get("display_name") or m.model),
-                "href": f"{m.model}.html",
+                "href": f"models/{m.model}.html",
                 "arch": str(m.meta.get("arch") or "—"),
                 "recipe": str(recipe_name(m.meta) or "—"),
                 "front": bool(m.front),
@@ -132,26 +155,36 @@ def _board_data(r: Ranked, labels: dict[str, str]) -> dict:
     }
 
 
-def _board_page(r: Ranked, labels: dict[str, str]) -> bytes:
+def _board_page(r: Ranked, data: dict, page: Page, has_plot: bool) -> bytes:
+    """The board: its markdown page's text and sections (:mod:`robench.boards.mdhtml`), and between them the
+    interactive scatter and table (``assets/site.js``), or without JavaScript the committed plot and the
+    markdown's own table. An empty board is only the text, which says how to fill it."""
     b = r.board
-    data = _board_data(r, labels)
-    body = [
-        '<nav><a href="../index.html">All boards</a></nav>',
-        f"<h1>{escape(b.title)}</h1>",
-        f'<p class="muted">Dataset <code>{escape(b.dataset)}</code>, '
-        f"split <code>{escape(b.split)}</code>, the "
-        f"first {b.n_examples:,} examples, seed {b.seed}. Accuracies in %, with 95% Wilson score intervals. "
-        "★ on the Pareto front; ≈ not distinguishable at 95% from a neighbour on the front (paired exact "
-        "McNemar test on both axes); ⚠ flagged record.</p>",
+    blocks = mdhtml.blocks(page.markdown, {f"{b.name}.svg": "board.svg"} if has_plot else {})
+    first = next((i for i, block in enumerate(blocks) if block.kind == "h2"), len(blocks))
+    intro = [x.html for x in blocks[:first] if x.kind in ("p", "ul")]
+    static = [x.html for x in blocks[:first] if x.kind in ("img", "table")]
+    sections = [x.html for x in blocks[first:]]
+    body = ['<nav><a href="../index.html">All boards</a></nav>', f"<h1>{html_escape(b.title)}</h1>", *intro]
+    if r.ranking.empty:
+        return _html(b.title, body + sections, 1)
+    body += [
+        '<p class="downloads">Download this board: <a href="board.csv" download>CSV</a> · '
+        '<a href="board.json" download>JSON</a><span class="js-only"> · the address of this page keeps '
+        "the chosen axes, search and filters, to share this view</span></p>",
+        '<div class="js-only">',
         '<div class="controls">',
         '<label>x axis <select id="ax-x"></select></label>',
         '<label>y axis <select id="ax-y"></select></label>',
         "</div>",
-        '<div id="plot-wrap"><svg id="scatter" width="560" height="420" role="img" '
-        'aria-label="Pareto scatter"></svg><div id="tip" hidden></div></div>',
-        '<p class="muted">Red: the Pareto front of the shown models on the chosen axes. '
-        "Hover a point for its "
-        "numbers, click it for the model's page. Search and filters below apply to the plot too.</p>",
+        '<div id="plot-wrap"><svg id="scatter" role="group" aria-label="Pareto scatter: one point per '
+        'model, or per group of models at the same place"></svg><div id="tip" role="status" hidden></div>'
+        "</div>",
+        '<p class="muted">Red: the Pareto front of the shown models on the chosen axes, named, with 95% '
+        "intervals as whiskers. Hover or focus (Tab) a point for its numbers; click it or press Enter for "
+        "the model's page. Search and filters below apply to the plot too. The table follows the axes: "
+        "ranked by y, then x; ★ marks the drawn front (≈, from the paired tests, only on the board's own "
+        "axes); Flags lists only the flags of the records shown (x, y and clean).</p>",
         '<div class="controls">',
         '<label>Search <input id="search" type="search" placeholder="model name"></label>',
         '<label>Architecture <select id="f-arch"><option value="">all</option></select></label>',
@@ -161,19 +194,60 @@ def _board_page(r: Ranked, labels: dict[str, str]) -> bytes:
         '<span id="count" class="muted"></span>',
         "</div>",
         '<div class="wide"><table id="models"></table></div>',
-        "<noscript><p>The table and the scatter need JavaScript; every model's page below does not.</p>"
-        "</noscript>",
-        "<h2>Models</h2>",
-        "<ul>",
+        "</div>",
+        '<div class="no-js">',
+        '<p class="muted">The committed plot and table (the board\'s axes); with JavaScript they can be '
+        "re-plotted on other axes, searched and filtered.</p>",
+        *static,
+        "<h2>Model pages</h2>",
+        '<ul class="models">',
         *(
-            f'<li><a href="{m["href"]}">{escape(m["name"])}</a> '
-            f'<span class="muted">({escape(m["model"])})</span></li>'
+            f'<li><a href="{m["href"]}">{html_escape(m["name"])}</a> '
+            f'<span class="muted">({html_escape(m["model"])})</span></li>'
             for m in data["models"]
         ),
         "</ul>",
+        "</div>",
+        *sections,
     ]
     script = f'<script type="application/json" id="board-data">{_json(data)}</script>'
     return _html(b.title, body, 1, script)
+
+
+def _formula_safe(text: str) -> str:
+    """A CSV cell that a spreadsheet will not run: text starting like a formula gets a leading ``'``."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _downloads(r: Ranked, labels: dict[str, str], data: dict) -> dict[str, bytes]:
+    """``board.csv`` (one row per model, ranked; accuracies and their 95% bounds as fractions) and
+    ``board.json`` (the board's settings, the threats' labels and the models as the page's data holds
+    them). Card text is data here, so the CSV guards spreadsheets against formulas in it."""
+    b, threats = r.board, list(labels)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(
+        ["rank", "model", "display_name", "architecture", "recipe", "front", "tie", "y_threat", "flagged"]
+        + [f"{t}{end}" for t in threats for end in ("", "_ci_low", "_ci_high")]
+    )
+    for m in data["models"]:
+        text = [m["model"], m["name"], m["arch"], m["recipe"]]
+        accs = [f"{v:.6f}" if m["acc"].get(t) else "" for t in threats for v in m["acc"].get(t, [0, 0, 0])]
+        marks = [int(m["front"]), int(m["tie"]), m["y_threat"], ";".join(m["flags"])]
+        writer.writerow([m["rank"], *map(_formula_safe, text), *marks, *accs])
+    board = {
+        "name": b.name,
+        "title": b.title,
+        "dataset": b.dataset,
+        "split": b.split,
+        "n_examples": b.n_examples,
+        "seed": b.seed,
+        "x": b.x.threat,
+        "y": [c.threat for c in b.y_prefer],
+    }
+    whole = {"board": board, "threats": labels, "models": data["models"]}
+    text = json.dumps(whole, ensure_ascii=False, sort_keys=True, indent=1) + "\n"
+    return {"board.csv": plain(out.getvalue()).encode(), "board.json": plain(text).encode()}
 
 
 def reproduce(r: Ranked, model: str, threat: str) -> str:
@@ -191,19 +265,19 @@ def reproduce(r: Ranked, model: str, threat: str) -> str:
 def _card(model: str, meta: dict) -> list[str]:
     recipe, paper = meta.get("recipe"), meta.get("paper")
     rows = [
-        ("Model", f"<code>{escape(model)}</code>"),
-        ("Display name", escape(str(meta.get("display_name") or model))),
-        ("Architecture", escape(str(meta.get("arch") or "—"))),
-        ("Weights sha256", f"<code>{escape(str(meta.get('weights_sha256') or '—'))}</code>"),
-        ("Recipe", escape(str(recipe_name(meta) or "—"))),
+        ("Model", f"<code>{html_escape(model)}</code>"),
+        ("Display name", html_escape(str(meta.get("display_name") or model))),
+        ("Architecture", html_escape(str(meta.get("arch") or "—"))),
+        ("Weights sha256", f"<code>{html_escape(str(meta.get('weights_sha256') or '—'))}</code>"),
+        ("Recipe", html_escape(str(recipe_name(meta) or "—"))),
     ]
     if isinstance(recipe, dict) and recipe.get("command"):
-        rows.append(("Trained with", f"<pre>{escape(str(recipe['command']))}</pre>"))
+        rows.append(("Trained with", f"<pre>{html_escape(str(recipe['command']))}</pre>"))
     if isinstance(paper, dict) and paper.get("title"):
-        year = f" ({escape(str(paper['year']))})" if paper.get("year") else ""
+        year = f" ({html_escape(str(paper['year']))})" if paper.get("year") else ""
         rows.append(("Paper", _link(str(paper["title"]), paper.get("url")) + year))
     if meta.get("description"):
-        rows.append(("Description", escape(str(meta["description"]))))
+        rows.append(("Description", html_escape(str(meta["description"]))))
     return ['<dl class="card">', *(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows), "</dl>"]
 
 
@@ -213,20 +287,53 @@ def _series(*lists) -> bool:
     return ok and all(isinstance(x, (int, float)) and not isinstance(x, bool) for v in lists for x in v)
 
 
-def _charts(mine: pd.DataFrame, model: str) -> tuple[list[str], list[str]]:
-    """The model's curves and heatmap (from its records' details) as HTML figures, and the threats whose
-    UAP δ image is shown (to be copied into the site). Details that are not plain number lists are skipped."""
-    figures, images = [], []
+def png_problem(data: bytes) -> str | None:
+    """Why a record's PNG is not copied (not a PNG, too large a file or image), or None.
+
+    The size is read from the IHDR chunk, which a PNG must start with, so nothing is decoded."""
+    if len(data) > MAX_PNG_BYTES:
+        return f"larger than {MAX_PNG_BYTES:,} bytes"
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        return "not a PNG image"
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if not (0 < width <= MAX_PNG_SIDE and 0 < height <= MAX_PNG_SIDE):
+        return f"declares {width}x{height} pixels (at most {MAX_PNG_SIDE} a side)"
+    return None
+
+
+def _png(root: Path, dataset: str, model: str, threat: str) -> bytes | str:
+    """A record's PNG artifact, or why it is not shown (one line)."""
+    path = root / RUNS_DIR / dataset / model / f"{threat}.png"
+    try:
+        data = read_checkout_file(root, path, MAX_PNG_BYTES)
+    except Refused as e:
+        return str(e)
+    except OSError as e:
+        return f"{path.relative_to(root).as_posix()} is unreadable ({e.strerror or e})"
+    return png_problem(data) or data
+
+
+def _charts(mine: pd.DataFrame, model: str, root: Path, dataset: str) -> tuple[list[str], dict[str, bytes]]:
+    """The model's curves and heatmap (from its records' details) as HTML figures, and the UAP δ images
+    shown, by threat (to be copied into the site). Details that are not plain number lists are skipped; a
+    chart over :data:`MAX_POINTS` points or :data:`MAX_CELLS` cells, and a refused image, are named in one
+    line instead."""
+    figures, images = [], {}
 
     def figure(svg: str, caption: str) -> str:
-        return f"<figure>{svg}<figcaption>{escape(caption)}</figcaption></figure>"
+        return f"<figure>{svg}<figcaption>{html_escape(caption)}</figcaption></figure>"
+
+    def omitted(caption: str, why: str = "omitted: too large") -> str:
+        return f'<p class="omitted">{html_escape(caption)} ({html_escape(why)})</p>'
 
     for r in mine.sort_values("threat").itertuples():
         threat, d, family = r.threat, r.details, config.threat_spec(r.threat).family
         angle, shift, curve = (
             d.get(k) or {} for k in ("accuracy_by_rotation", "accuracy_by_translation", "curve")
         )
-        if _series(angle.get("rotation_deg"), angle.get("accuracy")):
+        if _series(angle.get("rotation_deg"), angle.get("accuracy")) and len(angle["accuracy"]) > MAX_POINTS:
+            figures.append(omitted(f"Accuracy by rotation angle ({threat})"))
+        elif _series(angle.get("rotation_deg"), angle.get("accuracy")):
             svg = charts.line_chart(
                 f"{threat}: accuracy by angle",
                 "rotation (°)",
@@ -234,13 +341,19 @@ def _charts(mine: pd.DataFrame, model: str) -> tuple[list[str], list[str]]:
                 [("accuracy", angle["accuracy"])],
             )
             figures.append(figure(svg, f"Accuracy by rotation angle ({threat})"))
-        if _series(shift.get("tx"), shift.get("ty"), shift.get("accuracy")):
+        grid = _series(shift.get("tx"), shift.get("ty"), shift.get("accuracy"))
+        if grid and len(set(shift["tx"])) * len(set(shift["ty"])) > MAX_CELLS:
+            figures.append(omitted(f"Accuracy by translation ({threat})"))
+        elif grid:
             svg = charts.heatmap(
                 f"{threat}: accuracy by translation", shift["tx"], shift["ty"], shift["accuracy"]
             )
-            figures.append(figure(svg, f"Accuracy by translation, % ({threat}; shading spans min to max)"))
+            caption = f"Accuracy by translation, % ({threat}; shading from 0%, light, to 100%, dark)"
+            figures.append(figure(svg, caption))
         sweep = [curve.get(k) for k in ("magnitude_px", "worst_case_accuracy", "mean_accuracy")]
-        if family == "translation_sweep" and _series(*sweep):
+        if family == "translation_sweep" and _series(*sweep) and len(sweep[0]) > MAX_POINTS:
+            figures.append(omitted(f"Translation sweep ({threat})"))
+        elif family == "translation_sweep" and _series(*sweep):
             svg = charts.line_chart(
                 f"{threat}: sweep",
                 "shift magnitude (px)",
@@ -252,7 +365,9 @@ def _charts(mine: pd.DataFrame, model: str) -> tuple[list[str], list[str]]:
             continue
         pair = []
         fool = d.get("fooling_rate_by_shift") or {}
-        if _series(fool.get("shift_px"), fool.get("fooling_rate")):
+        if _series(fool.get("shift_px"), fool.get("fooling_rate")) and len(fool["shift_px"]) > MAX_POINTS:
+            pair.append(omitted(f"Fooling rate when the UAP δ is shifted ({threat})"))
+        elif _series(fool.get("shift_px"), fool.get("fooling_rate")):
             svg = charts.line_chart(
                 f"{threat}: fooling by shift",
                 "δ shifted by (s, s) px",
@@ -260,12 +375,15 @@ def _charts(mine: pd.DataFrame, model: str) -> tuple[list[str], list[str]]:
                 [("fooling rate", fool["fooling_rate"])],
             )
             pair.append(figure(svg, f"Fooling rate when the UAP δ is shifted ({threat})"))
-        if r.artifacts.get("png") == f"{threat}.png":
-            images.append(threat)
+        png = _png(root, dataset, model, threat) if r.artifacts.get("png") == f"{threat}.png" else None
+        if isinstance(png, bytes):
+            images[threat] = png
             pair.append(
-                f'<figure><img class="delta" src="img/{model}/{threat}.png" alt="UAP δ for {threat}">'
+                f'<figure><img class="delta" src="../img/{model}/{threat}.png" alt="UAP δ for {threat}">'
                 f"<figcaption>δ of {threat}<br>grey 0, black/white ∓max|δ|</figcaption></figure>"
             )
+        elif png is not None:
+            pair.append(omitted(f"δ image of {threat}", f"not shown: {png}"))
         if pair:
             figures.append('<div class="pair">' + "".join(pair) + "</div>")
     return figures, images
@@ -275,7 +393,7 @@ def _neighbours(r: Ranked, model: str) -> list[str]:
     """The paired tests against the model's neighbours on the front (none off the front)."""
     verdict = {True: "distinguishable at 95%", False: "not distinguishable at 95% (≈)", None: "not tested"}
     lines = [
-        f"<li>{escape(p.left)} vs {escape(p.right)}: {escape(pair_text(p))}: "
+        f"<li>{html_escape(p.left)} vs {html_escape(p.right)}: {html_escape(pair_text(p))}: "
         f"{verdict[p.distinguishable]}</li>"
         for p in r.pairs
         if model in (p.left, p.right)
@@ -293,33 +411,43 @@ def _neighbours(r: Ranked, model: str) -> list[str]:
     )
 
 
-def _model_page(r: Ranked, labels: dict[str, str], row) -> tuple[bytes, list[str]]:
+def _model_page(r: Ranked, labels: dict[str, str], row, root: Path) -> tuple[bytes, dict[str, bytes]]:
     b, model = r.board, row.model
-    mine = r.records[r.records["model"] == model].sort_values("threat")
+    mine = r.records[r.records["model"] == model]
     name = str(row.meta.get("display_name") or model)
+    axes = {b.x.threat: "x", row.y_threat: "y"}
+    first = [*axes, *(c.threat for c in b.y_prefer), "clean", *(c.threat for c in b.columns)]
+    order = {t: i for i, t in enumerate(dict.fromkeys(first))}  # the board's axes first, then by name
     threats = [
-        "<table>",
+        '<div class="wide"><table>',
         '<tr><th>Threat</th><th>Protocol</th><th class="num">Accuracy (%)</th><th class="num">95% CI</th>'
         "<th>Flags</th></tr>",
     ]
-    for t in mine.itertuples():
-        value, low, high = _acc(r.records.loc[t.Index])
-        text = protocol_text(config.threat_spec(t.threat).family, config.threat_config(t.threat, b.dataset))
+    for threat in sorted(mine["threat"], key=lambda t: (order.get(t, len(order)), t)):
+        rec = mine[mine["threat"] == threat].iloc[0]
+        value, low, high = _acc(rec)
+        text = protocol_text(config.threat_spec(threat).family, config.threat_config(threat, b.dataset))
+        axis = f' <span class="axis-tag">board {axes[threat]}</span>' if threat in axes else ""
         threats.append(
-            f"<tr><td>{escape(labels[t.threat])}<br><code>{escape(t.threat)}</code></td><td>{escape(text)}</td>"
+            f"<tr><td>{html_escape(labels[threat])}{axis}<br><code>{html_escape(threat)}</code></td>"
+            f"<td>{html_escape(text)}</td>"
             f'<td class="num">{100 * value:.1f}</td><td class="num">[{100 * low:.1f}, {100 * high:.1f}]</td>'
-            f"<td>{'⚠' if t.flags else ''}</td></tr>"
+            f"<td>{'⚠' if rec['flags'] else ''}</td></tr>"
         )
-    threats.append("</table>")
+    threats.append("</table></div>")
     flags = [
-        f"<li><code>{escape(t.threat)}</code>: {escape(f)}</li>" for t in mine.itertuples() for f in t.flags
+        f"<li><code>{html_escape(t.threat)}</code>: {html_escape(f)}</li>"
+        for t in mine.itertuples()
+        for f in t.flags
     ]
-    figures, images = _charts(mine, model)
-    commands = [f"<pre>{escape(reproduce(r, model, t))}</pre>" for t in mine["threat"]]
+    figures, images = _charts(mine, model, root, b.dataset)
+    commands = [f"<pre>{html_escape(reproduce(r, model, t))}</pre>" for t in mine["threat"]]
     body = [
-        f'<nav><a href="../index.html">All boards</a> › <a href="index.html">{escape(b.title)}</a></nav>',
-        f"<h1>{escape(name)}</h1>",
-        f'<p class="muted">On board {escape(b.title)}: rank {int(row.Index) + 1} of {len(r.ranking)} by y; '
+        '<nav><a href="../../index.html">All boards</a> › '
+        f'<a href="../index.html">{html_escape(b.title)}</a></nav>',
+        f"<h1>{html_escape(name)}</h1>",
+        f'<p class="muted">On board {html_escape(b.title)}: '
+        f"rank {int(row.Index) + 1} of {len(r.ranking)} by y; "
         + ("on the Pareto front." if row.front else "not on the Pareto front.")
         + "</p>",
         *_neighbours(r, model),
@@ -343,7 +471,21 @@ def _model_page(r: Ranked, labels: dict[str, str], row) -> tuple[bytes, list[str
         '<p class="muted">Each record is re-created by (from the repository root):</p>',
         *commands,
     ]
-    return _html(f"{name}: {b.title}", body, 1), images
+    return _html(f"{name}: {b.title}", body, 2), images
+
+
+def _committed_plot(root: Path, name: str, page: Page) -> bytes | None:
+    """The board's committed SVG, if it shows what the records show now (:func:`plots.shows`), for the
+    page without JavaScript. It is read like a record (no link followed) and shown as an image, in which
+    a browser runs no script."""
+    if page.plot is None:
+        return None
+    path = paths(name, root)[1]
+    try:
+        svg = read_checkout_file(root, path, MAX_SVG_BYTES, within=BOARDS_DIR)
+    except (Refused, OSError):  # absent, a link or oversized: the page goes without it
+        return None
+    return svg if plots.shows(svg, page.plot) else None
 
 
 def build_site(boards: list[str] | None = None, root: Path | None = None) -> dict[str, bytes]:
@@ -353,26 +495,36 @@ def build_site(boards: list[str] | None = None, root: Path | None = None) -> dic
     assets = resources.files("robench.boards") / "assets"
     files = {f"assets/{n}": (assets / n).read_bytes() for n in ("site.css", "site.js")}
     files[MARKER] = _MARKER_TEXT
-    items = []
+    items = []  # (ranked models, line): populated boards are listed first
     for name in names:
+        if name in RESERVED:
+            raise UsageError(f"board name {name!r} is reserved by the site (it writes {sorted(RESERVED)})")
         r = ranked(record.check_name("board", name), root)
+        n = len(r.ranking)
         items.append(
-            f'<li><a href="{name}/index.html">{escape(r.board.title)}</a> '
-            f'<span class="muted">— {len(r.ranking)} ranked models, {r.board.n_examples:,} '
-            f"{escape(r.board.dataset)} examples</span></li>"
+            (
+                n == 0,
+                f'<li><a href="{name}/index.html">{html_escape(r.board.title)}</a> '
+                f'<span class="muted">— {f"{n} ranked models" if n else "no models yet"}, '
+                f"{r.board.n_examples:,} {html_escape(r.board.dataset)} examples</span></li>",
+            )
         )
-        labels = _labels(r)
-        files[f"{name}/index.html"] = _board_page(r, labels)
+        labels, page = _labels(r), build(name, root)
+        data, plot = _board_data(r, labels), _committed_plot(root, name, page)
+        files[f"{name}/index.html"] = _board_page(r, data, page, plot is not None)
+        if plot is not None:
+            files[f"{name}/board.svg"] = plot
+        if n:
+            files.update({f"{name}/{file}": text for file, text in _downloads(r, labels, data).items()})
         for row in r.ranking.itertuples():
-            page, images = _model_page(r, labels, row)
-            files[f"{name}/{row.model}.html"] = page
-            for threat in images:
-                source = root / RUNS_DIR / r.board.dataset / row.model / f"{threat}.png"
-                files[f"{name}/img/{row.model}/{threat}.png"] = source.read_bytes()
+            page, images = _model_page(r, labels, row, root)
+            files[f"{name}/models/{row.model}.html"] = page
+            for threat, png in images.items():
+                files[f"{name}/img/{row.model}/{threat}.png"] = png
     body = [
         "<h1>robench leaderboards</h1>",
-        "<ul>",
-        *items,
+        '<ul class="boards">',
+        *(line for _, line in sorted(items, key=lambda item: item[0])),
         "</ul>",
         '<p class="muted">Generated from the committed run records by '
         "<code>robench leaderboard --site</code>."

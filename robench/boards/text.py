@@ -3,7 +3,10 @@ laying out the table.
 
 Card fields (model and display names, recipes, paper titles and urls) and record flags arrive with
 submissions, so everything derived from them goes through :func:`escape` or :func:`link` before it reaches
-the markdown: a name must not be able to add a table column, a link, an image or an HTML tag.
+the markdown: a name must not be able to add a table column, a link, an image or an HTML tag. Nor may it
+look like something it is not: bidirectional controls (a right-to-left override makes ``gpj.exe`` read
+``exe.jpg``) are removed from every page, markdown and site (:func:`plain`), and GitHub's autolinks
+(``www.``, ``scheme://``, ``user@host``) are broken with an entity, so a name cannot become a link.
 
 Protocol lines are derived from the resolved threat parameters rather than written by hand, so a page
 cannot describe a protocol other than the one its records were checked against.
@@ -15,6 +18,7 @@ byte: its bytes must not depend on which version of a layout library a contribut
 
 from __future__ import annotations
 
+import html
 import math
 import re
 import unicodedata
@@ -25,6 +29,28 @@ from robench.core import stats
 
 _MD_PUNCT = re.compile(r"([\\`*_\[\]|~$])")
 _SAFE_URL = re.compile(r"^https?://[A-Za-z0-9\-._~:/?#@!$&'*+,;=%]+$")
+#: Bidirectional controls (U+061C, U+200E/F, U+202A–U+202E, U+2066–U+2069): they reorder what follows them
+#: on screen, so a name could show text other than its characters; no name needs them.
+_BIDI = dict.fromkeys([0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+#: What cmark-gfm's autolink extension links: ``www.`` (any case, to be safe) and a scheme's ``://`` are
+#: matched on the raw characters while parsing, so an entity for ``.`` or ``:`` keeps the text and defeats
+#: them; an email is matched after entities are decoded, so its ``@`` gets an invisible word joiner
+#: (U+2060) before it, which is no address character and so ends the match.
+_AUTOLINK = [
+    (re.compile(r"(?i)(www)\."), r"\1&#46;"),
+    (re.compile(r":(?=//)"), "&#58;"),
+    (re.compile("@"), "&#x2060;@"),
+]
+
+
+def plain(text) -> str:
+    """``str(text)`` without bidirectional controls, for every string that reaches a page."""
+    return str(text).translate(_BIDI)
+
+
+def html_escape(text) -> str:
+    """Any string as inert HTML text or attribute value (for the site), without bidirectional controls."""
+    return html.escape(plain(text))
 
 
 def escape(text) -> str:
@@ -32,11 +58,14 @@ def escape(text) -> str:
 
     HTML-significant characters become entities (no tags, no entity tricks), markdown punctuation that
     could open emphasis, code, links, images, math, strikethrough or a new table cell is backslash-escaped,
-    and control characters (newlines included, which would end a table row) become spaces.
+    control characters (newlines included, which would end a table row) become spaces, bidirectional
+    controls are removed, and what GitHub would autolink gets an entity that keeps it text.
     """
-    text = "".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in str(text))
+    text = "".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in plain(text))
     text = " ".join(text.split())
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    for pattern, entity in _AUTOLINK:
+        text = pattern.sub(entity, text)
     return _MD_PUNCT.sub(r"\\\1", text)
 
 
@@ -118,6 +147,16 @@ def protocol_text(family: str, params: dict) -> str:
     parts = [_KEY_TEXT[key](params.pop(key)) for key in _KEY_TEXT if key in params]
     parts += [f"{key}={format_value(v)}" for key, v in params.items()]
     return f"{head}{separator}{', '.join(parts)}" if parts else head
+
+
+#: p-values below this are printed as ``< 1e-10``: at that size the exact digits (3.2e-173) say nothing a
+#: reader can use, and they come from the tail of a binomial where floating point is least exact.
+P_FLOOR = 1e-10
+
+
+def p_text(p: float) -> str:
+    """A p-value after its name: ``= 0.032``, ``= 1.2e-05`` or ``< 1e-10``."""
+    return f"< {P_FLOOR:g}" if p < P_FLOOR else f"= {p:.2g}"
 
 
 def percent(fraction: float) -> str:
