@@ -218,7 +218,7 @@ def _record(plan: Plan, stats: dict[str, np.ndarray], world_size: int, timing: d
         batch_size=plan.batch_size,
         chunk_size=plan.chunk_size,
         model_meta=plan.card.meta() if plan.card else {},
-        versions=versions(),
+        versions=versions(plan.device),
         execution=plan.forward.record_fields(),
         **timing,
     )
