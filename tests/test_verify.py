@@ -76,8 +76,10 @@ def test_an_edited_verdict_is_found_and_fails_the_command(tmp_path, capsys):
 
 
 def test_a_full_rerun_compares_details_and_meta(tmp_path):
+    """On the record's machine class (the exact contract), ``details`` too."""
     path = _copy_record(tmp_path, "mnist_mlp_standard", "clean")
     data = json.loads(path.read_text())
+    data["versions"]["machine"] = devices.machine(torch.device("cpu"))
     data["model_meta"]["recipe"]["command"] += " --epochs 3"
     data["details"]["note"] = "edited"
     path.write_text(json.dumps(data))

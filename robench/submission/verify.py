@@ -112,7 +112,8 @@ class Outcome:
         else:
             status = f"EQUIVALENT ({drift})" if drift else "OK"
         about = [f"{self.n_examples:,} examples, {self.seconds:.0f}s"]
-        about += [self.contract.text()] * (self.contract is not None)
+        if self.contract is not None:
+            about.append(self.contract.text())
         about += ["not compared: " + ", ".join(self.not_compared)] * bool(self.not_compared)
         return f"{name}: {status} ({'; '.join(about)})"
 
