@@ -157,11 +157,8 @@ def machine_known(machine: dict) -> bool:
 
 def describe_machine(machine: dict) -> str:
     """A machine class in words: ``Intel(R) Xeon(R) Processor [AVX512 amx_bf16], torch 2.14.1, 1 thread``."""
-    if "gpu" in machine:
-        chip = machine["gpu"]
-    else:
-        chip = machine.get("cpu") or "unknown CPU"
-        chip += f" [{machine['isa']}]" if machine.get("isa") else ""
+    isa = f" [{machine['isa']}]" if machine.get("isa") else ""
+    chip = f"{machine['gpu']}" if "gpu" in machine else f"{machine.get('cpu') or 'unknown CPU'}{isa}"
     threads = machine.get("threads")
     counted = f"{threads} thread{'s' * (threads != 1)}" if threads is not None else "unknown threads"
     return f"{chip}, torch {machine.get('torch') or 'unknown'}, {counted}"

@@ -211,7 +211,7 @@ def compare(
     m: int,
     old_folder: Path,
     new_folder: Path,
-    exact: bool = True,
+    exact: bool,
 ) -> Comparison:
     """What ``new`` (a re-run of the first ``m`` examples of ``old``) does not reproduce under the exact
     contract or, with ``exact`` False, the equivalent one (module doc)."""
