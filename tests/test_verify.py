@@ -19,7 +19,7 @@ from robench import cli
 from robench.boards.selection import RUNS_DIR
 from robench.core import record
 from robench.runtime import devices
-from robench.submission.verify import exact_prefix, select, verify
+from robench.submission.verify import compare, exact_prefix, select, verify
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = [
@@ -213,3 +213,15 @@ def test_the_machine_class_names_this_cpu_and_old_records_keep_what_they_said():
         record.describe_machine(record.machine_class(old))
         == "NVIDIA H200, torch 2.14.1+cu130, unknown threads"
     )
+
+
+def test_flags_are_compared_by_name_across_classes(tmp_path):
+    """A flag's text counts examples, which another class moves; which flags are raised must agree."""
+    path = REPO / RUNS_DIR / "mnist5k" / "mnist_cnn_cusp" / "autoattack_l2.json"
+    old = record.load(path)
+    new = record.load(path)
+    new.flags = [old.flags[0].replace("100.0%", "99.6%")]
+    assert compare(old, new, old.n_examples, path.parent, path.parent, exact=True).differs == ("flags",)
+    assert compare(old, new, old.n_examples, path.parent, path.parent, exact=False).differs == ()
+    new.flags = []
+    assert compare(old, new, old.n_examples, path.parent, path.parent, exact=False).differs == ("flags",)
