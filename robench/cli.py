@@ -227,10 +227,12 @@ def _verify_parser(sub) -> None:
     """The options of ``robench verify``."""
     vf = sub.add_parser(
         "verify",
-        help="re-run committed records and compare them with the files, bit for bit",
+        help="re-run committed records and compare them with the files (bit for bit on their machine class)",
         description="Re-run committed records (leaderboards/runs) from the shipped weights, configs and code "
-        "on the CPU and compare per-example verdicts and details; one line per record (OK or "
-        "DIFFERS: fields); exit 1 if any record differs.",
+        "on the CPU and compare them: bit for bit when this machine is of the record's class (CPU or GPU, "
+        "torch, threads), else by agreement (at most 1% of the verdicts differ, exact McNemar p >= 0.05). "
+        "One line per record (OK, EQUIVALENT (...) or DIFFERS: fields) naming the contract and why; exit 1 "
+        "if any record differs.",
     )
     vf.add_argument("--all", dest="all_records", action="store_true", help="every committed record")
     for flag, what in (

@@ -25,7 +25,9 @@ from robench.runtime import distributed
 
 MODEL = "mnist_cnn_standard"
 TORCHRUN = Path(sys.executable).with_name("torchrun")
-TIMING = {"device", "duration_s", "examples_per_s", "started_at"}
+#: What describes a run rather than its result: where (device; versions, whose machine class counts the
+#: threads, which torchrun sets per rank) and when and how fast.
+TIMING = {"device", "versions", "duration_s", "examples_per_s", "started_at"}
 FIT_TIMING = {"fit_time_s", "ranks", "cached"}  # how the UAP's δ was obtained, not what it is
 
 

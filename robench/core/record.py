@@ -157,6 +157,39 @@ class RunRecord:
         return cls(**{k: v for k, v in data.items() if k in fields})
 
 
+#: A record's ``device`` names the CPU thread count or the GPU (:func:`machine_class` reads older records).
+_CPU_DEVICE = re.compile(r"cpu \((\d+) threads\)")
+_CUDA_DEVICE = re.compile(r"cuda(?::\d+)? \((.+?)\)(?: x \d+ ranks)?$")
+
+
+def machine_class(rec: RunRecord) -> dict:
+    """The machine class ``rec`` was made on (``versions["machine"]``, docs/reliability.md). Records written
+    before it was stored keep what their ``device`` and ``versions`` say (the thread count or the GPU, and
+    the torch build) and None for the rest: their CPU is unknown, so no machine is of their class."""
+    versions = rec.versions if isinstance(rec.versions, dict) else {}
+    stored = versions.get("machine")
+    if isinstance(stored, dict) and all(isinstance(v, (str, int, type(None))) for v in stored.values()):
+        return stored
+    device = rec.device if isinstance(rec.device, str) else ""
+    cpu, gpu = _CPU_DEVICE.match(device), _CUDA_DEVICE.match(device)
+    chip = {"gpu": gpu.group(1)} if gpu else {"cpu": None, "isa": None}
+    return {**chip, "torch": versions.get("torch"), "threads": int(cpu.group(1)) if cpu else None}
+
+
+def machine_known(machine: dict) -> bool:
+    """Whether every part of a machine class is known (records before the class was stored lack some)."""
+    return None not in machine.values()
+
+
+def describe_machine(machine: dict) -> str:
+    """A machine class in words: ``Intel(R) Xeon(R) Processor [AVX512 amx_bf16], torch 2.14.1, 1 thread``."""
+    isa = f" [{machine['isa']}]" if machine.get("isa") else ""
+    chip = f"{machine['gpu']}" if "gpu" in machine else f"{machine.get('cpu') or 'unknown CPU'}{isa}"
+    threads = machine.get("threads")
+    counted = f"{threads} thread{'s' * (threads != 1)}" if threads is not None else "unknown threads"
+    return f"{chip}, torch {machine.get('torch') or 'unknown'}, {counted}"
+
+
 _TYPES = {
     str: (
         "model",

@@ -210,7 +210,7 @@ def _record(spec: RunSpec, stats: dict[str, np.ndarray], world_size: int, timing
         batch_size=spec.batch_size,
         chunk_size=spec.chunk_size,
         model_meta=spec.model.meta,
-        versions=versions(),
+        versions=versions(spec.device),
         execution=spec.forward.record_fields(),
         **timing,
     )
