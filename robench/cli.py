@@ -82,9 +82,9 @@ def _version() -> str:
     try:
         return version("robench")
     except PackageNotFoundError:  # run from a source tree without installing
-        from robench import __version__
+        import robench
 
-        return __version__
+        return robench.__version__
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -145,7 +145,7 @@ def test_a_cache_write_failing_costs_a_refit_not_the_run(tmp_path, monkeypatch, 
         str(tmp_path / "out"),
     ]
     assert cli.main(argv) == 0
-    lines = [x for x in capsys.readouterr().err.splitlines() if "cache" in x]
+    lines = [x for x in capsys.readouterr().err.splitlines() if "fit cache" in x]
     assert len(lines) == 1 and "(No space left on device); the run goes on" in lines[0]
     assert (tmp_path / "out" / "mnist5k" / "mnist_mlp_standard" / "uap_linf.json").exists()
     assert not list((tmp_path / "cache").rglob("*.npy"))
