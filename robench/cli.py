@@ -9,6 +9,7 @@ stay fast.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shlex
 import signal
@@ -20,7 +21,7 @@ from robench.core.errors import RobenchError
 
 
 def _csv(value: str) -> list[str]:
-    items = list(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))  # unique, in order
+    items = [v.strip() for v in value.split(",") if v.strip()]  # repeats are dropped by parse()
     if not items:
         raise argparse.ArgumentTypeError("expected a comma-separated list of names")
     return items
@@ -36,54 +37,131 @@ def _positive_int(value: str) -> int:
     return number
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="robench", description="Adversarial and spatial robustness benchmark for image classifiers."
+#: Options of the whole command, accepted before or after the subcommand (``robench eval ... --debug``).
+GLOBAL_OPTIONS = ("--debug", "--config-dir", "--code-dir")
+#: Prefix of the destinations the subcommands give the global options (merged by :func:`parse`).
+_LATE = "late_"
+
+
+def _global_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    """``--debug``, ``--config-dir``, ``--code-dir`` on ``parser``. The subcommands' copies write to
+    ``late_*`` destinations with no defaults, so ``robench --config-dir A eval --config-dir B`` keeps both
+    (argparse would otherwise let the subcommand's empty list replace the first)."""
+    suppress = {"default": argparse.SUPPRESS} if prefix else {}
+    parser.add_argument(
+        "--debug",
+        dest=f"{prefix}debug",
+        action="store_true",
+        help="show Python tracebacks for errors",
+        **suppress,
     )
-    parser.add_argument("--debug", action="store_true", help="show Python tracebacks for errors")
     parser.add_argument(
         "--config-dir",
+        dest=f"{prefix}config_dir",
         action="append",
-        default=[],
         metavar="DIR",
         help="also search DIR/{threats,models,recipes,boards}/*.yaml, after the shipped "
         "configs and $ROBENCH_CONFIGS; a file there overrides a shipped one of that name "
         "(repeatable)",
+        **(suppress or {"default": []}),
     )
     parser.add_argument(
         "--code-dir",
+        dest=f"{prefix}code_dir",
         action="append",
-        default=[],
         metavar="DIR",
         help="also import architectures named by import path (package.module:Class) from DIR, before "
         "$ROBENCH_CODE and the installed packages (repeatable)",
+        **(suppress or {"default": []}),
     )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("robench")
+    except PackageNotFoundError:  # run from a source tree without installing
+        import robench
+
+        return robench.__version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="robench", description="Adversarial and spatial robustness benchmark for image classifiers."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    _global_options(parser)
+    late = argparse.ArgumentParser(add_help=False)
+    _global_options(late, _LATE)
     parser.set_defaults(command_line=None)  # main() fills it in: the command as typed, for training cards
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _eval_parser(sub)
-    _train_parser(sub)
-    _leaderboard_parser(sub)
-    _verify_parser(sub)
-    _compare_parser(sub)
-    _submit_parser(sub)
-    _corruptions_report_parser(sub)
-    _ls_parser(sub)
-    _show_parser(sub)
+    add = functools.partial(sub.add_parser, parents=[late])
+    for make in (
+        _eval_parser,
+        _train_parser,
+        _leaderboard_parser,
+        _verify_parser,
+        _compare_parser,
+        _submit_parser,
+        _corruptions_report_parser,
+        _ls_parser,
+        _show_parser,
+    ):
+        make(add)
     return parser
 
 
-def _eval_parser(sub) -> None:
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The parsed command line, with the global options given after the subcommand merged in and the
+    threats of every ``--threat`` once each, in order."""
+    args = build_parser().parse_args(argv)
+    if getattr(args, "threats", None):
+        args.threats = list(dict.fromkeys(args.threats))
+    late = {k[len(_LATE) :]: vars(args).pop(k) for k in list(vars(args)) if k.startswith(_LATE)}
+    args.debug = args.debug or late.get("debug", False)
+    args.config_dir = [*args.config_dir, *late.get("config_dir", [])]
+    args.code_dir = [*args.code_dir, *late.get("code_dir", [])]
+    return args
+
+
+def _threat_option(parser, help: str, **kwargs) -> None:
+    """``--threat``, the same everywhere: repeatable and comma-separated (``--threat a,b --threat c``)."""
+    parser.add_argument(
+        "--threat", dest="threats", action="extend", type=_csv, metavar="T[,T...]", help=help, **kwargs
+    )
+
+
+def _json_option(parser, what: str) -> None:
+    parser.add_argument("--json", action="store_true", help=f"print {what} as JSON on stdout, nothing else")
+
+
+class _Deprecated(argparse.Action):
+    """An old spelling of an option: stores into the new one's destination and says so on stderr, once
+    per command line however often it is given."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs):
+        self.new, self.warned = new, False
+        super().__init__(option_strings, dest, help=f"deprecated spelling of {new}", **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if not self.warned:
+            self.warned = True
+            print(f"robench: warning: {option_string} is deprecated; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def _eval_parser(add) -> None:
     """The options of ``robench eval``."""
-    ev = sub.add_parser("eval", help="evaluate a model under one or more threats, one record each")
+    ev = add("eval", help="evaluate a model under one or more threats, one record each")
     ev.add_argument(
         "--model",
         required=True,
         help="card name (robench ls models), card.yaml, timm:NAME, torchvision:NAME[:WEIGHTS] "
         "or robustbench:NAME[:DATASET[:THREAT]]",
     )
-    ev.add_argument(
-        "--threat", required=True, type=_csv, help="threat name(s), comma-separated (robench ls threats)"
-    )
+    _threat_option(ev, "threat name(s), repeatable or comma-separated (robench ls threats)", required=True)
     ev.add_argument("--dataset", help="dataset (default: the one the model card names)")
     ev.add_argument("--split", default="test", help="split to evaluate (default: test)")
     ev.add_argument("--n-examples", type=_positive_int, help="evaluate the first N examples (default: all)")
@@ -101,8 +179,12 @@ def _eval_parser(sub) -> None:
     )
     ev.add_argument("--data-dir", help="dataset folder (default: $ROBENCH_DATA or ~/.cache/robench/data)")
     ev.add_argument(
-        "--out", default="runs", help="records go to OUT/<dataset>/<model>/<threat>.json (default: runs)"
+        "--runs",
+        default="runs",
+        metavar="DIR",
+        help="records folder: records go to DIR/<dataset>/<model>/<threat>.json (default: runs)",
     )
+    ev.add_argument("--out", dest="runs", action=_Deprecated, new="--runs", metavar="DIR")
     ev.add_argument(
         "--allow-pickle",
         action="store_true",
@@ -135,15 +217,20 @@ def _eval_parser(sub) -> None:
         help="ImageNet: evaluate exactly the images listed here, one file name or id per line, "
         "in that order (e.g. RobustBench's 5,000 ids)",
     )
-    ev.add_argument(
-        "--json", action="store_true", help="print one JSON record per line on stdout, nothing else"
-    )
+    _json_option(ev, "one record per line")
     ev.add_argument(
         "--shard",
         type=_shard,
         metavar="I/N",
-        help="job-array task I of N: compute only chunks c with c %% N == I into --out, write no "
+        help="job-array task I of N: compute only chunks c with c %% N == I into --runs, write no "
         "record (rerun without --shard to write it)",
+    )
+    ev.add_argument(
+        "--progress",
+        choices=("auto", "bar", "log", "none"),
+        default="auto",
+        help="on stderr: a bar updated per batch (bar), a line with done/total, ex/s and ETA at least "
+        "every 30 s (log), or nothing (none); auto (default): bar on a terminal, log otherwise",
     )
     ev.add_argument(
         "--workers",
@@ -153,10 +240,11 @@ def _eval_parser(sub) -> None:
     )
     ev.add_argument(
         "--precision",
-        default="fp32",
-        help="fp32 (default) or bf16 (autocast): argmax-verdict threats re-check every close verdict in "
-        "fp32 (records equal fp32's); PGD takes its gradients in bf16 and every verdict in fp32 (another "
-        "protocol: recorded as execution.search, not on boards); AutoAttack and spatial_pgd stay fp32",
+        default="auto",
+        help="auto (default): bf16 where the records equal fp32's (argmax-verdict threats on CUDA), else "
+        "fp32; bf16 (autocast): argmax-verdict threats re-check every close verdict in fp32 (records equal "
+        "fp32's); PGD takes its gradients in bf16 and every verdict in fp32 (another protocol: recorded as "
+        "execution.search, not on boards); AutoAttack and spatial_pgd stay fp32; fp32: never the fast path",
     )
     ev.add_argument(
         "--channels-last",
@@ -169,18 +257,16 @@ def _eval_parser(sub) -> None:
     ev.set_defaults(func=cmd_eval)
 
 
-def _train_parser(sub) -> None:
+def _train_parser(add) -> None:
     """The options of ``robench train``."""
-    tr = sub.add_parser(
-        "train", help="train a model with a reference recipe; writes weights and a model card"
-    )
+    tr = add("train", help="train a model with a reference recipe; writes weights and a model card")
     tr.add_argument("--recipe", required=True, help="recipe name (configs/recipes or a --config-dir)")
     tr.add_argument("--arch", required=True, help="timm architecture name, e.g. mnist_cnn")
     tr.add_argument("--name", required=True, help="model name for the card, e.g. mnist_cnn_standard")
     tr.add_argument("--dataset", default="mnist5k", help="training dataset (default: mnist5k, split train)")
     tr.add_argument("--epochs", type=_positive_int, help="override the recipe's epochs")
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--device", default="auto")
+    tr.add_argument("--seed", type=int, default=0, help="seed for initialisation and batches (default: 0)")
+    tr.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
     tr.add_argument(
         "--arch-kwarg",
         dest="arch_kwargs",
@@ -194,9 +280,9 @@ def _train_parser(sub) -> None:
     tr.set_defaults(func=cmd_train)
 
 
-def _leaderboard_parser(sub) -> None:
+def _leaderboard_parser(add) -> None:
     """The options of ``robench leaderboard``."""
-    lb = sub.add_parser("leaderboard", help="regenerate leaderboards/*.md from the committed run records")
+    lb = add("leaderboard", help="regenerate leaderboards/*.md from the committed run records")
     lb.add_argument(
         "--board",
         dest="boards",
@@ -220,12 +306,13 @@ def _leaderboard_parser(sub) -> None:
         metavar="DIR",
         help="also build the offline HTML site into DIR (with --check: exit 1 if DIR differs)",
     )
+    _json_option(lb, "the files written (with --check: the stale ones)")
     lb.set_defaults(func=cmd_leaderboard)
 
 
-def _verify_parser(sub) -> None:
+def _verify_parser(add) -> None:
     """The options of ``robench verify``."""
-    vf = sub.add_parser(
+    vf = add(
         "verify",
         help="re-run committed records and compare them with the files (bit for bit on their machine class)",
         description="Re-run committed records (leaderboards/runs) from the shipped weights, configs and code "
@@ -235,14 +322,11 @@ def _verify_parser(sub) -> None:
         "if any record differs.",
     )
     vf.add_argument("--all", dest="all_records", action="store_true", help="every committed record")
-    for flag, what in (
-        ("--board", "this board's dataset"),
-        ("--model", "this model"),
-        ("--threat", "this threat"),
-    ):
+    for flag, what in (("--board", "this board's dataset"), ("--model", "this model")):
         vf.add_argument(
             flag, dest=flag[2:] + "s", action="append", metavar="NAME", help=f"records of {what} (repeatable)"
         )
+    _threat_option(vf, "records of these threats (repeatable or comma-separated)")
     vf.add_argument(
         "--n-examples",
         type=_positive_int,
@@ -251,41 +335,39 @@ def _verify_parser(sub) -> None:
         "compare their verdicts",
     )
     vf.add_argument("--data-dir", help="dataset folder (default: $ROBENCH_DATA or ~/.cache/robench/data)")
-    vf.add_argument("--root", type=Path, help="folder holding leaderboards/ (default: the checkout)")
+    vf.add_argument("--root", type=Path, help="checkout holding leaderboards/ (default: the nearest one up)")
+    _json_option(vf, "one object per record (record, n_examples, differs, seconds)")
     vf.set_defaults(func=cmd_verify)
 
 
-def _compare_parser(sub) -> None:
+def _compare_parser(add) -> None:
     """The options of ``robench compare``."""
-    cp = sub.add_parser(
+    cp = add(
         "compare",
         help="paired comparison of two models' committed records, threat by threat",
-        description="Per threat: both accuracies with Wilson 95%% intervals, the difference with "
-        "Newcombe's paired 95%% interval and the exact McNemar p-value, computed "
+        # a description is printed as written (only help strings are %-formatted): one "%"
+        description="Per threat: both accuracies with Wilson 95% intervals, the difference with "
+        "Newcombe's paired 95% interval and the exact McNemar p-value, computed "
         "from the records' per-example verdicts on the same examples.",
     )
     cp.add_argument("model_a", metavar="A", help="model name")
     cp.add_argument("model_b", metavar="B", help="model name")
-    cp.add_argument(
-        "--threat",
-        dest="threats",
-        action="extend",
-        type=_csv,
-        metavar="T",
-        help="threat(s) to compare (repeatable or comma-separated; default: every threat both have)",
+    _threat_option(
+        cp, "threat(s) to compare (repeatable or comma-separated; default: every threat both have)"
     )
     where = cp.add_mutually_exclusive_group()
     where.add_argument("--board", help="only the records this board shows (current configs, its examples)")
     where.add_argument(
         "--dataset", help="records of this dataset (default: the one both models have records of)"
     )
-    cp.add_argument("--root", type=Path, help="folder holding leaderboards/ (default: the checkout)")
+    cp.add_argument("--root", type=Path, help="checkout holding leaderboards/ (default: the nearest one up)")
+    _json_option(cp, "one object per threat")
     cp.set_defaults(func=cmd_compare)
 
 
-def _submit_parser(sub) -> None:
+def _submit_parser(add) -> None:
     """The options of ``robench submit``."""
-    sm = sub.add_parser(
+    sm = add(
         "submit",
         help="re-evaluate a checkpoint on its board's threats and add it to the board",
         description="Submit CARD.yaml, or --checkpoint FILE --arch A --dataset D --name N "
@@ -351,12 +433,13 @@ def _submit_parser(sub) -> None:
         help="checkout holding leaderboards/ and configs/ or configs/ (default: the "
         "nearest one from the working directory up)",
     )
+    _json_option(sm, "each submitted model's standing on its boards (one object per line)")
     sm.set_defaults(func=cmd_submit)
 
 
-def _corruptions_report_parser(sub) -> None:
+def _corruptions_report_parser(add) -> None:
     """The options of ``robench corruptions-report``."""
-    cr = sub.add_parser(
+    cr = add(
         "corruptions-report",
         help="mCE and relative mCE of a model's corruption record "
         "against a reference model's (Hendrycks & Dietterich 2019)",
@@ -364,16 +447,26 @@ def _corruptions_report_parser(sub) -> None:
     cr.add_argument("--model", required=True, help="model whose record is reported")
     cr.add_argument("--reference", help="reference model (default for mnist5k: mnist_cnn_standard)")
     cr.add_argument("--dataset", default="mnist5k", help="dataset of both records (default: mnist5k)")
-    cr.add_argument("--threat", default="corruptions", help="threat of both records (default: corruptions)")
-    cr.add_argument("--runs", default="leaderboards/runs", help="records folder (default: leaderboards/runs)")
-    cr.add_argument("--json", action="store_true", help="print the report as JSON")
+    _threat_option(
+        cr, "threat(s) of both records, one report each (repeatable or comma-separated; default: corruptions)"
+    )
+    cr.add_argument(
+        "--runs",
+        default="leaderboards/runs",
+        metavar="DIR",
+        help="records folder holding <dataset>/<model>/<threat>.json (default: leaderboards/runs)",
+    )
+    _json_option(cr, "one report per line")
     cr.set_defaults(func=cmd_corruptions_report)
 
 
-def _ls_parser(sub) -> None:
+def _ls_parser(add) -> None:
     """The options of ``robench ls``."""
-    ls = sub.add_parser("ls", help="list models, threats, datasets or boards")
-    ls.add_argument("what", choices=["models", "threats", "datasets", "boards"])
+    ls = add("ls", help="list models, threats, datasets or boards")
+    kinds = ["models", "threats", "datasets", "boards"]
+    # the metavar, not the dest, is what argparse names in "the following arguments are required"
+    ls.add_argument("what", choices=kinds, metavar="{" + ",".join(kinds) + "}", help="what to list")
+    _json_option(ls, "a list of objects, one per entry")
     ls.set_defaults(func=cmd_ls)
 
 
@@ -387,8 +480,10 @@ def _shard(value: str) -> tuple[int, int]:
 
 
 def cmd_eval(args) -> int:
+    """Each threat's result as it finishes (a line on stderr naming the record written; with ``--json``
+    the record on stdout), then the table of them all on stdout with the exact record paths."""
     from robench.core import config
-    from robench.core.record import RunRecord
+    from robench.core.record import RunRecord, path_for
     from robench.engine.forward import Speed
     from robench.engine.request import run_threats
     from robench.engine.spec import RunOptions
@@ -410,29 +505,45 @@ def cmd_eval(args) -> int:
         weights=args.weights,
         normalization=args.normalization,
         arch_kwargs=config.parse_overrides(args.arch_kwargs),
-        out_dir=Path(args.out),
+        out_dir=Path(args.runs),
         shard=args.shard,
+        progress=args.progress,
     )
     rows = []
-    for result in run_threats(
-        args.model, list(args.threat), options
-    ):  # rank 0's results only: one printout under torchrun
-        if not isinstance(
-            result, RunRecord
-        ):  # a job-array shard: its chunks are on disk, the record comes later
+    for result in run_threats(args.model, args.threats, options):  # rank 0's results only under torchrun
+        if not isinstance(result, RunRecord):  # a job-array shard: its chunks are on disk, the record later
             i, n = result.shard
             print(
                 f"robench: {result.threat}: shard {i}/{n} done; once every shard has finished, run the same "
                 "command without --shard to write the record",
                 file=sys.stderr,
             )
-        elif args.json:
+            continue
+        path = path_for(options.out_dir, result.dataset, result.model, result.threat)
+        rows.append((result, path))
+        if args.json:
             print(json.dumps(json.loads(result.to_json()), sort_keys=True), flush=True)
-        else:
-            rows.append(result)
-    if rows:
-        print(_table(rows, options.out_dir))
+        elif options.progress != "none":
+            print(f"robench: {_summary(result)} -> {path}", file=sys.stderr, flush=True)
+    if rows and not args.json:
+        print(_table(rows))
     return 0
+
+
+def _summary(r) -> str:
+    """``model | threat: clean 98.0%, robust 12.0% of 500, 31 ex/s``: one threat's result in a line."""
+    return (
+        f"{r.model} | {r.threat}: clean {r.clean_acc:.1%}, robust {r.robust_acc:.1%} of {r.n_examples}, "
+        f"{_speed(r.examples_per_s)}"
+    )
+
+
+def _speed(examples_per_s: float) -> str:
+    """The record's ``examples_per_s`` as the table shows it; 0 means nothing was computed in this call
+    (every chunk was resumed from disk), which is not a speed."""
+    from robench.engine.progress import rate_text
+
+    return f"{rate_text(examples_per_s)} ex/s" if examples_per_s > 0 else "resumed"
 
 
 def cmd_train(args) -> int:
@@ -456,9 +567,11 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _table(records, out: Path) -> str:
+def _table(rows: list) -> str:
+    """The records of ``rows`` ((record, path written) pairs) as a table, then the paths and any flags."""
     from robench.core.stats import successes, wilson
 
+    records = [r for r, _ in rows]
     header = ["model", "dataset", "threat", "n", "clean", "robust", "95% CI (Wilson)", "ex/s", "flags"]
     cis = [wilson(successes(r.per_example, r.n_examples, r.robust_acc), r.n_examples) for r in records]
     lines = [
@@ -470,7 +583,7 @@ def _table(records, out: Path) -> str:
             f"{r.clean_acc:.1%}",
             f"{r.robust_acc:.1%}",
             f"[{low:.1%}, {high:.1%}]",
-            f"{r.examples_per_s:.0f}",
+            _speed(r.examples_per_s).removesuffix(" ex/s"),
             str(len(r.flags)),
         ]
         for r, (low, high) in zip(records, cis, strict=True)
@@ -478,7 +591,8 @@ def _table(records, out: Path) -> str:
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
     fmt = "  ".join(f"{{:{'<' if i < 3 else '>'}{w}}}" for i, w in enumerate(widths))
     text = [fmt.format(*header)] + [fmt.format(*line) for line in lines]
-    text.append(f"records: {out}/<dataset>/<model>/<threat>.json")
+    text.append("records:")
+    text.extend(f"  {path}" for _, path in rows)
     for r in records:
         text.extend(f"  ! {r.threat}: {flag}" for flag in r.flags)
     return "\n".join(text)
@@ -491,17 +605,25 @@ def cmd_leaderboard(args) -> int:
     root = args.root if args.root is not None else boards.default_root()
     recover(Path(root))  # a submission's commit that a kill left half-done: completed or rolled back first
     if args.check:
-        stale = boards.check(args.boards, root)
-        for path in stale:
-            print(f"{path}: stale; run 'robench leaderboard' and commit the result")
+        stale = [str(path) for path in boards.check(args.boards, root)]
         site = boards.check_site(args.site, args.boards, root) if args.site is not None else []
-        for path in site:
-            print(f"{args.site / path}: differs from what the records build; rebuild with --site")
+        site = [str(args.site / path) for path in site]
+        if args.json:
+            print(json.dumps({"stale": stale, "site_differs": site}, sort_keys=True))
+        for path in [] if args.json else stale:
+            print(f"{path}: stale; run 'robench leaderboard' and commit the result")
+        for path in [] if args.json else site:
+            print(f"{path}: differs from what the records build; rebuild with --site")
         return 1 if stale or site else 0
-    for path in boards.write(args.boards, root):
-        print(f"wrote {path.relative_to(root).as_posix()}")
-    if args.site is not None:
-        changed = boards.write_site(args.site, args.boards, root)
+    wrote = [path.relative_to(root).as_posix() for path in boards.write(args.boards, root)]
+    changed = boards.write_site(args.site, args.boards, root) if args.site is not None else None
+    if args.json:
+        site = None if changed is None else {"index": str(args.site / "index.html"), "written": len(changed)}
+        print(json.dumps({"wrote": wrote, "site": site}, sort_keys=True))
+        return 0
+    for path in wrote:
+        print(f"wrote {path}")
+    if changed is not None:
         print(f"site: {args.site / 'index.html'} ({len(changed)} files written)")
     return 0
 
@@ -514,19 +636,30 @@ def cmd_compare(args) -> int:
     dataset, rows = compare_models(
         args.model_a, args.model_b, threats=args.threats, board=args.board, dataset=args.dataset, root=root
     )
-    print(format_rows(args.model_a, args.model_b, dataset, rows))
+    if not args.json:
+        print(format_rows(args.model_a, args.model_b, dataset, rows))
+        return 0
+    for row in rows:
+        paired = row.result._asdict() if row.result is not None else None
+        line = {"a": args.model_a, "b": args.model_b, "dataset": dataset, "threat": row.threat}
+        print(json.dumps({**line, "paired": paired, "why": row.why or None}, sort_keys=True))
     return 0
 
 
 def cmd_verify(args) -> int:
     from robench.boards import default_root
-    from robench.submission.verify import select, verify
+    from robench.submission.verify import RUNS_DIR, select, verify
 
     root = args.root if args.root is not None else default_root()
     failed = 0
     paths = select(root, args.boards, args.models, args.threats, args.all_records)
     for outcome in verify(paths, args.n_examples, args.data_dir):
-        print(outcome.line(root), flush=True)
+        if args.json:
+            record = outcome.path.relative_to(root / RUNS_DIR).as_posix()
+            fields = {"n_examples": outcome.n_examples, "seconds": round(outcome.seconds, 3)}
+            print(json.dumps({"record": record, "differs": list(outcome.differs), **fields}, sort_keys=True))
+        else:
+            print(outcome.line(root), flush=True)
         failed += bool(outcome.differs)
     if failed:
         print(
@@ -559,6 +692,7 @@ def cmd_submit(args) -> int:
         device=args.device,
         data_dir=args.data_dir,
         root=args.root,
+        as_json=args.json,
     )
     if args.spec_list:
         from robench.submission.submit_list import submit_list
@@ -571,8 +705,9 @@ def cmd_submit(args) -> int:
 def cmd_corruptions_report(args) -> int:
     from robench.core.corruption_report import format_report, report_from_runs
 
-    report = report_from_runs(args.runs, args.model, args.reference, args.dataset, args.threat)
-    print(json.dumps(report, sort_keys=True) if args.json else format_report(report))
+    for threat in args.threats or ["corruptions"]:
+        report = report_from_runs(args.runs, args.model, args.reference, args.dataset, threat)
+        print(json.dumps(report, sort_keys=True) if args.json else format_report(report))
     return 0
 
 
@@ -583,6 +718,9 @@ def cmd_ls(args) -> int:
 
     rows = {"models": _model_rows, "threats": _threat_rows, "datasets": _dataset_rows, "boards": _board_rows}
     lines = rows[args.what](config)
+    if args.json:
+        print(json.dumps([dict(zip(_LS_FIELDS[args.what], row, strict=True)) for row in lines]))
+        return 0
     widths = [max(len(row[i]) for row in lines) for i in range(len(lines[0]) - 1)] if lines else []
     for row in lines:
         print("  ".join([*(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)), row[-1]]).rstrip())
@@ -591,6 +729,15 @@ def cmd_ls(args) -> int:
 
         print(f"--model also takes: {', '.join(SPEC_FORMS[1:])}")
     return 0
+
+
+#: The columns of each ``robench ls`` listing, as ``--json`` names them.
+_LS_FIELDS = {
+    "models": ("name", "arch", "dataset", "clean_acc_test"),
+    "threats": ("name", "family", "budgets"),
+    "datasets": ("name", "classes", "size", "budgets", "splits"),
+    "boards": ("name", "dataset", "examples", "title"),
+}
 
 
 def _model_rows(config) -> list[list[str]]:
@@ -659,14 +806,15 @@ def _board_rows(config) -> list[list[str]]:
     return rows
 
 
-def _show_parser(sub) -> None:
+def _show_parser(add) -> None:
     """The options of ``robench show``."""
-    sh = sub.add_parser("show", help="print a threat's resolved parameters or a model's whole card")
-    sh.add_argument("what", choices=["threat", "model"], help="what to show")
+    sh = add("show", help="print a threat's resolved parameters or a model's whole card")
+    sh.add_argument("what", choices=["threat", "model"], metavar="{threat,model}", help="what to show")
     sh.add_argument("name", help="a threat name (robench ls threats) or a model name or spec")
     sh.add_argument(
         "--dataset", help="the dataset to resolve a threat's parameters for (default: one per budget family)"
     )
+    _json_option(sh, "it (instead of YAML)")
     sh.set_defaults(func=cmd_show)
 
 
@@ -695,14 +843,16 @@ def cmd_show(args) -> int:
             "card": str(card.source) if card.source else None,
             "model_meta": card.meta(),
         }
-    print(yaml.safe_dump(out, sort_keys=False, allow_unicode=True, width=100), end="")
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(yaml.safe_dump(out, sort_keys=False, allow_unicode=True, width=100), end="")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
-    args = parser.parse_args(argv)
+    args = parse(argv)
     args.command_line = shlex.join(["robench", *argv])  # as typed: what a card says retrains it
     try:
         from robench.core import config

@@ -77,7 +77,7 @@ def eval_args(args, out: Path) -> list[str]:
         str(args.chunk_size),
         "--device",
         "cpu",
-        "--out",
+        "--runs",
         str(out),
         *sets,
     ]

@@ -273,7 +273,7 @@ def main() -> int:
     parser.add_argument(
         "--madrylab-records",
         type=Path,
-        help=f"--out folder of 'robench eval --threat {MADRYLAB}' runs: compare them per example with the "
+        help=f"--runs folder of 'robench eval --threat {MADRYLAB}' runs: compare them per example with the "
         "committed spatial records, and check the brute force's madrylab verdicts against them",
     )
     parser.add_argument(

@@ -1,6 +1,7 @@
 """The command line: records on stdout with --json, one-line errors with the documented exit codes,
 and nothing on disk changed by a failing command."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -29,7 +30,7 @@ def test_eval_json_prints_only_records(tmp_path, capsys):
             "clean,spatial_rotation",
             "--n-examples",
             "40",
-            "--out",
+            "--runs",
             str(tmp_path),
             "--json",
         ]
@@ -53,7 +54,7 @@ def test_eval_table_shows_the_records_numbers(tmp_path, capsys):
                 "clean,spatial_rotation",
                 "--n-examples",
                 "40",
-                "--out",
+                "--runs",
                 str(tmp_path),
             ]
         )
@@ -70,7 +71,55 @@ def test_eval_table_shows_the_records_numbers(tmp_path, capsys):
         interval = wilson(record.per_example.count("1"), 40)
         assert (low, high) == (f"[{interval[0]:.1%},", f"{interval[1]:.1%}]")
     assert lines[1].split()[5] != lines[2].split()[5]  # the rows are not one record printed twice
-    assert lines[3] == f"records: {tmp_path}/<dataset>/<model>/<threat>.json"
+    written = [
+        tmp_path / "mnist5k" / "mnist_cnn_standard" / f"{t}.json" for t in ("clean", "spatial_rotation")
+    ]
+    assert lines[3:] == ["records:", *(f"  {path}" for path in written)]
+
+
+def test_eval_reports_each_threat_as_it_finishes(tmp_path, capsys, monkeypatch):
+    """The first threat's line is on stderr before the second threat starts, naming the file written."""
+    from robench.engine import request
+
+    seen = []
+    real = request.execute
+
+    def execute(spec, started):
+        seen.append(capsys.readouterr().err)  # stderr so far, as this threat starts
+        return real(spec, started)
+
+    monkeypatch.setattr(request, "execute", execute)
+    args = [
+        "--threat",
+        "clean",
+        "--threat",
+        "spatial_rotation",
+        "--n-examples",
+        "20",
+        "--runs",
+        str(tmp_path),
+    ]
+    assert main(["eval", "--model", "mnist_cnn_standard", *args]) == 0
+    path = tmp_path / "mnist5k" / "mnist_cnn_standard" / "clean.json"
+    record = load(path)
+    line = (
+        f"robench: mnist_cnn_standard | clean: clean {record.clean_acc:.1%}, robust {record.robust_acc:.1%} "
+        f"of 20, "
+    )
+    assert seen[0] == "" and line in seen[1] and seen[1].rstrip().endswith(f" -> {path}"), seen
+
+
+def test_table_speeds_below_one_example_per_second_and_resumed_runs(tmp_path):
+    """AutoAttack runs at 0.3 ex/s on robust models: the table said 0. A run whose every chunk was read back
+    computed nothing (examples_per_s 0): "resumed", not a speed."""
+    from robench.cli import _table
+
+    record = evaluate("mnist_cnn_standard", "clean", n_examples=5, progress=False)
+    cells = []
+    for speed in (0.312, 0.0, 1297.7):
+        text = _table([(dataclasses.replace(record, examples_per_s=speed), tmp_path / "r.json")])
+        cells.append(text.splitlines()[1].split()[-2])
+    assert cells == ["0.31", "resumed", "1298"]
 
 
 def _json_records(capsys, *args: str) -> list[dict]:
@@ -80,8 +129,8 @@ def _json_records(capsys, *args: str) -> list[dict]:
 
 def test_seed_option_reaches_the_random_draws(tmp_path, capsys):
     weak = ["--threat", "pgd_linf", "--n-examples", "200", "--set", "eps=0.15", "--set", "steps=10"]
-    (a,) = _json_records(capsys, *weak, "--seed", "1", "--out", str(tmp_path / "a"))
-    (b,) = _json_records(capsys, *weak, "--seed", "2", "--out", str(tmp_path / "b"))
+    (a,) = _json_records(capsys, *weak, "--seed", "1", "--runs", str(tmp_path / "a"))
+    (b,) = _json_records(capsys, *weak, "--seed", "2", "--runs", str(tmp_path / "b"))
     assert (a["seed"], b["seed"]) == (1, 2)
     assert a["per_example"] != b["per_example"] and a["clean_per_example"] == b["clean_per_example"]
     api = evaluate(
@@ -97,8 +146,8 @@ def test_seed_option_reaches_the_random_draws(tmp_path, capsys):
 
 def test_batch_size_changes_no_verdict(tmp_path, capsys):
     common = ["--threat", "clean,spatial_rotation", "--n-examples", "60"]
-    small = _json_records(capsys, *common, "--batch-size", "7", "--out", str(tmp_path / "small"))
-    large = _json_records(capsys, *common, "--out", str(tmp_path / "large"))
+    small = _json_records(capsys, *common, "--batch-size", "7", "--runs", str(tmp_path / "small"))
+    large = _json_records(capsys, *common, "--runs", str(tmp_path / "large"))
     for s, big in zip(small, large, strict=True):
         assert (s["batch_size"], big["batch_size"]) == (7, 256)
         assert s["config_hash"] != big["config_hash"]  # the batch size is part of the run's identity
@@ -133,11 +182,21 @@ BAD = [
 def test_bad_input_is_one_line_and_changes_nothing(tmp_path, capsys, args, code, message):
     out = tmp_path / "out"
     main(
-        ["eval", "--model", "mnist_cnn_standard", "--threat", "clean", "--n-examples", "5", "--out", str(out)]
+        [
+            "eval",
+            "--model",
+            "mnist_cnn_standard",
+            "--threat",
+            "clean",
+            "--n-examples",
+            "5",
+            "--runs",
+            str(out),
+        ]
     )
     before = _snapshot(out)
     capsys.readouterr()
-    assert main(["eval", *args, "--out", str(out)]) == code
+    assert main(["eval", *args, "--runs", str(out)]) == code
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert _snapshot(out) == before
@@ -155,7 +214,7 @@ def test_cuda_requested_but_absent(tmp_path, capsys):
                 "clean",
                 "--device",
                 "cuda",
-                "--out",
+                "--runs",
                 str(tmp_path),
             ]
         )
@@ -175,7 +234,7 @@ def test_missing_data_dir_and_unwritable_out(tmp_path, capsys):
                 "spatial",
                 "--data-dir",
                 str(tmp_path / "nope"),
-                "--out",
+                "--runs",
                 str(tmp_path / "o"),
             ]
         )
@@ -185,7 +244,7 @@ def test_missing_data_dir_and_unwritable_out(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert (
-        main(["eval", "--model", "mnist_cnn_standard", "--threat", "clean", "--out", str(blocker / "sub")])
+        main(["eval", "--model", "mnist_cnn_standard", "--threat", "clean", "--runs", str(blocker / "sub")])
         == 2
     )
     assert "output directory" in capsys.readouterr().err
@@ -214,7 +273,7 @@ def test_tampered_checkpoint_from_the_shell(tmp_path):
             "tampered",
             "--threat",
             "clean",
-            "--out",
+            "--runs",
             str(tmp_path / "o"),
         ],
         capture_output=True,
@@ -240,3 +299,21 @@ def test_ls(capsys):
     assert main(["ls", "boards"]) == 0
     boards = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
     assert {"mnist5k", "cifar10", "imagenet"} <= set(boards) and boards == sorted(boards)
+
+
+def test_ls_and_show_json(capsys):
+    assert main(["ls", "boards", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {"name": "mnist5k", "dataset": "mnist5k"}.items() <= listed[
+        [b["name"] for b in listed].index("mnist5k")
+    ].items()
+    assert main(["show", "threat", "pgd_linf", "--dataset", "mnist5k", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["family"] == "pgd" and list(shown["parameters"]) == ["mnist5k"]
+
+
+def test_compare_help_prints_one_percent(capsys):
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    out = capsys.readouterr().out
+    assert "Wilson 95% intervals" in " ".join(out.split()) and "%%" not in out

@@ -91,7 +91,7 @@ def test_a_second_eval_of_the_same_record_is_refused_and_the_first_completes(tmp
         "20",
         "--device",
         "cpu",
-        "--out",
+        "--runs",
         str(out),
         "--json",
     ]

@@ -59,7 +59,7 @@ def _eval_cmd(threats: str, out: Path, n: int, chunk: int, *extra: str) -> list[
         str(chunk),
         "--device",
         "cpu",
-        "--out",
+        "--runs",
         str(out),
         *extra,
     ]

@@ -147,7 +147,7 @@ def _eval_cmd(out: Path) -> list[str]:
         "steps=60",
         "--set",
         "step_size=0.005",
-        "--out",
+        "--runs",
         str(out),
         "--json",
     ]

@@ -74,17 +74,17 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp_file(tmp_path, mon
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
 def test_a_chunk_write_failing_stops_the_run_and_the_rerun_completes(tmp_path, monkeypatch, capsys, code):
     reference = tmp_path / "ref"
-    assert cli.main([*EVAL, "--out", str(reference)]) == 0
+    assert cli.main([*EVAL, "--runs", str(reference)]) == 0
     out = tmp_path / "out"
     with monkeypatch.context() as patch:
         fail_writes(patch, lambda p: p.endswith(".tmp") and "chunk-00001" in p, code)
         capsys.readouterr()
-        assert cli.main([*EVAL, "--out", str(out)]) == 1
+        assert cli.main([*EVAL, "--runs", str(out)]) == 1
     line = one_line(capsys)
     assert line.startswith("robench: error: cannot write ") and "chunk-00001.npz" in line
     assert os.strerror(code) in line
     assert [p.name for p in out.rglob("chunk-*.npz")] == ["chunk-00000.npz"] and no_temp_files(out)
-    assert cli.main([*EVAL, "--out", str(out)]) == 0
+    assert cli.main([*EVAL, "--runs", str(out)]) == 0
     written = [
         json.loads(p.read_text())
         for p in (
@@ -96,17 +96,17 @@ def test_a_chunk_write_failing_stops_the_run_and_the_rerun_completes(tmp_path, m
 
 
 def test_a_record_write_failing_keeps_the_previous_record_and_the_chunks(tmp_path, monkeypatch, capsys):
-    assert cli.main([*EVAL, "--out", str(tmp_path)]) == 0
+    assert cli.main([*EVAL, "--runs", str(tmp_path)]) == 0
     path = tmp_path / "mnist5k" / "mnist_mlp_standard" / "clean.json"
     before = path.read_bytes()
     with monkeypatch.context() as patch:
         fail_writes(patch, lambda p: ".clean.json." in p)
         capsys.readouterr()
-        assert cli.main([*EVAL, "--out", str(tmp_path), "--seed", "1"]) == 1
+        assert cli.main([*EVAL, "--runs", str(tmp_path), "--seed", "1"]) == 1
     assert f"cannot write {path}: No space left on device" in one_line(capsys)
     assert path.read_bytes() == before
     assert len(list(tmp_path.rglob("chunk-*.npz"))) == 3  # the rerun needs no computing
-    assert cli.main([*EVAL, "--out", str(tmp_path), "--seed", "1"]) == 0
+    assert cli.main([*EVAL, "--runs", str(tmp_path), "--seed", "1"]) == 0
     assert json.loads(path.read_text())["seed"] == 1
 
 
@@ -141,11 +141,11 @@ def test_a_cache_write_failing_costs_a_refit_not_the_run(tmp_path, monkeypatch, 
         "40",
         "--device",
         "cpu",
-        "--out",
+        "--runs",
         str(tmp_path / "out"),
     ]
     assert cli.main(argv) == 0
-    lines = [x for x in capsys.readouterr().err.splitlines() if "cache" in x]
+    lines = [x for x in capsys.readouterr().err.splitlines() if "fit cache" in x]
     assert len(lines) == 1 and "(No space left on device); the run goes on" in lines[0]
     assert (tmp_path / "out" / "mnist5k" / "mnist_mlp_standard" / "uap_linf.json").exists()
     assert not list((tmp_path / "cache").rglob("*.npy"))
@@ -169,9 +169,9 @@ def small_tmpfs(tmp_path):
 def test_a_real_full_disk(small_tmpfs, tmp_path, capsys):
     """A real ENOSPC: the 48 KiB tmpfs is filled up first, then a record of 1,000 examples is written."""
     (small_tmpfs / "ballast").write_bytes(b"x" * 40_000)
-    assert cli.main([*EVAL, "--out", str(small_tmpfs)]) == 1
+    assert cli.main([*EVAL, "--runs", str(small_tmpfs)]) == 1
     line = one_line(capsys)
     assert line.startswith("robench: error: cannot write ") and "No space left on device" in line
     assert no_temp_files(small_tmpfs)
     (small_tmpfs / "ballast").unlink()
-    assert cli.main([*EVAL, "--out", str(small_tmpfs)]) == 0
+    assert cli.main([*EVAL, "--runs", str(small_tmpfs)]) == 0

@@ -123,7 +123,7 @@ def test_subset_naming_absent_images_fails_in_one_line_and_writes_nothing(tmp_pa
                 str(tmp_path),
                 "--subset-file",
                 str(subset),
-                "--out",
+                "--runs",
                 str(out),
             ]
         )
@@ -211,7 +211,7 @@ def test_eval_with_a_subset_file_records_it(tmp_path, imagenet_images, capsys):
                 str(tmp_path),
                 "--subset-file",
                 str(subset),
-                "--out",
+                "--runs",
                 str(tmp_path / "runs"),
                 "--json",
             ]

@@ -5,6 +5,7 @@ threat files and one board, so they keep passing while the real threat files cha
 """
 
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -265,6 +266,10 @@ def test_check_passes_after_write_and_fails_after_a_record_changes(tree, capsys)
     assert main(check) == 0 and boards.write(root=tree) == []
 
     put(tree, "a", "spatial", 0.25)
+    capsys.readouterr()
+    assert main([*check, "--json"]) == 1
+    summary = json.loads(capsys.readouterr().out)
+    assert "leaderboards/x.md" in summary["stale"] and summary["site_differs"] == []
     assert main(check) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[-2:] == [
@@ -539,5 +544,13 @@ def test_compare_prints_paired_differences_and_exact_mcnemar(tree, capsys):
     assert out[3].split()[0] == "spatial"
     assert out[3].endswith("0       0          1  not distinguishable at 95%")
     assert "Newcombe" in out[-1] and "McNemar" in out[-1]
+    assert main(["compare", "a", "b", *args, "--json"]) == 0
+    pgd, spatial = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert (pgd["threat"], pgd["paired"]["only_a"], pgd["paired"]["n"], spatial["threat"]) == (
+        "pgd_linf",
+        10,
+        100,
+        "spatial",
+    )
     assert main(["compare", "a", "nobody", "--root", str(tree)]) == 2
     assert "give --dataset or --board" in capsys.readouterr().err

@@ -77,7 +77,14 @@ def test_by_file_path_and_by_import_path_give_one_record_naming_the_code(own, tm
         "clean",
     ]
     code, out, _ = _eval(
-        capsys, "--model", f"{folder}/lenet.py:TinyLeNet", *common, *N, "--out", str(tmp_path / "a"), "--json"
+        capsys,
+        "--model",
+        f"{folder}/lenet.py:TinyLeNet",
+        *common,
+        *N,
+        "--runs",
+        str(tmp_path / "a"),
+        "--json",
     )
     assert code == 0
     by_file = json.loads(out)
@@ -87,7 +94,7 @@ def test_by_file_path_and_by_import_path_give_one_record_naming_the_code(own, tm
         "lenet:TinyLeNet",
         *common,
         *N,
-        "--out",
+        "--runs",
         str(tmp_path / "b"),
         "--json",
         before=["--code-dir", str(folder)],
@@ -102,7 +109,14 @@ def test_by_file_path_and_by_import_path_give_one_record_naming_the_code(own, tm
     # an edit to the code is another model: another identity, so no chunk or record is shared
     (folder / "lenet.py").write_text(NET + "# edited\n")
     code, out, err = _eval(
-        capsys, "--model", f"{folder}/lenet.py:TinyLeNet", *common, *N, "--out", str(tmp_path / "c"), "--json"
+        capsys,
+        "--model",
+        f"{folder}/lenet.py:TinyLeNet",
+        *common,
+        *N,
+        "--runs",
+        str(tmp_path / "c"),
+        "--json",
     )
     assert code == 0, err
     assert json.loads(out)["config_hash"] != by_file["config_hash"]
@@ -135,7 +149,7 @@ def test_bad_code_is_one_line_and_writes_nothing(own, tmp_path, capsys, model, e
         "clean",
         *N,
         *extra,
-        "--out",
+        "--runs",
         str(out),
     )
     assert code == status and err.count("\n") == 1 and message in err, err
@@ -217,7 +231,7 @@ def test_an_exported_program_runs_only_with_allow_pickle_and_gives_the_same_verd
         tmp_path / "n.pt2",
     )
     torch.export.save(torch.export.export(net, (x,)), tmp_path / "static.pt2")
-    run = ["--dataset", "mnist5k", "--threat", "clean", *N, "--out", str(tmp_path / "runs")]
+    run = ["--dataset", "mnist5k", "--threat", "clean", *N, "--runs", str(tmp_path / "runs")]
     code, _, err = _eval(capsys, "--model", str(tmp_path / "n.pt2"), *run)
     assert code == 1 and "--allow-pickle" in err and not (tmp_path / "runs").exists()
     code, out, _ = _eval(capsys, "--model", str(tmp_path / "n.pt2"), "--allow-pickle", *run, "--json")

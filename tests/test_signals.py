@@ -42,7 +42,7 @@ def _cmd(out: Path, batch: int) -> list[str]:
         "steps=20",
         "--device",
         "cpu",
-        "--out",
+        "--runs",
         str(out),
         "--json",
     ]

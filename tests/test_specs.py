@@ -111,7 +111,7 @@ def test_eval_record_names_spec_weights_and_preprocessing(tmp_path, imagenet_ima
                 "clean",
                 "--data-dir",
                 str(tmp_path / "data"),
-                "--out",
+                "--runs",
                 str(out),
                 "--json",
             ]
@@ -143,7 +143,7 @@ def test_card_file_resolves_weights_from_its_folder(tmp_path, capsys):
                 "clean",
                 "--n-examples",
                 "20",
-                "--out",
+                "--runs",
                 str(tmp_path / "runs"),
                 "--json",
             ]
@@ -200,7 +200,7 @@ def test_bad_specs_are_one_line_and_write_nothing(
                 "clean",
                 "--data-dir",
                 str(tmp_path / "data"),
-                "--out",
+                "--runs",
                 str(out),
             ]
         )

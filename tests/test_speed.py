@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -138,6 +139,35 @@ def test_fast_path_keeps_grid_verdicts_and_is_recorded():
         "compile": False,
         "verdicts": "fp32-checked",
     }
+
+
+def test_auto_precision_takes_bf16_only_where_records_equal_fp32_s_and_only_on_cuda():
+    """``--precision auto`` (the CLI's default): bf16 for argmax families on CUDA; PGD (whose bf16 search is
+    another protocol), the other gradient families and every CPU run stay fp32."""
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    auto = Speed("auto", channels_last=True)
+    for name, on_cuda in [
+        ("clean", "bf16"),
+        ("spatial", "bf16"),
+        ("pgd_linf", "fp32"),
+        ("spatial_pgd", "fp32"),
+    ]:
+        threat = create_threat(name, "mnist5k")
+        assert auto.resolve(cuda, threat) == Speed(on_cuda, channels_last=True), name
+        assert auto.resolve(cpu, threat) == Speed("fp32", channels_last=True), name
+        assert Speed("bf16").resolve(cpu, threat) == Speed("bf16")  # asked for: as asked
+
+
+@pytest.mark.parametrize("threat", ["spatial_rotation", "pgd_linf"])
+def test_auto_precision_on_the_cpu_writes_the_fp32_record(tmp_path, threat):
+    """Byte for byte but the timings: hash, verdicts, details and no ``execution`` at all."""
+    kwargs = dict(n_examples=20, progress=False, device="cpu")
+    plain = evaluate("mnist_cnn_standard", threat, out_dir=tmp_path / "fp32", **kwargs)
+    auto = evaluate("mnist_cnn_standard", threat, out_dir=tmp_path / "auto", speed=Speed("auto"), **kwargs)
+    timings = ("started_at", "duration_s", "examples_per_s")
+    same = [{k: v for k, v in json.loads(r.to_json()).items() if k not in timings} for r in (plain, auto)]
+    assert same[0] == same[1] and auto.execution == {}
+    assert auto.config_hash == plain.config_hash
 
 
 def test_gradient_attacks_without_fast_search_stay_fp32_whatever_is_asked():

@@ -4,6 +4,7 @@ The tree's threats are cheap versions of the board's (3 PGD steps, 7 rotations) 
 submission takes about a second; the repository's own configs and boards are never read or written.
 """
 
+import json
 import os
 import re
 import textwrap
@@ -186,7 +187,10 @@ def test_freshly_trained_checkpoint_joins_the_board_in_one_command(root, tmp_pat
 def test_claimed_numbers_are_ignored(root, tmp_path, capsys):
     weights = checkpoint(tmp_path / "w.safetensors", 1)
     claimed = {"clean": 0.987, "pgd_linf": 0.965, "spatial_rotation": 0.943}
-    assert submit(root, write_card(tmp_path / "bragger.yaml", weights, claimed=claimed)) == 0
+    capsys.readouterr()
+    assert submit(root, write_card(tmp_path / "bragger.yaml", weights, claimed=claimed), "--json") == 0
+    report = json.loads(capsys.readouterr().out)  # --json: the report as one object, nothing else
+    assert report["model"] == "bragger" and [b["board"] for b in report["boards"]] == ["tiny"]
 
     from robench.datasets import load_tensors
 

@@ -73,6 +73,10 @@ def test_an_edited_verdict_is_found_and_fails_the_command(tmp_path, capsys):
     [line] = capsys.readouterr().out.splitlines()
     assert line.startswith("mnist5k/mnist_mlp_standard/clean: DIFFERS: record damaged (robust_acc or")
     assert "verdicts); accepted: per_example: 1 of 256 differ, p = 1 (256 examples" in line
+    assert cli.main(["verify", "--root", str(tmp_path), "--all", "--n-examples", "10", "--json"]) == 1
+    [record] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert record["record"] == "mnist5k/mnist_mlp_standard/clean.json" and record["n_examples"] == 256
+    assert record["differs"][0].startswith("record damaged")
 
 
 def test_a_full_rerun_compares_details_and_meta(tmp_path):

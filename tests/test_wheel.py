@@ -108,7 +108,7 @@ def test_wheel_runs_the_quick_start_outside_a_checkout(tmp_path):
                 "clean",
                 "--n-examples",
                 "50",
-                "--out",
+                "--runs",
                 "runs",
                 "--json",
             ],

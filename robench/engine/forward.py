@@ -1,7 +1,9 @@
 """How a threat's forwards run: the plain fp32 model, or a fast path that never changes a verdict.
 
-The fast path (docs/performance.md, "Fast path") is opt-in: ``precision="bf16"`` (autocast), channels_last
-memory format, ``torch.compile``. Each changes the logits' rounding, so none may decide a verdict on its own.
+The fast path (docs/performance.md, "Fast path") is ``precision="bf16"`` (autocast), channels_last
+memory format, ``torch.compile``; ``precision="auto"`` (the CLI's default) takes bf16 only where it is exact
+and pays: an argmax family on CUDA (:meth:`Speed.resolve`). Each changes the logits' rounding, so none
+may decide a verdict on its own.
 Verdicts are argmaxes, and an argmax can only differ from the fp32 one where the top-2 margin is within
 the two logits' errors: :class:`Checked` runs the fast model, and every row whose fast margin is at most a
 calibrated bound is classified again by the untouched fp32 model, whose logits replace the fast ones. The
@@ -38,7 +40,7 @@ from torch.utils.data import Dataset
 from robench.core.errors import EvaluationError, UsageError
 from robench.threats.base import SearchModel, predicted
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 _FULL_CHECK_EVERY = 32
 _SAFETY = 8.0  # bound = _SAFETY x the largest logit error seen: 2 logits x 4
 
@@ -61,6 +63,17 @@ class Speed:
     @property
     def fast(self) -> bool:
         return self != Speed()
+
+    def resolve(self, device: torch.device, threat) -> Speed:
+        """What runs for ``threat`` on ``device``: ``"auto"`` becomes bf16 for argmax families on CUDA, whose
+        records equal fp32's (every close verdict re-checked in fp32), and fp32 everywhere else. A gradient
+        search in bf16 (PGD) is another protocol, so it is never chosen for the caller; on the CPU bf16 is
+        slower without native bf16 units and was 0.78x-2.7x fp32 with them (docs/performance.md), so
+        ``"auto"`` does not take it there."""
+        if self.precision != "auto":
+            return self
+        exact_and_fast = device.type == "cuda" and threat.argmax_verdicts
+        return dataclasses.replace(self, precision="bf16" if exact_and_fast else "fp32")
 
     @property
     def label(self) -> str:
@@ -180,6 +193,7 @@ class Forward:
     @classmethod
     def make(cls, model: nn.Module, threat, speed: Speed, device: torch.device, examples: Dataset) -> Forward:
         """The plain model, or the fast path where ``speed`` asks for one and ``threat`` allows it."""
+        speed = speed.resolve(device, threat)
         if not speed.fast or not (threat.argmax_verdicts or threat.fast_search):
             return cls(model)
         fast = copy.deepcopy(model).to(memory_format=torch.channels_last) if speed.channels_last else model

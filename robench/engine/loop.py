@@ -20,12 +20,11 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from robench.core import locks
 from robench.core import record as rec
@@ -34,6 +33,7 @@ from robench.datasets import stream_batches
 from robench.engine import stop
 from robench.engine.chunks import chunk_identity, load_chunk, save_chunk
 from robench.engine.forward import Forward
+from robench.engine.progress import Progress
 from robench.engine.spec import RunSpec
 from robench.runtime.devices import describe_device, versions
 from robench.runtime.distributed import ChunkQueue, world
@@ -91,9 +91,12 @@ def run_batches(
     num_classes: int,
     model_name: str,
     start: int = 0,
+    on_batch: Callable[[int], None] | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-example results of one chunk's ``batches`` (streamed, on the device), generator seeded by ``seed``;
     ``start`` is the split position of the chunk's first example (threats that read per-example files use it).
+    ``on_batch(n)`` is called after each batch of ``n`` examples (live progress inside a chunk, which can
+    take minutes).
 
     A batch that runs out of device memory is run again from the same generator state with the model's
     forwards halved (:meth:`Forward.halve`), until it fits: the threat sees the same batch, so the same
@@ -114,6 +117,8 @@ def run_batches(
                 if xb.is_cuda:
                     torch.cuda.empty_cache()
         start += len(xb)
+        if on_batch is not None:
+            on_batch(len(xb))
         stop.check()
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
@@ -136,24 +141,16 @@ def _bounds(spec: RunSpec) -> list[tuple[int, int]]:
     return [(c * spec.chunk_size, min(spec.n, (c + 1) * spec.chunk_size)) for c in range(n_chunks)]
 
 
-def _compute(
-    spec: RunSpec, queue: ChunkQueue, partial: Path | None, progress: bool | None
-) -> tuple[Chunks, int]:
+def _compute(spec: RunSpec, queue: ChunkQueue, partial: Path | None) -> tuple[Chunks, int]:
     """This process's chunks (read back from ``partial`` when already there) and how many examples it
-    computed rather than read."""
+    computed rather than read; progress per batch on rank 0 (:mod:`robench.engine.progress`)."""
     bounds = _bounds(spec)
     mine: Chunks = {}
     computed = 0
     todo = sum(bounds[c][1] - bounds[c][0] for c in queue.chunks)
     identity = chunk_identity(spec.identity, spec.threat.state_fingerprint())
-    with tqdm(
-        total=todo,
-        desc=f"{spec.model_name} | {spec.threat_name}",
-        unit="ex",
-        file=sys.stderr,
-        leave=False,
-        disable=True if queue.rank else (None if progress is None else not progress),
-    ) as bar:
+    mode = "none" if queue.rank else spec.options.progress
+    with Progress(todo, f"{spec.model_name} | {spec.threat_name}", mode) as progress:
         for c in queue:
             lo, hi = bounds[c]
             path = partial / f"chunk-{c:05d}.npz" if partial else None
@@ -169,12 +166,15 @@ def _compute(
                     spec.num_classes,
                     spec.model_name,
                     start=lo,
+                    on_batch=progress.advance,
                 )
                 computed += hi - lo
                 if path:
                     save_chunk(path, stats, identity)
+            else:
+                progress.advance(hi - lo, computed=False)
             mine[c] = stats
-            bar.update(queue.finished(hi - lo) - bar.n)
+            progress.catch_up(queue.finished(hi - lo))
     return mine, computed
 
 
@@ -287,20 +287,20 @@ def run(spec: RunSpec, *, started: float, started_at: str) -> rec.RunRecord | Sh
 
 def _run(spec: RunSpec, started: float, started_at: str, owner: bool) -> rec.RunRecord | ShardResult:
     """``owner``: this process holds the record's lock (and may clear other runs' stale chunks)."""
-    shard, progress = spec.options.shard, spec.options.progress
+    shard = spec.options.shard
     partial = spec.partial_dir() if spec.options.out_dir is not None else None
     if partial is not None and world()[0] == 0:
         _start_partial(spec, partial, clean=owner)
     bounds = _bounds(spec)
     queue = ChunkQueue(c for c in range(len(bounds)) if shard is None or c % shard[1] == shard[0])
     loop_start = time.time()
-    mine, computed = _compute(spec, queue, partial, progress)
+    mine, computed = _compute(spec, queue, partial)
     if shard is not None:
         return ShardResult(spec.threat_name, shard, tuple(sorted(mine)), partial)
     gathered = queue.gather((mine, computed))  # every rank's chunks, once all are done
     results = {c: chunk for chunks, _ in gathered for c, chunk in chunks.items()}
     computed = sum(count for _, count in gathered)
-    if computed < spec.n and queue.rank == 0 and progress is not False:
+    if computed < spec.n and queue.rank == 0 and spec.options.progress != "none":
         print(
             f"robench: {spec.model_name} | {spec.threat_name}: "
             f"resumed {spec.n - computed} of {spec.n} examples "

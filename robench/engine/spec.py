@@ -44,6 +44,7 @@ from robench.core.errors import UsageError
 from robench.datasets import create_dataset, dataset_info, default_workers, first_examples
 from robench.datasets.imagenet import subset_identity
 from robench.engine.forward import Forward, Speed
+from robench.engine.progress import progress_mode
 from robench.models import ModelCard, check_dataset, create_model, exported, load_card
 from robench.models.specs import SpecFlags
 from robench.runtime.devices import resolve_device
@@ -87,6 +88,8 @@ class RunOptions:
     fingerprint). With ``out_dir``, finished
     chunks are kept until the record is written there, so the same call after an interruption resumes;
     ``shard=(i, n)`` computes only chunks c with c % n == i into ``out_dir`` and writes no record.
+    ``progress`` is "auto" (a bar when stderr is a terminal, else a log line at least every 30 s), "bar",
+    "log" or "none"; ``False`` means "none" and ``None``/``True`` "auto" (it is stored as the mode).
     """
 
     dataset: str | None = None
@@ -108,9 +111,10 @@ class RunOptions:
     arch_kwargs: Mapping = dataclasses.field(default_factory=dict)
     out_dir: str | os.PathLike | None = None
     shard: tuple[int, int] | None = None
-    progress: bool | None = None
+    progress: str | bool | None = None
 
     def __post_init__(self):
+        object.__setattr__(self, "progress", progress_mode(self.progress))
         for label in ("n_examples", "batch_size", "chunk_size"):
             _positive(label, getattr(self, label))
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):

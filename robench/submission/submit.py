@@ -27,6 +27,7 @@ that this module never sees argparse. It is the one module of :mod:`robench.boar
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 from pathlib import Path
@@ -79,6 +80,7 @@ class SubmitRequest:
     device: str = "auto"
     data_dir: str | None = None
     root: Path | None = None  # the folder holding configs/ and leaderboards/; None: the checkout
+    as_json: bool = False  # the closing report as one JSON object on stdout instead of text (--json)
 
 
 # --- the card ----------------------------------------------------------------------------------------------
@@ -342,27 +344,52 @@ def _submit(request: SubmitRequest, root: Path) -> None:
         discard(stage)
         raise
     discard(stage)
-    _report(name, records[0].clean_acc, boards, root, target)  # every record has the same clean accuracy
+    # every record has the same clean accuracy
+    _report(name, records[0].clean_acc, boards, root, target, request.as_json)
 
 
-def _report(name: str, clean: float, boards: list[Board], root: Path, card_path: Path) -> None:
-    """The model's row as each regenerated page shows it, and what to commit to publish it."""
+def _report(name: str, clean: float, boards: list[Board], root: Path, card_path: Path, as_json: bool) -> None:
+    """The model's row as each regenerated page shows it, and what to commit to publish it: text, or one
+    JSON object (:func:`standing`)."""
+    report = standing(name, clean, boards, root, card_path)
+    if as_json:
+        print(json.dumps(report, sort_keys=True))
+        return
+    for b, row in zip(boards, report["boards"], strict=True):
+        print(f"board {b.name}: {name} on {b.n_examples:,} {b.dataset} {b.split} examples, seed {b.seed}")
+        if row["rank"] is None:
+            print(f"  not ranked: see leaderboards/{b.name}.md for why (stale or incomplete records)")
+            continue
+        print(
+            f"  clean {100 * clean:.1f}%  |  x {b.x.label}: {100 * row['x']:.1f}%  |  "
+            f"y {b.y_label} ({row['y_label']}): {100 * row['y']:.1f}%"
+        )
+        front = "on the Pareto front" if row["front"] else "not on the Pareto front (dominated)"
+        print(f"  rank {row['rank']} of {row['of']} by y; {front}")
+    print(f"to publish: git add {' '.join(report['publish'])}")
+
+
+def standing(name: str, clean: float, boards: list[Board], root: Path, card_path: Path) -> dict:
+    """Where the model stands on each board (rank None: not ranked, its page says why) and the files to
+    commit to publish it."""
+    rows = []
     for b in boards:
         table = standings(b.name, root)
         mine = table[table["model"] == name]
-        row = None if mine.empty else mine.iloc[0]
-        print(f"board {b.name}: {name} on {b.n_examples:,} {b.dataset} {b.split} examples, seed {b.seed}")
-        if row is None:
-            print(f"  not ranked: see leaderboards/{b.name}.md for why (stale or incomplete records)")
-            continue
-        y_label = next(c.label for c in b.y_prefer if c.threat == row["y_threat"])
-        print(
-            f"  clean {100 * clean:.1f}%  |  x {b.x.label}: {100 * row['x']:.1f}%  |  "
-            f"y {b.y_label} ({y_label}): {100 * row['y']:.1f}%"
-        )
-        place = int(mine.index[0]) + 1
-        front = "on the Pareto front" if row["front"] else "not on the Pareto front (dominated)"
-        print(f"  rank {place} of {len(table)} by y; {front}")
+        row = {"board": b.name, "rank": None}
+        if not mine.empty:
+            found = mine.iloc[0]
+            row.update(
+                rank=int(mine.index[0]) + 1,
+                of=len(table),
+                x=float(found["x"]),
+                y=float(found["y"]),
+                y_threat=str(found["y_threat"]),
+                y_label=next(c.label for c in b.y_prefer if c.threat == found["y_threat"]),
+                front=bool(found["front"]),
+            )
+        rows.append(row)
     runs = RUNS_DIR / boards[0].dataset / name
-    pages = " ".join(f"{files.BOARDS_DIR / b.name}.md {files.BOARDS_DIR / b.name}.svg" for b in boards)
-    print(f"to publish: git add {card_path.relative_to(root).as_posix()} {runs.as_posix()} {pages}")
+    pages = [f"{files.BOARDS_DIR / b.name}.{ext}" for b in boards for ext in ("md", "svg")]
+    publish = [card_path.relative_to(root).as_posix(), runs.as_posix(), *pages]
+    return {"model": name, "clean_acc": clean, "boards": rows, "publish": publish}
