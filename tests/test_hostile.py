@@ -398,7 +398,7 @@ def test_class_8_a_3_channel_architecture_on_a_1_channel_dataset_is_one_line(tmp
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(weights))
     card = tmp_path / "rgb_on_mnist.yaml"
     card.write_text(
-        "arch: test_resnet.r160_in1k\ndataset: mnist5k\nnum_classes: 10\n"
+        "arch: test_resnet.r160_in1k\ndataset: mnist5k\nnum_classes: 10\nnormalization: none\n"
         f"weights: {{path: {weights.name}, sha256: {hashlib.sha256(weights.read_bytes()).hexdigest()}}}\n"
     )
     out = tmp_path / "out"
