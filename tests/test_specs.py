@@ -69,6 +69,39 @@ def test_timm_weights_come_from_the_hub_cache(tmp_path, hf_cache):
     assert meta["weights_sha256"] == sha256_file(weights) and meta["spec"] == "timm:test_resnet"
 
 
+def test_a_timm_hub_spec_reads_its_config_and_weights_from_the_cache(tmp_path, hf_cache):
+    """``timm:hf-hub:ORG/NAME`` (#21): config.json and weights from the local cache, offline; a repository
+    that is not there is one line naming the cache and the command that fills it."""
+    import json
+
+    import timm
+
+    with pytest.raises(CheckpointError, match="hf download someone/tiny config.json"):
+        load_card("timm:hf-hub:someone/tiny")
+    torch.manual_seed(1)
+    net = timm.create_model("test_resnet")
+    put_in_hf_cache(hf_cache, "someone/tiny", _save(net, tmp_path / "w.safetensors"))
+    config = {
+        "architecture": "test_resnet",
+        "num_classes": 1000,
+        "pretrained_cfg": {
+            "input_size": [3, 160, 160],
+            "mean": [0.5] * 3,
+            "std": [0.25] * 3,
+            "crop_pct": 0.95,
+            "interpolation": "bicubic",
+        },
+    }
+    snapshot = next((hf_cache / "models--someone--tiny" / "snapshots").iterdir())
+    (snapshot / "config.json").write_text(json.dumps(config))
+    model = create_model("timm:hf-hub:someone/tiny")
+    x = torch.rand(2, 3, 160, 160)
+    assert torch.allclose(model(x), net.eval()((x - 0.5) / 0.25), atol=1e-5)
+    meta = model.card.meta()
+    assert (meta["arch"], meta["weights_pretrained"]) == ("test_resnet", "hf-hub:someone/tiny")
+    assert meta["preprocessing"] == {"resize": 168, "crop": 160, "interpolation": "bicubic"}
+
+
 def test_torchvision_spec_reads_the_torch_hub_cache_and_local_weights(tmp_path, monkeypatch):
     import torchvision
 

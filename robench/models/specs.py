@@ -45,6 +45,7 @@ SPEC_FORMS = (
     "NAME (robench ls models)",
     "path/to/card.yaml",
     "timm:NAME[.TAG]",
+    "timm:hf-hub:ORG/NAME",
     "torchvision:NAME[:WEIGHTS]",
     "robustbench:NAME[:DATASET[:THREAT]]",
     "package.module:Callable or path/to/file.py:Callable (with --weights, --dataset, --normalization)",
@@ -159,6 +160,8 @@ def _local_weights(path: str | os.PathLike):
 
 
 def _timm(name: str) -> dict:
+    if name.startswith(HF_HUB):
+        return _timm_hub(name[len(HF_HUB) :])
     import timm
     from timm.models import get_pretrained_cfg, split_model_name_tag
 
@@ -173,6 +176,34 @@ def _timm(name: str) -> dict:
         raise unknown_name(
             "timm pretrained tag", name, timm.list_models(f"{arch}.*", pretrained=True), listing=None
         ) from None
+    return _timm_imagenet(name, arch, cfg, pretrained=True)
+
+
+HF_HUB = "hf-hub:"
+
+
+def _timm_hub(repo: str) -> dict:
+    """``timm:hf-hub:<org>/<name>``: a model timm keeps on the Hugging Face Hub, described by the
+    ``config.json`` beside its weights (timm's ``load_model_config_from_hf``), read from the local cache
+    first, as timm's own specs are; the weights come from the same repository (:func:`pretrained_file`)."""
+    import json
+
+    from timm.models import PretrainedCfg
+
+    config = _from_hf_cache(repo, ("config.json",), f"timm:{HF_HUB}{repo}")
+    try:
+        data = json.loads(config.read_text())
+        arch = data["architecture"]
+        cfg = PretrainedCfg(
+            **{**data.get("pretrained_cfg", {}), "num_classes": data.get("num_classes", 1000)}
+        )
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{config} is not a timm model config ({type(e).__name__}: {e})") from None
+    return _timm_imagenet(f"{HF_HUB}{repo}", arch, cfg, pretrained=f"{HF_HUB}{repo}")
+
+
+def _timm_imagenet(name: str, arch: str, cfg, pretrained) -> dict:
+    """The card mapping of a timm ImageNet-1k model with pretrained config ``cfg``."""
     if cfg is None or cfg.num_classes != 1000:
         got = "no pretrained config" if cfg is None else f"{cfg.num_classes} classes"
         raise UsageError(
@@ -187,7 +218,7 @@ def _timm(name: str) -> dict:
     crop_pct = cfg.crop_pct or 0.875
     return {
         # the tag stays in the name: timm sizes some architectures (a ViT's position table) by its config
-        "arch": f"{arch}.{cfg.tag}" if cfg.tag else arch,
+        "arch": f"{arch}.{cfg.tag}" if cfg.tag and pretrained is True else arch,
         "library": "timm",
         "dataset": "imagenet",
         "num_classes": 1000,
@@ -198,7 +229,7 @@ def _timm(name: str) -> dict:
             "crop": height,
             "interpolation": cfg.interpolation,
         },
-        "weights": {"pretrained": True},
+        "weights": {"pretrained": pretrained},
     }
 
 
@@ -324,6 +355,8 @@ def pretrained_file(card) -> Path:
         from timm.models import get_pretrained_cfg
 
         tag = card.weights.pretrained  # True: the tag, if any, is in the arch name (timm: specs)
+        if isinstance(tag, str) and tag.startswith(HF_HUB):
+            return _from_hf(card, tag[len(HF_HUB) :])
         cfg = get_pretrained_cfg(card.arch if tag is True else f"{card.arch}.{tag}")
         if cfg.hf_hub_id:
             return _from_hf(card, cfg.hf_hub_id)
@@ -336,10 +369,18 @@ def pretrained_file(card) -> Path:
 
 
 def _from_hf(card, repo: str) -> Path:
+    """The weights file of Hub repository ``repo`` (timm's own order of file names)."""
+    return _from_hf_cache(
+        repo, ("model.safetensors", "pytorch_model.bin"), f"pretrained weights of {card.spec or card.name}"
+    )
+
+
+def _from_hf_cache(repo: str, names: tuple[str, ...], what: str) -> Path:
+    """The first of ``names`` in Hub repository ``repo``: from the local cache, else downloaded into it;
+    one line naming the cache and the command that fills it when neither works."""
     import huggingface_hub
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
-    names = ("model.safetensors", "pytorch_model.bin")  # timm's own order
     for offline in (True, False):
         for filename in names:
             try:
@@ -351,13 +392,13 @@ def _from_hf(card, repo: str) -> Path:
                 break  # the second file would wait for the same unreachable Hub
             except EntryNotFoundError:  # the Hub has no such file: try the other
                 continue
-            except OSError:  # proxy refused, disk full, ...
+            except (OSError, ValueError):  # proxy refused, disk full, a malformed repository id, ...
                 break
     cache = huggingface_hub.constants.HF_HUB_CACHE
     raise CheckpointError(
-        f"pretrained weights of {card.spec or card.name} not in the Hugging Face cache {cache} and not "
-        f"downloadable (no network?): where there is network run 'hf download {repo} model.safetensors' and "
-        f"copy models--{repo.replace('/', '--')} into {cache}, or pass --weights FILE"
+        f"{what} not in the Hugging Face cache {cache} and not downloadable (no network?): where there is "
+        f"network run 'hf download {repo} {names[0]}' and copy models--{repo.replace('/', '--')} into "
+        f"{cache}, or pass --weights FILE"
     )
 
 
