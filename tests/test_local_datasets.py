@@ -256,6 +256,9 @@ def test_a_layout_present_in_part_says_which_file_is_missing(tmp_path):
 
 
 def test_the_download_is_read_when_it_succeeds(tmp_path, monkeypatch):
+    monkeypatch.setattr(local, "fetch", lambda name, split, root: None)  # "succeeds", leaves nothing
+    with pytest.raises(DataError, match=f"cifar100 test: the download into {tmp_path} left none of: "):
+        local.read("cifar100", "test", tmp_path)
     x, y = _arrays("cifar100", 5)
 
     def fetch(name, split, root):  # what torchvision's download leaves: its layout

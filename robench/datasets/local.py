@@ -67,10 +67,10 @@ _CIFAR = {
     "cifar10": (
         "cifar-10-batches-py",
         {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]},
+        "labels",
     ),
-    "cifar100": ("cifar-100-python", {"train": ["train"], "test": ["test"]}),
+    "cifar100": ("cifar-100-python", {"train": ["train"], "test": ["test"]}, "fine_labels"),
 }
-_CIFAR_LABELS = {"cifar10": "labels", "cifar100": "fine_labels"}
 
 
 def read(name: str, split: str, root: Path) -> Arrays:
@@ -159,11 +159,11 @@ def _mnist(name: str, split: str, root: Path) -> list[_Layout]:
 
 
 def _cifar(name: str, split: str, root: Path) -> list[_Layout]:
-    folder, batches = _CIFAR[name]
+    folder, batches, label_key = _CIFAR[name]
     files = batches[split]
 
     def reader(paths: list[Path]) -> Arrays:
-        parts = [_cifar_batch(p, _CIFAR_LABELS[name]) for p in paths]
+        parts = [_cifar_batch(p, label_key) for p in paths]
         images, labels = np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
         return _checked(images, labels, name, paths[0].parent)
 
