@@ -174,7 +174,7 @@ def first_examples(
 
 def example_labels(examples: Dataset) -> torch.Tensor:
     """The labels of :func:`first_examples`' output, int64 [N], without decoding images where the dataset
-    keeps its labels apart (in-memory arrays, image files, torchvision's ``targets``)."""
+    keeps its labels apart (in-memory arrays, image files)."""
     if isinstance(examples, _UInt8Images):
         return examples.labels.clone()
     base, indices = (
@@ -183,8 +183,6 @@ def example_labels(examples: Dataset) -> torch.Tensor:
     indices = indices if indices is not None else range(len(base))
     if hasattr(base, "samples"):
         return torch.tensor([int(base.samples[i][1]) for i in indices], dtype=torch.long)
-    if hasattr(base, "targets"):
-        return torch.tensor([int(base.targets[i]) for i in indices], dtype=torch.long)
     return torch.tensor([int(examples[i][1]) for i in range(len(examples))], dtype=torch.long)
 
 
