@@ -4,6 +4,7 @@ temporary config tree and a reader for a page's table."""
 from __future__ import annotations
 
 import re
+import struct
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,9 @@ def put_in_hf_cache(cache: Path, repo: str, weights: Path) -> None:
     snapshot = folder / "snapshots" / commit
     snapshot.mkdir(parents=True)
     (snapshot / "model.safetensors").write_bytes(weights.read_bytes())
+
+
+def idx_bytes(array) -> bytes:
+    """``array`` (uint8 numpy) as an uncompressed idx file, MNIST's format: type code 8, the dimensions
+    big-endian, the data."""
+    return struct.pack(f">4B{array.ndim}I", 0, 0, 8, array.ndim, *array.shape) + array.tobytes()

