@@ -255,7 +255,7 @@ def reproduce(r: Ranked, model: str, threat: str) -> str:
     the board would list them as stale), so no ``--set`` is needed; the board fixes examples and seed."""
     b = r.board
     command = (
-        f"robench eval --model {model} --threat {threat} --out {RUNS_DIR.as_posix()} --dataset {b.dataset}"
+        f"robench eval --model {model} --threat {threat} --runs {RUNS_DIR.as_posix()} --dataset {b.dataset}"
     )
     command += f" --n-examples {b.n_examples}"
     command += f" --split {b.split}" if b.split != "test" else ""
@@ -269,6 +269,7 @@ def _card(model: str, meta: dict) -> list[str]:
         ("Display name", html_escape(str(meta.get("display_name") or model))),
         ("Architecture", html_escape(str(meta.get("arch") or "—"))),
         ("Weights sha256", f"<code>{html_escape(str(meta.get('weights_sha256') or '—'))}</code>"),
+        ("Normalization", html_escape(_normalization(meta))),
         ("Recipe", html_escape(str(recipe_name(meta) or "—"))),
     ]
     if isinstance(recipe, dict) and recipe.get("command"):
@@ -279,6 +280,17 @@ def _card(model: str, meta: dict) -> list[str]:
     if meta.get("description"):
         rows.append(("Description", html_escape(str(meta["description"]))))
     return ['<dl class="card">', *(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows), "</dl>"]
+
+
+def _normalization(meta: dict) -> str:
+    """What the model subtracts and divides inside (#21: never silent): the card's mean/std, 'none' for
+    [0,1] pixels, or '—' for a record made before normalisation was part of the identity."""
+    if "normalization" not in meta:
+        return "—"
+    norm = meta["normalization"]
+    if not isinstance(norm, dict):
+        return "none ([0,1] pixels)" if norm is None else str(norm)
+    return f"mean {norm.get('mean')}, std {norm.get('std')}"
 
 
 def _series(*lists) -> bool:
