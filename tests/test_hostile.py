@@ -55,7 +55,7 @@ def test_class_5c_duplicate_key_in_a_card_is_one_line_naming_file_and_key(tmp_pa
     """class 5c: a card with two ``weights:`` keys used to load silently with the second winning."""
     card = _card_copy(tmp_path, "weights:\n  path: other.safetensors\n  sha256: " + "0" * 64 + "\n")
     out = tmp_path / "out"
-    assert _eval("--model", str(card), "--out", str(out)) == 2
+    assert _eval("--model", str(card), "--runs", str(out)) == 2
     err = _one_error_line(capsys)
     assert str(card) in err and "duplicate key 'weights'" in err
     assert not out.exists()
@@ -88,7 +88,7 @@ def test_class_6a_alias_bomb_threat_is_refused_before_expansion(tmp_path, capsys
 def test_class_6a_alias_bomb_card_is_refused(tmp_path, capsys):
     """class 6a: the same for a model card (``robench eval --model card.yaml``)."""
     card = _card_copy(tmp_path, "claimed:\n" + ALIAS_BOMB)
-    assert _eval("--model", str(card), "--out", str(tmp_path / "out")) == 2
+    assert _eval("--model", str(card), "--runs", str(tmp_path / "out")) == 2
     assert "anchors and aliases" in _one_error_line(capsys)
 
 
@@ -231,7 +231,7 @@ def test_class_8_half_written_tmp_files_of_dead_writers_are_swept_by_the_next_re
     record_path = tmp_path / "mnist5k" / "mnist_cnn_standard" / "clean.json"
     dead, live = _leftover(record_path, _dead_pid()), _leftover(record_path, os.getpid())
     other = _leftover(record_path.with_name("pgd_linf.json"), _dead_pid())  # another file's: not this write's
-    assert _eval("--model", "mnist_cnn_standard", "--out", str(tmp_path)) == 0
+    assert _eval("--model", "mnist_cnn_standard", "--runs", str(tmp_path)) == 0
     assert record_path.is_file() and not dead.exists() and live.exists() and other.exists()
     [line] = [x for x in capsys.readouterr().err.splitlines() if ".tmp" in x]
     assert line.startswith("robench: removed ") and dead.name in line and "gone" in line
@@ -371,7 +371,7 @@ def test_class_8_a_full_disk_while_writing_the_lock_is_one_line_leaving_no_lock(
 
     monkeypatch.setattr(locks.os, "pwrite", full)
     out = tmp_path / "out"
-    assert _eval("--model", "mnist_cnn_standard", "--out", str(out)) == 1
+    assert _eval("--model", "mnist_cnn_standard", "--runs", str(out)) == 1
     err = _one_error_line(capsys)
     assert ".clean.json.lock" in err and "No space left on device" in err
     assert not list(out.rglob("*.lock")) and not list(out.rglob("*.json"))
@@ -381,7 +381,7 @@ def test_class_8_a_folder_where_the_lock_file_goes_is_one_line(tmp_path, capsys)
     """class 8: a folder at the lock's path raised IsADirectoryError, an internal error."""
     lock = tmp_path / "mnist5k" / "mnist_cnn_standard" / ".clean.json.lock"
     lock.mkdir(parents=True)
-    assert _eval("--model", "mnist_cnn_standard", "--out", str(tmp_path)) == 1
+    assert _eval("--model", "mnist_cnn_standard", "--runs", str(tmp_path)) == 1
     err = _one_error_line(capsys)
     assert str(lock) in err and "folder is in the way" in err
     assert lock.is_dir() and not (lock.parent / "clean.json").exists()
@@ -402,7 +402,7 @@ def test_class_8_a_3_channel_architecture_on_a_1_channel_dataset_is_one_line(tmp
         f"weights: {{path: {weights.name}, sha256: {hashlib.sha256(weights.read_bytes()).hexdigest()}}}\n"
     )
     out = tmp_path / "out"
-    assert _eval("--model", str(card), "--out", str(out), "--threat", "uap_linf") == 2
+    assert _eval("--model", str(card), "--runs", str(out), "--threat", "uap_linf") == 2
     err = _one_error_line(capsys)
     assert "'rgb_on_mnist'" in err and "(1, 28, 28)" in err and "3 channels" in err
     assert not list(out.rglob("*.json"))
@@ -430,7 +430,7 @@ def test_class_8_the_longest_name_allowed_fits_every_file_robench_makes_of_it(tm
         (tmp_path / "threats" / f"{'t' * length}.yaml").write_text("family: clean\n")
     out = tmp_path / "out"
     run = ["--config-dir", str(tmp_path), "eval", "--model", "mnist_cnn_standard", "--n-examples", "8"]
-    assert main([*run, "--threat", "t" * (MAX_NAME + 1), "--out", str(out)]) == 2
+    assert main([*run, "--threat", "t" * (MAX_NAME + 1), "--runs", str(out)]) == 2
     assert f"{MAX_NAME + 1} characters" in _one_error_line(capsys)
-    assert main([*run, "--threat", "t" * MAX_NAME, "--out", str(out)]) == 0
+    assert main([*run, "--threat", "t" * MAX_NAME, "--runs", str(out)]) == 0
     assert (out / "mnist5k" / "mnist_cnn_standard" / f"{'t' * MAX_NAME}.json").is_file()

@@ -337,7 +337,7 @@ def test_cli_says_in_one_line_where_the_files_go(tmp_path, capsys):
             "clean",
             "--data-dir",
             str(tmp_path),
-            "--out",
+            "--runs",
             str(tmp_path / "runs"),
         ]
     )

@@ -278,7 +278,8 @@ def test_ls_shows_one_line_per_entry_and_the_spec_forms(tmp_path, capsys, monkey
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == len(config.names("models")) + 1
     assert lines[-1].startswith(
-        "--model also takes: path/to/card.yaml, timm:NAME[.TAG], torchvision:NAME[:WEIGHTS]"
+        "--model also takes: path/to/card.yaml, timm:NAME[.TAG], timm:hf-hub:ORG/NAME, "
+        "torchvision:NAME[:WEIGHTS]"
     )
     assert next(line for line in lines if line.startswith("mnist_cnn_standard ")).split()[1:] == [
         "mnist_cnn",
