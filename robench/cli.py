@@ -162,7 +162,10 @@ def _eval_parser(add) -> None:
         "or robustbench:NAME[:DATASET[:THREAT]]",
     )
     _threat_option(ev, "threat name(s), repeatable or comma-separated (robench ls threats)", required=True)
-    ev.add_argument("--dataset", help="dataset (default: the one the model card names)")
+    ev.add_argument(
+        "--dataset",
+        help="dataset (default: the card's; for a model built on mnist5k, mnist's official test images)",
+    )
     ev.add_argument("--split", default="test", help="split to evaluate (default: test)")
     ev.add_argument("--n-examples", type=_positive_int, help="evaluate the first N examples (default: all)")
     ev.add_argument("--batch-size", type=_positive_int, help="images per forward pass (default: 256)")

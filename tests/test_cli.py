@@ -40,7 +40,7 @@ def test_eval_json_prints_only_records(tmp_path, capsys):
     records = [json.loads(line) for line in lines]
     assert [r["threat"] for r in records] == ["clean", "spatial_rotation"]
     assert records[1]["robust_acc"] <= records[0]["clean_acc"]
-    assert (tmp_path / "mnist5k" / "mnist_cnn_standard" / "spatial_rotation.json").is_file()
+    assert (tmp_path / "mnist" / "mnist_cnn_standard" / "spatial_rotation.json").is_file()
 
 
 def test_eval_table_shows_the_records_numbers(tmp_path, capsys):
@@ -64,16 +64,14 @@ def test_eval_table_shows_the_records_numbers(tmp_path, capsys):
     header = ["model", "dataset", "threat", "n", "clean", "robust", "95%", "CI", "(Wilson)", "ex/s", "flags"]
     assert lines[0].split() == header
     for line, threat in zip(lines[1:3], ["clean", "spatial_rotation"], strict=True):
-        record = load(tmp_path / "mnist5k" / "mnist_cnn_standard" / f"{threat}.json")
+        record = load(tmp_path / "mnist" / "mnist_cnn_standard" / f"{threat}.json")
         model, dataset, name, n, clean, robust, low, high, _, flags = line.split()
-        assert (model, dataset, name, int(n), int(flags)) == ("mnist_cnn_standard", "mnist5k", threat, 40, 0)
+        assert (model, dataset, name, int(n), int(flags)) == ("mnist_cnn_standard", "mnist", threat, 40, 0)
         assert (clean, robust) == (f"{record.clean_acc:.1%}", f"{record.robust_acc:.1%}")
         interval = wilson(record.per_example.count("1"), 40)
         assert (low, high) == (f"[{interval[0]:.1%},", f"{interval[1]:.1%}]")
     assert lines[1].split()[5] != lines[2].split()[5]  # the rows are not one record printed twice
-    written = [
-        tmp_path / "mnist5k" / "mnist_cnn_standard" / f"{t}.json" for t in ("clean", "spatial_rotation")
-    ]
+    written = [tmp_path / "mnist" / "mnist_cnn_standard" / f"{t}.json" for t in ("clean", "spatial_rotation")]
     assert lines[3:] == ["records:", *(f"  {path}" for path in written)]
 
 
@@ -100,7 +98,7 @@ def test_eval_reports_each_threat_as_it_finishes(tmp_path, capsys, monkeypatch):
         str(tmp_path),
     ]
     assert main(["eval", "--model", "mnist_cnn_standard", *args]) == 0
-    path = tmp_path / "mnist5k" / "mnist_cnn_standard" / "clean.json"
+    path = tmp_path / "mnist" / "mnist_cnn_standard" / "clean.json"
     record = load(path)
     line = (
         f"robench: mnist_cnn_standard | clean: clean {record.clean_acc:.1%}, robust {record.robust_acc:.1%} "

@@ -102,7 +102,7 @@ def test_a_second_eval_of_the_same_record_is_refused_and_the_first_completes(tmp
         stderr=subprocess.PIPE,
         text=True,
     )
-    lock = out / "mnist5k" / "mnist_cnn_pgd_linf" / ".pgd_linf.json.lock"
+    lock = out / "mnist" / "mnist_cnn_pgd_linf" / ".pgd_linf.json.lock"
     deadline = time.time() + 120
     while not lock.exists() and first.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -112,12 +112,12 @@ def test_a_second_eval_of_the_same_record_is_refused_and_the_first_completes(tmp
     assert captured.out == ""
     [line] = captured.err.strip().splitlines()
     assert line.startswith(
-        f"robench: error: record {out}/mnist5k/mnist_cnn_pgd_linf/pgd_linf.json is in use by "
+        f"robench: error: record {out}/mnist/mnist_cnn_pgd_linf/pgd_linf.json is in use by "
         f"pid {first.pid} on "
     )
     stdout, _ = first.communicate(timeout=600)
     assert first.returncode == 0
-    written = json.loads((out / "mnist5k" / "mnist_cnn_pgd_linf" / "pgd_linf.json").read_text())
+    written = json.loads((out / "mnist" / "mnist_cnn_pgd_linf" / "pgd_linf.json").read_text())
     assert written["per_example"] == json.loads(stdout)["per_example"]
     assert not lock.exists()
 

@@ -190,6 +190,16 @@ def test_list_and_info():
     assert datasets.dataset_info("imagenet").fit_split == "fit"
 
 
+def test_models_built_on_mnist5k_are_judged_on_mnist_test_images():
+    """mnist5k's test images are MNIST training images (#22): a run that names no dataset evaluates an
+    mnist5k model on MNIST's official test split; every other dataset is judged on itself."""
+    assert datasets.default_eval_dataset("mnist5k") == "mnist"
+    for name in ("mnist", "cifar10", "cifar100", "svhn", "imagenet"):
+        assert datasets.default_eval_dataset(name) == name
+    with pytest.raises(UsageError, match="did you mean 'mnist5k'"):
+        datasets.default_eval_dataset("mnist5")
+
+
 def test_unknown_name_suggests():
     with pytest.raises(UsageError, match="did you mean 'cifar10'"):
         datasets.create_dataset("cifar-10")

@@ -24,6 +24,7 @@ from robench.engine import ShardResult, evaluate
 from robench.runtime import distributed
 
 MODEL = "mnist_cnn_standard"
+DATASET = "mnist5k"  # the embedded train split: a universal perturbation is fitted offline
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 #: What describes a run rather than its result: where (device; versions, whose machine class counts the
 #: threads, which torchrun sets per rank) and when and how fast.
@@ -51,6 +52,8 @@ def _eval_cmd(threats: str, out: Path, n: int, chunk: int, *extra: str) -> list[
         "eval",
         "--model",
         MODEL,
+        "--dataset",
+        DATASET,
         "--threat",
         threats,
         "--n-examples",
@@ -77,7 +80,7 @@ def _finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[str, str]:
 
 
 def _record(out: Path, threat: str) -> dict:
-    return json.loads((out / "mnist5k" / MODEL / f"{threat}.json").read_text())
+    return json.loads((out / DATASET / MODEL / f"{threat}.json").read_text())
 
 
 def _assert_same_record(sharded: dict, single, threat: str) -> None:
@@ -109,6 +112,7 @@ def test_two_ranks_equal_one_process_pgd(tmp_path, one_thread, standard_model):
     single = evaluate(
         standard_model,
         "pgd_linf",
+        DATASET,
         n_examples=200,
         chunk_size=50,
         device="cpu",
@@ -119,7 +123,7 @@ def test_two_ranks_equal_one_process_pgd(tmp_path, one_thread, standard_model):
     out, _ = _finish(proc)
     assert out.count("records:") == 1, out  # one table, from rank 0
     _assert_same_record(_record(tmp_path / "two", "pgd_linf"), single, "pgd_linf")
-    assert not (tmp_path / "two" / "mnist5k" / MODEL / ".partial").exists()
+    assert not (tmp_path / "two" / DATASET / MODEL / ".partial").exists()
 
 
 @pytest.mark.slow
@@ -129,15 +133,22 @@ def test_two_ranks_equal_one_process_clean_spatial_and_uap(tmp_path, one_thread,
     monkeypatch.setenv("ROBENCH_CACHE", str(tmp_path / "cache-one"))  # both fit δ: no shared cache
     singles = {
         t: evaluate(
-            MODEL, t, n_examples=200, chunk_size=50, device="cpu", progress=False, out_dir=tmp_path / "one"
+            MODEL,
+            t,
+            DATASET,
+            n_examples=200,
+            chunk_size=50,
+            device="cpu",
+            progress=False,
+            out_dir=tmp_path / "one",
         )
         for t in threats
     }
     _finish(proc)
     for threat, single in singles.items():
         _assert_same_record(_record(tmp_path / "two", threat), single, threat)
-    delta_one = np.load(tmp_path / "one" / "mnist5k" / MODEL / "uap_linf.npy")
-    delta_two = np.load(tmp_path / "two" / "mnist5k" / MODEL / "uap_linf.npy")
+    delta_one = np.load(tmp_path / "one" / DATASET / MODEL / "uap_linf.npy")
+    delta_two = np.load(tmp_path / "two" / DATASET / MODEL / "uap_linf.npy")
     assert np.array_equal(delta_one, delta_two)
 
 
@@ -165,7 +176,7 @@ def _running(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the torchrun workers")
 def test_killed_run_resumes_from_finished_chunks(tmp_path, one_thread):
     args = _eval_cmd("pgd_linf", tmp_path / "out", 300, 25, *_sets(WEAK_PGD))
-    partial = tmp_path / "out" / "mnist5k" / MODEL / ".partial"
+    partial = tmp_path / "out" / DATASET / MODEL / ".partial"
     proc = _torchrun(args, tmp_path / "cache")
     deadline = time.time() + 240
     while not list(partial.glob("*/chunk-*.npz")):
@@ -178,13 +189,20 @@ def test_killed_run_resumes_from_finished_chunks(tmp_path, one_thread):
     while any(_running(pid) for pid in workers):
         time.sleep(0.05)
     done = {p.name for p in partial.glob("*/chunk-*.npz")}
-    assert done and len(done) < 12 and not (tmp_path / "out" / "mnist5k" / MODEL / "pgd_linf.json").exists()
+    assert done and len(done) < 12 and not (tmp_path / "out" / DATASET / MODEL / "pgd_linf.json").exists()
 
     _, err = _finish(_torchrun(args, tmp_path / "cache"))
     resumed = int(err.split("resumed ")[1].split(" of")[0])
     assert resumed >= 25 * len(done)  # at least the chunks seen before the kill were loaded, not recomputed
     single = evaluate(
-        MODEL, "pgd_linf", n_examples=300, chunk_size=25, device="cpu", progress=False, overrides=WEAK_PGD
+        MODEL,
+        "pgd_linf",
+        DATASET,
+        n_examples=300,
+        chunk_size=25,
+        device="cpu",
+        progress=False,
+        overrides=WEAK_PGD,
     )
     _assert_same_record(_record(tmp_path / "out", "pgd_linf"), single, "pgd_linf")
     assert not partial.exists()
@@ -194,14 +212,14 @@ def test_job_array_shards_then_one_record(tmp_path, standard_model):
     common = dict(
         n_examples=100, chunk_size=25, device="cpu", progress=False, overrides={"steps": 3}, model_name=MODEL
     )
-    reference = evaluate(standard_model, "pgd_linf", **common)
-    partial = tmp_path / "mnist5k" / MODEL / ".partial"
+    reference = evaluate(standard_model, "pgd_linf", DATASET, **common)
+    partial = tmp_path / DATASET / MODEL / ".partial"
     for i, chunks in enumerate([{0, 3}, {0, 1, 3}, {0, 1, 2, 3}]):  # 4 chunks: task i takes c % 3 == i
-        result = evaluate(standard_model, "pgd_linf", out_dir=tmp_path, shard=(i, 3), **common)
+        result = evaluate(standard_model, "pgd_linf", DATASET, out_dir=tmp_path, shard=(i, 3), **common)
         assert isinstance(result, ShardResult) and result.shard == (i, 3)
         assert set(result.chunks) == {c for c in range(4) if c % 3 == i} and result.folder.parent == partial
         assert {p.name for p in result.folder.glob("chunk-*.npz")} == {f"chunk-{c:05d}.npz" for c in chunks}
-    final = evaluate(standard_model, "pgd_linf", out_dir=tmp_path, **common)
+    final = evaluate(standard_model, "pgd_linf", DATASET, out_dir=tmp_path, **common)
     assert final.examples_per_s == 0.0  # nothing left to compute: every chunk came from the shards
     single, merged = json.loads(reference.to_json()), json.loads(final.to_json())
     for key in single.keys() - TIMING:
@@ -210,9 +228,9 @@ def test_job_array_shards_then_one_record(tmp_path, standard_model):
 
 def test_bad_shards_are_usage_errors(tmp_path):
     with pytest.raises(UsageError, match="0 <= i < n"):
-        evaluate(MODEL, "clean", n_examples=10, device="cpu", out_dir=tmp_path, shard=(3, 3))
+        evaluate(MODEL, "clean", DATASET, n_examples=10, device="cpu", out_dir=tmp_path, shard=(3, 3))
     with pytest.raises(UsageError, match="output directory"):
-        evaluate(MODEL, "clean", n_examples=10, device="cpu", shard=(0, 2))
+        evaluate(MODEL, "clean", DATASET, n_examples=10, device="cpu", shard=(0, 2))
     result = subprocess.run(
         [sys.executable, *_eval_cmd("clean", tmp_path, 10, 5, "--shard", "2/2")],
         capture_output=True,

@@ -18,7 +18,7 @@ from robench.engine import evaluate
 
 def test_record_has_the_documented_fields(tmp_path):
     r = evaluate("mnist_cnn_standard", "clean", n_examples=50, out_dir=tmp_path, progress=False)
-    data = json.loads((tmp_path / "mnist5k" / "mnist_cnn_standard" / "clean.json").read_text())
+    data = json.loads((tmp_path / "mnist" / "mnist_cnn_standard" / "clean.json").read_text())
     for key in (
         "schema_version",
         "model",
@@ -44,7 +44,7 @@ def test_record_has_the_documented_fields(tmp_path):
     assert data["robust_acc"] == data["clean_acc"] == r.clean_acc
     assert data["model_meta"]["weights_sha256"] and data["versions"]["torch"] == torch.__version__
     assert list(data) == sorted(data)
-    assert not (tmp_path / "mnist5k" / "mnist_cnn_standard" / ".partial").exists()  # chunks cleaned up
+    assert not (tmp_path / "mnist" / "mnist_cnn_standard" / ".partial").exists()  # chunks cleaned up
 
 
 # A PGD weak enough that the random start decides a few of 200 verdicts (as in test_distributed).
@@ -115,7 +115,7 @@ def test_misbehaving_models_fail_in_one_line(output, message):
             return output(x)
 
     with pytest.raises(EvaluationError, match=message):
-        evaluate(Bad(), "clean", n_examples=10, progress=False)
+        evaluate(Bad(), "clean", "mnist5k", n_examples=10, progress=False)
 
 
 def test_bad_counts_and_mismatched_dataset():
@@ -163,7 +163,7 @@ def test_kill_then_rerun_resumes_and_gives_the_same_record(tmp_path):
     proc = subprocess.Popen(
         _eval_cmd(tmp_path / "run"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
     )
-    partial = tmp_path / "run" / "mnist5k" / "mnist_cnn_standard" / ".partial"
+    partial = tmp_path / "run" / "mnist" / "mnist_cnn_standard" / ".partial"
     deadline = time.time() + 120
     while time.time() < deadline and not list(partial.glob("*/chunk-*.npz")):
         time.sleep(0.05)
@@ -171,7 +171,7 @@ def test_kill_then_rerun_resumes_and_gives_the_same_record(tmp_path):
     proc.wait()
     done_before = sorted(p.name for p in partial.glob("*/chunk-*.npz"))
     assert 1 <= len(done_before) < 6, done_before  # killed mid-run, with finished chunks on disk
-    assert not (tmp_path / "run" / "mnist5k" / "mnist_cnn_standard" / "pgd_linf.json").exists()
+    assert not (tmp_path / "run" / "mnist" / "mnist_cnn_standard" / "pgd_linf.json").exists()
 
     resumed = subprocess.run(_eval_cmd(tmp_path / "run"), capture_output=True, text=True, env=env, check=True)
     rec = json.loads(resumed.stdout)
@@ -179,6 +179,6 @@ def test_kill_then_rerun_resumes_and_gives_the_same_record(tmp_path):
         assert rec[key] == ref[key], key
     assert 0 < rec["robust_acc"] < rec["clean_acc"]
     assert (
-        load(tmp_path / "run" / "mnist5k" / "mnist_cnn_standard" / "pgd_linf.json").per_example
+        load(tmp_path / "run" / "mnist" / "mnist_cnn_standard" / "pgd_linf.json").per_example
         == ref["per_example"]
     )

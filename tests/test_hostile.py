@@ -48,7 +48,7 @@ def _card_copy(tmp_path: Path, extra: str = "") -> Path:
 
 
 def _eval(*args: str) -> int:
-    return main(["eval", "--threat", "clean", "--n-examples", "8", *args])
+    return main(["eval", "--dataset", "mnist5k", "--threat", "clean", "--n-examples", "8", *args])
 
 
 def test_class_5c_duplicate_key_in_a_card_is_one_line_naming_file_and_key(tmp_path, capsys):

@@ -243,7 +243,9 @@ def test_a_normalization_corrected_between_interrupted_runs_is_recomputed(tmp_pa
 
 
 def test_two_modules_of_one_class_into_one_out_dir_give_each_its_own_record(tmp_path):
-    kw = dict(n_examples=40, chunk_size=20, progress=False)
+    kw = dict(
+        dataset="mnist", n_examples=40, chunk_size=20, progress=False
+    )  # a module without a card names one
     a, b = _bare("mnist_cnn_standard"), _bare("mnist_cnn_pgd_linf")
     evaluate(a, "pgd_linf", out_dir=tmp_path / "runs", shard=(0, 2), **kw)
     second = evaluate(b, "pgd_linf", out_dir=tmp_path / "runs", **kw)

@@ -180,7 +180,7 @@ def test_class_4_a_rolled_back_commit_lets_the_same_submit_run_and_resume(
     card = write_card(tmp_path / "m.yaml", checkpoint(tmp_path / "m.safetensors", 4))
     plan = _intercept_commit(repo, card, monkeypatch)
     checkouts = _kill_at_every_step(repo, tmp_path, plan)
-    runs, card_file = Path("leaderboards/runs/mnist5k/m"), Path("configs/models/m.yaml")
+    runs, card_file = Path("leaderboards/runs/mnist/m"), Path("configs/models/m.yaml")
     middle = next(  # killed among the moves: records in place, no card (what used to block the rerun)
         c for c in checkouts if any((c / runs).glob("*.json")) and not (c / card_file).exists()
     )

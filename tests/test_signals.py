@@ -30,6 +30,8 @@ def _cmd(out: Path, batch: int) -> list[str]:
         "eval",
         "--model",
         MODEL,
+        "--dataset",
+        "mnist5k",
         "--threat",
         "pgd_linf",
         "--n-examples",

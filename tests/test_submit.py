@@ -39,7 +39,7 @@ THREATS = {
 BOARD = textwrap.dedent(
     """\
     title: Tiny board
-    dataset: mnist5k
+    dataset: mnist
     split: test
     n_examples: 50
     seed: 0
@@ -114,7 +114,7 @@ def page(root: Path) -> str:
 
 
 def records(root: Path, model: str) -> dict[str, record.RunRecord]:
-    folder = root / "leaderboards" / "runs" / "mnist5k" / model
+    folder = root / "leaderboards" / "runs" / "mnist" / model
     return {p.stem: record.load(p) for p in sorted(folder.glob("*.json"))}
 
 
@@ -194,7 +194,7 @@ def test_claimed_numbers_are_ignored(root, tmp_path, capsys):
 
     from robench.datasets import load_tensors
 
-    x, y = load_tensors("mnist5k", "test", 50)
+    x, y = load_tensors("mnist", "test", 50)
     with torch.inference_mode():
         measured = (create_model("bragger")(x).argmax(1) == y).float().mean().item()
     got = records(root, "bragger")
@@ -398,7 +398,7 @@ def test_an_interrupted_submission_changes_nothing_and_resumes(root, tmp_path, c
         assert submit(root, card) == 130
     staging = root / "leaderboards" / ".submit"
     staged = {p.relative_to(staging) for p in staging.rglob("*.json")}
-    assert staged == {Path("m/leaderboards/runs/mnist5k/m/clean.json")}  # kept for the rerun
+    assert staged == {Path("m/leaderboards/runs/mnist/m/clean.json")}  # kept for the rerun
     assert {p: b for p, b in snapshot(root).items() if ".submit" not in p.parts} == before
 
     with monkeypatch.context() as patch:
@@ -416,7 +416,7 @@ def test_a_damaged_staged_record_is_evaluated_again(root, tmp_path, capsys, monk
     with monkeypatch.context() as patch:
         watch_engine(patch, KeyboardInterrupt())
         assert submit(root, card) == 130
-    staged = root / "leaderboards" / ".submit" / "m" / "leaderboards" / "runs" / "mnist5k" / "m"
+    staged = root / "leaderboards" / ".submit" / "m" / "leaderboards" / "runs" / "mnist" / "m"
     staged = staged / "clean.json"
     text = staged.read_text()
     staged.write_text(text[: len(text) // 2] if damage == "truncated" else text.replace('"1', '"0', 1))

@@ -1,6 +1,6 @@
 """``robench submit --list FILE`` (#11): every model of a list onto its board in one resumable command.
 
-Reuses test_submit's tiny tree (cheap threats on 50 mnist5k images); the library-spec case puts a timm
+Reuses test_submit's tiny tree (cheap threats on 50 of MNIST's test images); the library-spec case puts a timm
 model's random weights in the Hugging Face cache and evaluates three generated ImageNet JPEGs."""
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ IMAGENET_THREATS = {
 def test_a_library_spec_gets_a_card_pinning_the_file_read(
     tmp_path, config_tree, hf_cache, imagenet_images, capsys
 ):
-    board = BOARD.replace("dataset: mnist5k", "dataset: imagenet").replace("n_examples: 50", "n_examples: 3")
+    board = BOARD.replace("dataset: mnist", "dataset: imagenet").replace("n_examples: 50", "n_examples: 3")
     root = config_tree(tmp_path / "repo", threats=IMAGENET_THREATS, boards={"tiny": board}, models={})
     data = tmp_path / "imagenet"
     imagenet_images(data / "val", per_class=1, class_folders=True)

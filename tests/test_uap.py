@@ -231,6 +231,8 @@ def test_bad_parameters_are_one_line_usage_errors(tmp_path, capsys, setting, mes
             "eval",
             "--model",
             "mnist_cnn_standard",
+            "--dataset",
+            "mnist5k",  # fitted on the embedded train split
             "--threat",
             "uap_linf",
             "--set",
@@ -252,6 +254,8 @@ def test_absurd_l2_eps_is_refused(tmp_path, capsys):
             "eval",
             "--model",
             "mnist_cnn_standard",
+            "--dataset",
+            "mnist5k",
             "--threat",
             "uap_l2",
             "--set",

@@ -61,6 +61,9 @@ class DatasetInfo:
     ``mnist5k`` and ``mnist`` share ε = 0.3 and svhn shares CIFAR's 8/255. ``fit_split`` is the split,
     disjoint from the evaluated ``test`` split, on which anything fitted to data (a universal
     perturbation, a zoo model) is fitted, so that evaluation never reuses fitting images.
+    ``evaluate_on`` names the dataset a model built for this one is evaluated on when no dataset is asked
+    for (None: this one): ``mnist5k``'s test images are MNIST *training* images, so a model trained on it is
+    judged on ``mnist``'s official test images unless ``--dataset mnist5k`` says otherwise.
     """
 
     name: str
@@ -70,6 +73,7 @@ class DatasetInfo:
     image_size: int
     splits: tuple[str, ...]
     fit_split: str
+    evaluate_on: str | None = None
 
 
 _Build = Callable[[str, "Path | None"], Dataset]
@@ -84,6 +88,12 @@ def _dataset(info: DatasetInfo) -> Callable[[_Build], _Build]:
         return build
 
     return add
+
+
+def default_eval_dataset(trained_on: str) -> str:
+    """The dataset a run of a model built for ``trained_on`` uses when none is named (see
+    :attr:`DatasetInfo.evaluate_on`)."""
+    return dataset_info(trained_on).evaluate_on or trained_on
 
 
 def list_datasets() -> list[str]:
@@ -263,7 +273,7 @@ def _embedded(npz: Path, split: str) -> Dataset:
     return _UInt8Images(torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)))
 
 
-@_dataset(DatasetInfo("mnist5k", "mnist", 10, 1, 28, _TRAIN_TEST, "train"))
+@_dataset(DatasetInfo("mnist5k", "mnist", 10, 1, 28, _TRAIN_TEST, "train", evaluate_on="mnist"))
 def _mnist5k(split: str, data_dir: Path | None) -> Dataset:
     """4,000 train / 1,000 test images, all from MNIST's training set, embedded in the package
     (robench/datasets/data/NOTICE.md)."""

@@ -63,11 +63,13 @@ def execute(spec: RunSpec, started: float | None = None) -> rec.RunRecord | Shar
 def evaluate(
     model: str | nn.Module | LoadedModel,
     threat: str | Threat,
-    dataset: str = "mnist5k",
+    dataset: str | None = None,
     **options,
 ) -> rec.RunRecord | ShardResult:
     """Evaluate ``model`` (a card name or any model spec, or an ``nn.Module`` taking [0,1] pixels) under
-    ``threat`` (a name or a :class:`~robench.threats.Threat`) on ``dataset``.
+    ``threat`` (a name or a :class:`~robench.threats.Threat`) on ``dataset``: by default, as on the command
+    line, the dataset the card's is judged on (``mnist``'s official test images for a zoo model, which was
+    trained on ``mnist5k``); a module without a card must name one.
 
     ``options`` are the fields of :class:`~robench.engine.spec.RunOptions` (``n_examples``, ``seed``,
     ``out_dir``, ``shard``, ``speed``, ...), checked when they are made. Returns the record, or for a

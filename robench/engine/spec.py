@@ -41,7 +41,13 @@ from torch.utils.data import Dataset
 
 from robench.core import record as rec
 from robench.core.errors import UsageError
-from robench.datasets import create_dataset, dataset_info, default_workers, first_examples
+from robench.datasets import (
+    create_dataset,
+    dataset_info,
+    default_eval_dataset,
+    default_workers,
+    first_examples,
+)
 from robench.datasets.imagenet import subset_identity
 from robench.engine.forward import Forward, Speed
 from robench.engine.progress import progress_mode
@@ -80,13 +86,13 @@ def _positive(label: str, value) -> None:
 class RunOptions:
     """What a caller asks of a run besides the model and the threat; validated when made.
 
-    ``dataset`` None means the model card's; ``n_examples`` None the whole split; ``batch_size`` and
-    ``chunk_size`` None the defaults. ``overrides`` are threat parameters (``--set``) and apply to threat
-    names. ``weights`` is a local file for a ``timm:``/``torchvision:`` spec or an import-path spec
-    (``package.module:Class``, ``file.py:Class``), which also takes ``normalization`` and ``arch_kwargs``.
-    ``model_name`` names the records of an in-memory module (default: its class name and a short
-    fingerprint). With ``out_dir``, finished
-    chunks are kept until the record is written there, so the same call after an interruption resumes;
+    ``dataset`` None means the one the card's dataset is judged on (mnist for mnist5k); ``n_examples``
+    None the whole split; ``batch_size`` and ``chunk_size`` None the defaults. ``overrides`` are threat
+    parameters (``--set``) and apply to threat names. ``weights`` is a local file for a ``timm:``/
+    ``torchvision:`` spec or an import-path spec (``package.module:Class``, ``file.py:Class``), which also
+    takes ``normalization`` and ``arch_kwargs``. ``model_name`` names the records of an in-memory module
+    (default: its class name and a short fingerprint). With ``out_dir``, finished chunks are kept until the
+    record is written there, so the same call after an interruption resumes;
     ``shard=(i, n)`` computes only chunks c with c % n == i into ``out_dir`` and writes no record.
     ``progress`` is "auto" (a bar when stderr is a terminal, else a log line at least every 30 s), "bar",
     "log" or "none"; ``False`` means "none" and ``None``/``True`` "auto" (it is stored as the mode).
@@ -245,10 +251,10 @@ def check_run(
 ) -> RunOptions:
     """Everything that can be checked before the weights load: the card (when ``model`` names one), the
     dataset it runs on, every threat's parameters, the device, the output folder and the data. Returns the
-    options with the dataset filled in (the card's when none was asked for). One line, nothing written, on
-    the first problem."""
+    options with the dataset filled in (when none was asked for, the one the card's dataset is judged on:
+    :func:`~robench.datasets.default_eval_dataset`). One line, nothing written, on the first problem."""
     card = _card(model, options)
-    dataset = options.dataset or (card.dataset if card is not None else None)
+    dataset = options.dataset or (default_eval_dataset(card.dataset) if card is not None else None)
     if dataset is None:
         raise UsageError("a model without a card (a module, an exported program) needs a dataset (--dataset)")
     if isinstance(model, str) and exported.is_exported(model):

@@ -41,7 +41,7 @@ from robench.boards.selection import RUNS_DIR, collect, default_root
 from robench.core import config, record
 from robench.core.errors import CheckpointError, RobenchError, UsageError
 from robench.core.record import check_name
-from robench.datasets import dataset_info
+from robench.datasets import dataset_info, default_eval_dataset
 from robench.models import ModelCard, card_from_dict, code, sha256_file
 from robench.models.card import NORMALIZATION_NEEDED, parse_normalization
 from robench.submission.undo import commit, discard, recover
@@ -196,7 +196,8 @@ def _taken_by_another(name: str, card_data: dict, target: Path, root: Path) -> b
 
 
 def select_boards(card: ModelCard, names: list[str] | None) -> list[Board]:
-    """The boards a submission goes to: ``names``, else every board of the card's dataset.
+    """The boards a submission goes to: ``names``, else every board of the dataset the card is judged on
+    (:func:`~robench.datasets.default_eval_dataset`: ``mnist`` for an ``mnist5k`` card).
 
     One record per (dataset, model, threat) is kept, so boards evaluated together must agree on the
     examples (split, count, seed); otherwise the user picks one.
@@ -204,10 +205,11 @@ def select_boards(card: ModelCard, names: list[str] | None) -> list[Board]:
     if names:
         boards = [load_board(n) for n in names]
     else:
-        boards = [b for b in map(load_board, board_names()) if b.dataset == card.dataset]
+        dataset = default_eval_dataset(card.dataset)
+        boards = [b for b in map(load_board, board_names()) if b.dataset == dataset]
         if not boards:
             raise UsageError(
-                f"no board in configs/boards evaluates {card.dataset!r} "
+                f"no board in configs/boards evaluates {dataset!r} "
                 f"(boards: {', '.join(board_names())}); "
                 "choose one whose images fit the model with --board"
             )
