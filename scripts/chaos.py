@@ -13,7 +13,7 @@ the rounds early. A last launch, undisturbed, writes the record, which must equa
 field that describes the result (per-example verdicts, accuracies, details, config_hash, flags).
 
 Exit status 0 when the record equals the reference, 1 otherwise; the last line says how many kills the
-run survived. The README's reliability section quotes a run of this script.
+run survived. docs/reliability.md "Failure catalogue (issue #14)" quotes two runs of this script.
 """
 
 from __future__ import annotations

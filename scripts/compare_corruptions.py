@@ -20,7 +20,7 @@ The package needs small shims on current numpy/scipy/scikit-image (``np.float_``
 ``scipy.ndimage.interpolation``, ``pkg_resources``, ``multichannel=``); they change no arithmetic.
 
 Measured (8 images, 224 px, CPU, OMP_NUM_THREADS=1; distortion: mean |x' - x| in levels) -- see
-README "Common corruptions" for the reading:
+docs/threats.md "Common corruptions" for the reading:
 
 | corruption | max abs diff (levels), sev 1..5 | min PSNR dB | distortion ours/ref, sev 1..5 | ref/ours time |
 |---|---|---|---|---|

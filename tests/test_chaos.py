@@ -1,5 +1,5 @@
 """scripts/chaos.py as a (slow) test: two kill rounds under torchrun, then the record must equal an
-undisturbed single-process run. The README quotes a longer run of the same script."""
+undisturbed single-process run. docs/reliability.md quotes longer runs of the same script."""
 
 from __future__ import annotations
 

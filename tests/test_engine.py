@@ -63,7 +63,7 @@ def test_same_seed_same_verdicts_and_seed_matters():
 
 
 def test_public_api_as_the_readme_shows_it():
-    """The README's Python example, verbatim apart from the print."""
+    """The public API as docs/architecture.md "Python API and CLI" lists it: a model, a record, details."""
     import robench
 
     model = robench.create_model("mnist_cnn_standard")

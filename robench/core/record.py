@@ -80,8 +80,9 @@ def run_identity(
 ) -> dict:
     """Every input that can change a verdict, plus the chunk size (it sets the chunks' seeds) and the
     batch size: what a record's ``config_hash`` hashes. ``model_identity`` is :func:`model_identity` of the
-    record's ``model_meta`` (docs/architecture.md, "Run identity"). Everything in it is also a field of the
-    record, so a reader can recompute the hash and catch a record edited without it (:func:`problem`).
+    record's ``model_meta`` (docs/architecture.md, "One run, one spec, one identity"). Everything in it is
+    also a field of the record, so a reader can recompute the hash and catch a record edited without it
+    (:func:`problem`).
     ``subset`` (an ImageNet subset file's name and sha256, kept in the record's ``indices``) enters only
     when given, so every run without one keeps the identity it always had. ``search`` likewise: what a
     gradient attack searched in when not fp32 (``execution.search``, e.g. ``"bf16+channels_last"``), whose

@@ -1,7 +1,7 @@
 """The official corrupted test sets (CIFAR-10-C, CIFAR-100-C, ImageNet-C, MNIST-C), read where a user has
 them.
 
-They are not datasets of their own (docs/protocols.md, "Common corruptions"): a corrupted set is the clean
+They are not datasets of their own (docs/threats.md, "Common corruptions"): a corrupted set is the clean
 test split seen through 75 (corruption, severity) pairs, and the record keeps the clean split's accuracy,
 indices and per-example verdicts, so that "robust" can still mean *this image* survives every corruption.
 The engine therefore opens the set aligned with the evaluated examples and hands it to the

@@ -1,6 +1,6 @@
 """Chunk files: a finished chunk's per-example results on disk, written atomically and checked on read.
 
-A resumed run trusts nothing it reads back (docs/reliability.md, "Damaged files"). Each chunk file carries
+A resumed run trusts nothing it reads back (docs/reliability.md, "At a glance"). Each chunk file carries
 the identity of the run that wrote it (:func:`chunk_identity`) and is accepted only if that identity is
 this run's, every array is a plain (non-object) array with one entry per example of the chunk, and the
 verdict arrays are boolean. Anything else (a truncated or overwritten file, one copied from another run,

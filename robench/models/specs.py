@@ -6,7 +6,7 @@
 ``torchvision:<name>[:<tag>]``
 (the weights' transforms and metadata); ``robustbench:<name>[:<dataset>[:<threat>]]`` (through
 RobustBench's own ``load_model``, when a working robustbench is installed: it is no robench extra, see
-the README). A library spec takes its weights from the library's own cache and hub, or
+docs/guide.md). A library spec takes its weights from the library's own cache and hub, or
 from ``--weights FILE``; either way robench reads the file itself, so the record holds its sha256.
 
 Such a card is what a user would have written by hand, plus ``spec`` (the string as typed, kept in the
@@ -301,7 +301,7 @@ def robustbench_network(card):
     """(network, checkpoint file) through RobustBench's own ``load_model`` (its downloads, its key fixes)."""
     try:
         from robustbench.utils import load_model
-    except ImportError as e:  # see README: PyPI's robustbench 1.1.1 cannot be imported as published
+    except ImportError as e:  # docs/guide.md: PyPI's robustbench 1.1.1 cannot be imported as published
         raise UsageError(
             f"{card.spec} needs a working robustbench (import failed: {type(e).__name__}: {e}): install it "
             "from git+https://github.com/RobustBench/robustbench with git+https://github.com/fra31/auto-attack"

@@ -12,8 +12,8 @@ pixelate upsamples with NEAREST); ``scripts/compare_corruptions.py`` measures th
 Randomness (noise, angles, crops, fractals, displacement fields) is drawn from the chunk's CPU generator
 and then moved to the device, so a CPU and a GPU run draw the same corruptions; only Poisson noise, whose
 rate is the image, is sampled on the CPU. Outputs are truncated to 8-bit levels as the published sets
-(stored as uint8 with ``np.uint8``) are. Deviations from the authors' code, all documented in README
-"Common corruptions":
+(stored as uint8 with ``np.uint8``) are. Deviations from the authors' code, all documented in
+docs/threats.md "Common corruptions":
 
 - motion blur (and the snow streaks) use ImageMagick's MotionBlurImage kernel as ``imagecorruptions``
   re-implements it (a one-sided Gaussian-weighted line of integer shifts), not ImageMagick itself;

@@ -5,7 +5,7 @@ one severity the authors' ``corruptions.py`` (github.com/google-research/mnist-c
 which is how the published set was made (:data:`SEVERITY`). Where MNIST-C reuses a Hendrycks corruption
 with the same formula (shot and impulse noise, glass and motion blur, brightness) the operation of
 :mod:`robench.threats.ops.corruption_ops` is called with MNIST-C's parameters; the rest are here. Deviations
-from the authors' code (README "Common corruptions"):
+from the authors' code (docs/threats.md "MNIST-C"):
 
 - motion blur is ImageMagick's kernel as re-implemented in numpy (as in ``corruption_ops``), not Wand;
 - shear, rotate and scale use scikit-image's ``AffineTransform`` as of 2019, when the set was made
