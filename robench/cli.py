@@ -356,7 +356,9 @@ def _compare_parser(add) -> None:
     cp.add_argument("model_a", metavar="A", help="model name")
     cp.add_argument("model_b", metavar="B", help="model name")
     _threat_option(
-        cp, "threat(s) to compare (repeatable or comma-separated; default: every threat both have)"
+        cp,
+        "threat(s) to compare (repeatable or comma-separated; default: every threat both have); a threat "
+        "set such as spatial+pgd_linf compares the examples robust under each of its threats",
     )
     where = cp.add_mutually_exclusive_group()
     where.add_argument("--board", help="only the records this board shows (current configs, its examples)")

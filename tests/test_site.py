@@ -490,6 +490,36 @@ def test_board_sorts_filters_hovers_and_links_in_chromium(driver, built, shots):
     assert errors(driver) == []
 
 
+def test_a_threat_set_is_an_axis_the_table_and_front_follow_in_chromium(driver, built, shots):
+    """Issue #23: the board's threat sets are on the axis switch; choosing one re-ranks the table by the
+    set's value (then x, then name, as the board ranks) and redraws the front on it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    models = board_data((built / "mnist5k" / "index.html").read_text())["models"]
+    open_board(driver, (built / "mnist5k" / "index.html").as_uri())
+    for axis in ("ax-x", "ax-y"):
+        offered = [o.get_attribute("value") for o in Select(driver.find_element(By.ID, axis)).options]
+        assert {"spatial+pgd_linf", "spatial+autoattack_linf"} <= set(offered)
+    Select(driver.find_element(By.ID, "ax-y")).select_by_value("spatial+pgd_linf")
+    both = {m["model"]: m["acc"]["spatial+pgd_linf"][0] for m in models}
+    spatial = {m["model"]: m["acc"]["spatial"][0] for m in models}
+    assert rows(driver) == sorted(both, key=lambda m: (-both[m], -spatial[m], m))
+    names = list(both)
+    on = pareto_front([spatial[m] for m in names], [both[m] for m in names])
+    red = driver.find_elements(By.CSS_SELECTOR, '#scatter circle[fill="#c0392b"]')
+    assert {m for c in red for m in c.get_attribute("data-models").split()} == {
+        m for m, f in zip(names, on, strict=True) if f
+    }
+    header = driver.find_element(By.CSS_SELECTOR, 'th[data-key="y"]').text
+    assert header == load_board("mnist5k").columns[-1].label == "Grid ∩ PGD ℓ∞"
+    cusp = driver.find_element(By.XPATH, '//tr[@data-model="mnist_cnn_cusp"]/td[7]').text
+    assert cusp.split()[0] == f"{100 * both['mnist_cnn_cusp']:.1f}"
+    assert "y=spatial%2Bpgd_linf" in driver.current_url  # the view is kept in the address
+    driver.save_screenshot(str(shots / "6-union-axis.png"))
+    assert errors(driver) == []
+
+
 def test_site_served_over_http_works_too(driver, built, shots):
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(built))
     handler.log_message = lambda *a: None

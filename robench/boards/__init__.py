@@ -6,10 +6,11 @@ board needs only records and configs, so CI checks boards without the evaluation
 :mod:`robench.submission.submit`, which re-evaluates a checkpoint, imports the engine, and only when it runs;
 it is not imported here.
 
-Modules, in import order: :mod:`~robench.boards.schema` (board configs), :mod:`~robench.boards.text`
-(escaping, protocol lines, the table layout, intervals as text), :mod:`~robench.boards.selection` (which
-records a board shows, and reading committed files without following links),
-:mod:`~robench.boards.pareto`, :mod:`~robench.boards.layout` (where plot labels go),
+Modules, in import order: :mod:`~robench.boards.text` (escaping, protocol lines, the table layout,
+intervals as text), :mod:`~robench.boards.selection` (which records a board shows, and reading committed
+files without following links), :mod:`~robench.boards.unions` (threat sets, from the records' verdicts),
+:mod:`~robench.boards.schema` (board configs), :mod:`~robench.boards.pareto`,
+:mod:`~robench.boards.layout` (where plot labels go),
 :mod:`~robench.boards.plot` (the plot and the data it carries), :mod:`~robench.boards.details` (the detail
 tables), :mod:`~robench.boards.render` (the page, the ranking and the front-neighbour tests),
 :mod:`~robench.boards.files` (write and check), :mod:`~robench.boards.charts`,

@@ -8,13 +8,19 @@ surely than two independent samples with the same accuracies would.
 With ``board`` only the records that board shows are compared (current configs, the board's examples
 and seed); with ``dataset`` every committed record of the two models is, and a pair of records whose
 examples differ is reported as not comparable rather than tested.
+
+A threat may be a threat set (``spatial+pgd_linf``, :mod:`robench.boards.unions`): each model's verdicts
+are then those of its members' records intersected, and a model whose member records are not verdicts on
+the same examples stops the command with one line naming the two records.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import NamedTuple
 
+from robench.boards import unions
 from robench.boards.schema import load_board
 from robench.boards.selection import RUNS_DIR, collect, read_record
 from robench.boards.text import p_text, with_interval
@@ -29,10 +35,28 @@ METHODS = (
 
 
 class Side(NamedTuple):
-    """What one record contributes: its verdicts and which examples they are about."""
+    """What one record (or threat set) contributes: its verdicts and which examples they are about."""
 
     verdicts: str
-    examples: tuple  # (split, start, n, seed): records pair only when these agree
+    examples: tuple  # (indices as JSON, n, seed): records pair only when these agree
+    part: unions.Part  # the record as a threat set's member
+
+
+def _side(dataset: str, model: str, threat: str, verdicts: str, indices, n: int, seed) -> Side:
+    indices = indices if isinstance(indices, dict) else {}
+    part = unions.Part(f"{dataset}/{model}/{threat}.json", verdicts, dataset, indices, n)
+    return Side(verdicts, (json.dumps(indices, sort_keys=True), n, seed), part)
+
+
+def _set_side(name: str, model: str, sides: dict) -> Side | None:
+    """Model's side of threat set ``name`` from its members' sides; None when a member has none. The seeds
+    of the members are kept, so two sets pair only when their members' records would."""
+    found = [sides.get((model, t)) for t in unions.members(name)]
+    if any(s is None for s in found):
+        return None
+    verdicts = unions.intersect(name, [s.part for s in found])
+    examples = (*found[0].examples[:2], tuple(s.examples[2] for s in found))
+    return Side(verdicts, examples, found[0].part._replace(verdicts=verdicts))
 
 
 class Row(NamedTuple):
@@ -45,7 +69,7 @@ def _board_sides(board_name: str, models: tuple[str, str], root: Path) -> tuple[
     board = load_board(board_name)
     frame = collect(board, root)[0]
     sides = {
-        (r.model, r.threat): Side(r.verdicts, (board.split, 0, r.n, board.seed))
+        (r.model, r.threat): _side(board.dataset, r.model, r.threat, r.verdicts, r.indices, r.n, board.seed)
         for r in frame[frame["model"].isin(models)].itertuples()
     }
     return board.dataset, sides
@@ -56,9 +80,10 @@ def _dataset_sides(dataset: str, models: tuple[str, str], root: Path) -> dict:
     for model in models:
         for path in sorted((root / RUNS_DIR / record.check_name("dataset", dataset) / model).glob("*.json")):
             rec = read_record(path, root)
-            where = rec.indices if isinstance(rec.indices, dict) else {}
-            examples = (where.get("split"), where.get("start", 0), rec.n_examples, rec.seed)
-            sides[(model, rec.threat)] = Side(str(rec.per_example), examples)
+            verdicts = str(rec.per_example)
+            sides[(model, rec.threat)] = _side(
+                dataset, model, rec.threat, verdicts, rec.indices, rec.n_examples, rec.seed
+            )
     return sides
 
 
@@ -86,8 +111,11 @@ def compare_models(
     dataset: str | None = None,
     root: Path,
 ) -> tuple[str, list[Row]]:
-    """The dataset compared on and one :class:`Row` per threat (default: every threat both models have)."""
+    """The dataset compared on and one :class:`Row` per threat or threat set (default: every threat both
+    models have)."""
     models = (record.check_name("model", a), record.check_name("model", b))
+    for threat in threats or []:
+        unions.check(threat)
     if board is not None and dataset is not None:
         raise UsageError("give --board or --dataset, not both")
     if board is not None:
@@ -95,6 +123,11 @@ def compare_models(
     else:
         dataset = dataset or _default_dataset(models, root)
         sides = _dataset_sides(dataset, models, root)
+    for threat in dict.fromkeys(t for t in threats or [] if unions.is_set(t)):
+        for model in models:
+            side = _set_side(threat, model, sides)
+            if side is not None:
+                sides[(model, threat)] = side
     have = {m: {t for (model, t) in sides if model == m} for m in models}
     if threats is None:
         threats = sorted(have[a] & have[b])
@@ -104,16 +137,16 @@ def compare_models(
             )
     rows = []
     for threat in threats:
-        missing = [m for m in models if threat not in have[m]]
-        if missing:
-            rows.append(Row(threat, None, f"no {'current ' if board else ''}record for {', '.join(missing)}"))
+        if any(threat not in have[m] for m in models):
+            lacking = [(m, t) for m in models for t in unions.members(threat) if (m, t) not in sides]
+            if unions.is_set(threat):
+                what = "of " + ", ".join(f"{t} for {m}" for m, t in lacking)
+            else:
+                what = "for " + ", ".join(m for m, _ in lacking)
+            rows.append(Row(threat, None, f"no {'current ' if board else ''}record {what}"))
             continue
         sa, sb = sides[(a, threat)], sides[(b, threat)]
-        if (
-            sa.examples != sb.examples
-            or len(sa.verdicts) != sa.examples[2]
-            or len(sb.verdicts) != sb.examples[2]
-        ):
+        if sa.examples != sb.examples or any(len(s.verdicts) != s.part.n for s in (sa, sb)):
             rows.append(Row(threat, None, "not paired: the records are not verdicts on the same examples"))
             continue
         rows.append(Row(threat, stats.compare(sa.verdicts, sb.verdicts)))

@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
+from robench.boards import unions
 from robench.boards.schema import Board, Column
 from robench.boards.text import escape, link, percent, pipe_table, with_interval
 from robench.core import config
@@ -35,8 +36,17 @@ GROUPS = (
     Group("ℓp threats", ("autoattack", "pgd")),
     Group("Translation and consistency", ("translation_sweep", "consistency")),
     Group("Common corruptions", ("corruptions",)),
+    Group("Union over threats", (unions.UNION,)),
 )
 UAP = "uap"
+#: Said above the threat sets' table: what a set's number is, and what it is not.
+UNION_TEXT = (
+    "An example counts under a set when it is robust under each of the set's threats, read from their "
+    "records' per-example verdicts (no re-run); each set follows its members. No model can score more "
+    "under a set than under any of its members; a value below the smallest says that the threats "
+    "break different examples. It bounds from above the accuracy under an adversary that combines "
+    "them on one image."
+)
 #: Rates from a record's details shown after its accuracy column: family -> [(header, details key)].
 EXTRAS = {
     "consistency": [("agreement of two shifts (Zhang)", "consistency")],
@@ -86,12 +96,13 @@ def _uap_table(board: Board, records: pd.DataFrame, models: list[str], threat: s
 
 
 def _accuracy_table(records: pd.DataFrame, models: list[str], columns: list[Column], family: dict) -> str:
-    """Each threat's accuracy with its interval, then (right after it) the rates EXTRAS names for its family,
-    an extra column being left out where no model's record has that rate."""
+    """Each threat's accuracy with its interval, then (right after it) the rates EXTRAS names for its family
+    (``family``: by threat; a threat not in it gets none), an extra column being left out where no model's
+    record has that rate."""
     spec = []  # (header, cell(model), whether the column may be left out)
     for c in columns:
         spec.append((f"{escape(c.label)} [95% CI]", lambda m, t=c.threat: acc_cell(records, m, t), False))
-        for header, key in EXTRAS.get(family[c.threat], []):
+        for header, key in EXTRAS.get(family.get(c.threat), []):
             spec.append((header, lambda m, t=c.threat, k=key: _detail(records, m, t, k), True))
     shown = [(h, [cell(m) for m in models], optional) for h, cell, optional in spec]
     shown = [(h, cells) for h, cells, optional in shown if not optional or set(cells) != {MISSING}]
@@ -121,7 +132,8 @@ def detail_sections(
     """The detail tables of every shown threat but clean (which the main table shows), in ranking order.
 
     ``columns`` are the shown extra threats; with the axes' threats they make up what is grouped here.
-    Each threat is labelled as the board's columns name it, else as its axis does.
+    Each threat is labelled as the board's columns name it, else as its axis does. A threat set's table
+    shows each set after its members, so that the union reads against its marginals.
     """
     records = frame.set_index(["model", "threat"])
     models = list(ranking["model"])
@@ -129,14 +141,18 @@ def detail_sections(
     for c in [*columns, board.x, *board.y_prefer]:  # a column's label names the norm; y's may not
         if c.threat != "clean" and c.threat in set(frame["threat"]):
             labels.setdefault(c.threat, c.label)
-    family = {t: config.threat_spec(t).family for t in labels}
+    family = {t: unions.family(t) for t in labels}
     known = {f for g in GROUPS for f in g.families} | {UAP}
     groups = [*GROUPS, Group("Other threats", tuple(sorted({f for f in family.values() if f not in known})))]
     out = ["## Details", ""]
     for group in groups:
         shown = [Column(t, label) for t, label in labels.items() if family[t] in group.families]
+        extras, intro = family, []
+        if group.families == (unions.UNION,):  # the members' rates are in their own tables already
+            shown, extras, intro = _with_members(shown, labels), {}, [UNION_TEXT, ""]
         if shown:
-            out += [f"### {escape(group.title)}", "", _accuracy_table(records, models, shown, family), ""]
+            table = _accuracy_table(records, models, shown, extras)
+            out += [f"### {escape(group.title)}", "", *intro, table, ""]
         if group is GROUPS[1]:  # universal perturbations right after the ℓp threats they are bounded like
             for t, label in labels.items():
                 if family[t] == UAP:
@@ -147,6 +163,16 @@ def detail_sections(
                         "",
                     ]
     return out + ["### Models", "", _models_table(ranking), ""]
+
+
+def _with_members(sets: list[Column], labels: dict[str, str]) -> list[Column]:
+    """Each set's member threats (once each, labelled as elsewhere on the page) before the set."""
+    out: dict[str, Column] = {}
+    for c in sets:
+        for threat in unions.members(c.threat):
+            out.setdefault(threat, Column(threat, labels.get(threat, threat)))
+        out[c.threat] = c
+    return list(out.values())
 
 
 def paper_cell(meta: dict) -> str:

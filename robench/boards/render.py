@@ -21,13 +21,14 @@ from typing import NamedTuple
 
 import pandas as pd
 
+from robench.boards import unions
 from robench.boards.details import FLAG_MARK, MISSING, acc_cell, detail_sections
 from robench.boards.pareto import pareto_front
 from robench.boards.plot import Plot, Point
 from robench.boards.schema import Board, Column, load_board
 from robench.boards.selection import RUNS_DIR, collect, default_root
-from robench.boards.text import escape, p_text, pipe_table, protocol_text
-from robench.core import config, stats
+from robench.boards.text import escape, p_text, pipe_table
+from robench.core import stats
 
 FRONT_MARK = "★"
 TIE_MARK = "≈"
@@ -254,8 +255,7 @@ def _entries(board: Board, complete: pd.DataFrame) -> tuple[list[str], Plot | No
     for c in [board.x, *board.y_prefer, *columns]:
         labels.setdefault(c.threat, c.label)
     for threat, label in labels.items():
-        family = config.threat_spec(threat).family
-        text = protocol_text(family, config.threat_config(threat, board.dataset))
+        text = unions.protocol(threat, board.dataset)
         out.append(f"- **{escape(label)}** (`{threat}`): {escape(text)}")
     return out + [""], plot
 
@@ -310,11 +310,21 @@ def _complete(board: Board, frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str
     return frame[~frame["model"].isin(incomplete)], incomplete
 
 
+def _shown(board: Board, root: Path):
+    """What the page shows: the complete models' records with a row per threat set they have every member
+    of (:func:`robench.boards.unions.add`), the incomplete models, and the stale, invalid and refused
+    records (a set whose members are not verdicts on the same examples)."""
+    frame, stale, invalid = collect(board, root)
+    complete, incomplete = _complete(board, frame)
+    complete, refused = unions.add(board.sets, complete, board.dataset)
+    return complete, incomplete, stale, invalid, refused
+
+
 class Ranked(NamedTuple):
     """What a board shows, for views other than the markdown page (the site, ``robench submit``)."""
 
     board: Board
-    records: pd.DataFrame  # the complete models' current records (see selection.COLUMNS)
+    records: pd.DataFrame  # the complete models' current records (see selection.COLUMNS) and set rows
     ranking: pd.DataFrame  # one row per model, best first (model, x, y, y_threat, front, meta)
     pairs: list[Neighbours]  # neighbouring front members and their paired tests
 
@@ -323,7 +333,7 @@ def ranked(board_name: str, root: Path | None = None) -> Ranked:
     """The board's records, ranking and front tests, computed as the page computes them."""
     root = Path(root) if root is not None else default_root()
     board = load_board(board_name)
-    complete, _ = _complete(board, collect(board, root)[0])
+    complete = _shown(board, root)[0]
     if complete.empty:
         empty = pd.DataFrame(columns=["model", "x", "y", "y_threat", "front", "meta"])
         return Ranked(board, complete, empty, [])
@@ -344,8 +354,7 @@ def build(board_name: str, root: Path | None = None) -> Page:
     """The page and plot that the records under ``root`` produce for board ``board_name``."""
     root = Path(root) if root is not None else default_root()
     board = load_board(board_name)
-    frame, stale, invalid = collect(board, root)
-    complete, incomplete = _complete(board, frame)
+    complete, incomplete, stale, invalid, refused = _shown(board, root)
 
     out, plot = _intro(board), None
     if complete.empty:
@@ -358,7 +367,12 @@ def build(board_name: str, root: Path | None = None) -> Page:
         "Incomplete entries (not shown)",
         [f"- {escape(m)}: missing {', '.join(f'`{t}`' for t in ts)}" for m, ts in sorted(incomplete.items())],
     )
-    for title, items in [("Stale records (not shown)", stale), ("Invalid records (not shown)", invalid)]:
+    left_out = [
+        ("Stale records (not shown)", stale),
+        ("Invalid records (not shown)", invalid),
+        ("Threat sets refused (not shown)", refused),
+    ]
+    for title, items in left_out:
         lines = [f"- {escape(r.model)} / {escape(r.threat)}: {escape(r.reason)}" for r in sorted(items)]
         out += _left_out(title, lines)
     return Page("\n".join(out).rstrip("\n") + "\n", plot)

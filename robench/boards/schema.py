@@ -25,18 +25,25 @@ Schema (every key below is known; any other key is an error)::
         - {threat: pgd_linf, label: PGD}
     columns:                                       # shown after the axes, in this order
       - {threat: clean, label: Clean}
+      - {threat: spatial+pgd_linf, label: "Grid ∩ PGD ℓ∞"}   # a threat set (robench.boards.unions)
 
 ``base: other_board`` inherits from another board file (see :mod:`robench.core.config`). Threats in
 ``require``
 and ``x`` must have a config in ``configs/threats/``. A ``y.prefer`` entry or column whose threat has no
 config yet is skipped, so a board can list threats that are still being written (``autoattack_linf``)
 and pick them up, with no board edit, once they exist; at least one ``y.prefer`` threat must exist.
+
+A column may name a threat *set*, its threats joined by ``+``: an example counts when it is robust under
+each of them (:mod:`robench.boards.unions`); the column is skipped while a member has no config. A set is
+not an axis of the markdown page (x and ``y.prefer`` name threats, which ``robench submit`` evaluates);
+the site offers the board's sets on its axis switch.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+from robench.boards import unions
 from robench.core import config, schema
 from robench.core.errors import UsageError
 from robench.core.record import check_name
@@ -96,7 +103,12 @@ class Board:
     y_label: str
     y_note: str
     y_prefer: tuple[Column, ...]  # only threats that have a config now
-    columns: tuple[Column, ...]  # only threats that have a config now
+    columns: tuple[Column, ...]  # only threats (and sets whose members all have) a config now
+
+    @property
+    def sets(self) -> tuple[str, ...]:
+        """The threat sets among the columns (:mod:`robench.boards.unions`)."""
+        return tuple(c.threat for c in self.columns if unions.is_set(c.threat))
 
 
 def board_names() -> list[str]:
@@ -116,6 +128,12 @@ def load_board(name: str) -> Board:
         raise UsageError(f"{where}: seed must be a non-negative integer, got {raw.seed!r}")
     if not raw.require:
         raise UsageError(f"{where}: require must be a non-empty list of threat names")
+    for axis, column in [("x", raw.x), *(("y.prefer", c) for c in raw.y.prefer)]:
+        if unions.is_set(column.threat):
+            raise UsageError(
+                f"{where}: {axis} names the threat set {column.threat!r}; list it under columns (the site "
+                "offers it as an axis): the axes name threats, which robench submit evaluates"
+            )
     for threat in [*raw.require, raw.x.threat]:
         _existing(threat, known, where)
     prefer, columns = _unique(raw.y.prefer, f"{where}: y.prefer"), _unique(raw.columns, f"{where}: columns")
@@ -140,7 +158,7 @@ def load_board(name: str) -> Board:
         y_label=raw.y.label,
         y_note=raw.y.note,
         y_prefer=y_prefer,
-        columns=tuple(c for c in columns if c.threat in known),
+        columns=tuple(c for c in columns if set(unions.members(c.threat)) <= known),
     )
 
 
@@ -151,9 +169,9 @@ def _existing(threat: str, known: set[str], where: str) -> None:
 
 
 def _unique(columns: list[Column], where: str) -> list[Column]:
-    """Columns with safe threat names, each threat listed once."""
+    """Columns with safe threat (or threat set) names, each listed once."""
     for column in columns:
-        check_name("threat", column.threat)
+        unions.check(column.threat)
     threats = [c.threat for c in columns]
     duplicates = sorted({t for t in threats if threats.count(t) > 1})
     if duplicates:

@@ -20,15 +20,17 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import pandas as pd
 
-from robench.boards.schema import Board
 from robench.boards.text import format_value
 from robench.core import config, record, stats
 from robench.core.errors import RobenchError, UsageError
 from robench.core.record import check_name
+
+if TYPE_CHECKING:  # only annotations: the schema imports robench.boards.unions, which imports this module
+    from robench.boards.schema import Board
 
 #: Where committed run records live, relative to the repository root: ``<dataset>/<model>/<threat>.json``.
 RUNS_DIR = Path("leaderboards") / "runs"
@@ -152,7 +154,8 @@ def _stale(rec: record.RunRecord, board: Board, current) -> str | None:
 
 
 #: The frame :func:`collect` returns: ``hits`` is how many of the ``n`` examples count as correct (from the
-#: verdicts, see :func:`robench.core.stats.successes`), ``verdicts`` the record's per-example string.
+#: verdicts, see :func:`robench.core.stats.successes`), ``verdicts`` the record's per-example string and
+#: ``indices`` which examples they are about (:mod:`robench.boards.unions` checks that before intersecting).
 COLUMNS = [
     "model",
     "threat",
@@ -163,6 +166,7 @@ COLUMNS = [
     "n",
     "hits",
     "verdicts",
+    "indices",
     "details",
     "artifacts",
 ]
@@ -211,6 +215,7 @@ def collect(board: Board, root: Path) -> tuple[pd.DataFrame, list[Rejected], lis
                     "n": rec.n_examples,
                     "hits": stats.successes(rec.per_example, rec.n_examples, rec.robust_acc),
                     "verdicts": rec.per_example,
+                    "indices": rec.indices,
                     "details": rec.details if isinstance(rec.details, dict) else {},
                     "artifacts": rec.artifacts if isinstance(rec.artifacts, dict) else {},
                 }

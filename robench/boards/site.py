@@ -37,15 +37,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from robench.boards import charts, mdhtml
+from robench.boards import charts, mdhtml, unions
 from robench.boards import plot as plots
 from robench.boards.details import recipe_name
 from robench.boards.files import BOARDS_DIR, paths
 from robench.boards.render import Page, Ranked, build, pair_text, ranked, tied
 from robench.boards.schema import board_names
 from robench.boards.selection import RUNS_DIR, Refused, default_root, read_checkout_file
-from robench.boards.text import html_escape, plain, protocol_text, safe_url
-from robench.core import config, record, stats
+from robench.boards.text import html_escape, plain, safe_url
+from robench.core import record, stats
 from robench.core.errors import UsageError
 
 #: A file at the site's root that marks DIR as a robench site, so that a rebuild may remove files the
@@ -116,7 +116,7 @@ def _acc(row) -> list[float]:
 
 def _board_data(r: Ranked, labels: dict[str, str]) -> dict:
     b, records = r.board, r.records.set_index(["model", "threat"])
-    family = {t: config.threat_spec(t).family for t in labels}
+    family = {t: unions.family(t) for t in labels}
     ties = tied(r.pairs)
     flagged: dict[str, list[str]] = {}
     for t in r.records.itertuples():
@@ -142,7 +142,9 @@ def _board_data(r: Ranked, labels: dict[str, str]) -> dict:
                 "acc": {t: _acc(records.loc[(m.model, t)]) for t in mine["threat"]},
             }
         )
-    xs = [b.x.threat] + [t for t in labels if family[t] in X_FAMILIES and t != b.x.threat]  # x always first
+    # x always first; threat sets (robench.boards.unions) are offered on both axes, last
+    sets = [t for t in labels if family[t] == unions.UNION]
+    xs = [b.x.threat] + [t for t in labels if family[t] in X_FAMILIES and t != b.x.threat] + sets
     y_name = f"{b.y_label} (board: " + ", else ".join(c.label for c in b.y_prefer) + ")"
     return {
         "x": {"threat": b.x.threat, "label": b.x.label},
@@ -150,7 +152,8 @@ def _board_data(r: Ranked, labels: dict[str, str]) -> dict:
         "x_default": b.x.threat,
         "xs": [{"id": t, "label": labels.get(t, b.x.label)} for t in xs],
         "ys": [{"id": "board_y", "label": y_name}]
-        + [{"id": t, "label": labels[t]} for t in labels if family[t] in Y_FAMILIES],
+        + [{"id": t, "label": labels[t]} for t in labels if family[t] in Y_FAMILIES]
+        + [{"id": t, "label": labels[t]} for t in sets],
         "models": models,
     }
 
@@ -339,7 +342,7 @@ def _charts(mine: pd.DataFrame, model: str, root: Path, dataset: str) -> tuple[l
         return f'<p class="omitted">{html_escape(caption)} ({html_escape(why)})</p>'
 
     for r in mine.sort_values("threat").itertuples():
-        threat, d, family = r.threat, r.details, config.threat_spec(r.threat).family
+        threat, d, family = r.threat, r.details, unions.family(r.threat)
         angle, shift, curve = (
             d.get(k) or {} for k in ("accuracy_by_rotation", "accuracy_by_translation", "curve")
         )
@@ -438,7 +441,7 @@ def _model_page(r: Ranked, labels: dict[str, str], row, root: Path) -> tuple[byt
     for threat in sorted(mine["threat"], key=lambda t: (order.get(t, len(order)), t)):
         rec = mine[mine["threat"] == threat].iloc[0]
         value, low, high = _acc(rec)
-        text = protocol_text(config.threat_spec(threat).family, config.threat_config(threat, b.dataset))
+        text = unions.protocol(threat, b.dataset)
         axis = f' <span class="axis-tag">board {axes[threat]}</span>' if threat in axes else ""
         threats.append(
             f"<tr><td>{html_escape(labels[threat])}{axis}<br><code>{html_escape(threat)}</code></td>"
@@ -453,7 +456,10 @@ def _model_page(r: Ranked, labels: dict[str, str], row, root: Path) -> tuple[byt
         for f in t.flags
     ]
     figures, images = _charts(mine, model, root, b.dataset)
-    commands = [f"<pre>{html_escape(reproduce(r, model, t))}</pre>" for t in mine["threat"]]
+    # a threat set has no command of its own: the board recomputes it from its members' records
+    commands = [
+        f"<pre>{html_escape(reproduce(r, model, t))}</pre>" for t in mine["threat"] if not unions.is_set(t)
+    ]
     body = [
         '<nav><a href="../../index.html">All boards</a> › '
         f'<a href="../index.html">{html_escape(b.title)}</a></nav>',
