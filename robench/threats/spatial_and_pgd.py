@@ -32,7 +32,7 @@ from typing import Literal
 
 import torch
 
-from robench.threats.base import FAMILIES, BatchContext, Threat, require
+from robench.threats.base import FAMILIES, Threat, require
 from robench.threats.ops.geometry import warp_transforms
 from robench.threats.pgd import PGD
 from robench.threats.spatial import SpatialGrid
@@ -116,7 +116,7 @@ class SpatialAndPGD(Threat):
             with torch.inference_mode():
                 loss = self.grid.loss_under(model, x[alive], y[alive], self.grid.transforms, ctx.batch_size)
             worst = loss.topk(self.top_k, dim=1).indices.cpu()  # [alive, top_k], worst first
-            side = BatchContext(generator=side_generator(ctx.generator), batch_size=ctx.batch_size)
+            side = dataclasses.replace(ctx, generator=side_generator(ctx.generator))
             for j in range(self.top_k):
                 still = robust[alive].cpu()
                 idx, chosen = alive[still.to(alive.device)], worst[still, j]
