@@ -15,6 +15,7 @@ from robench.threats import (  # noqa: F401  (register the families)  # noqa: F4
     mnist_c,
     pgd,
     spatial,
+    spatial_and_pgd,
     spatial_pgd,
     spatial_random,
     translation,

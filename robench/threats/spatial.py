@@ -27,6 +27,7 @@ import dataclasses
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from robench.threats.base import FAMILIES, Threat, omitted_at_default, require
 from robench.threats.ops.geometry import Warp, check_box, check_warp, describe_warp, warp_every
@@ -38,6 +39,14 @@ def grid_transforms(max_rotation, n_rotations, max_translation, n_translations) 
     shifts = torch.linspace(-max_translation, max_translation, n_translations, dtype=torch.float64)
     a, tx, ty = torch.meshgrid(angles, shifts, shifts, indexing="ij")
     return torch.stack([a.flatten(), tx.flatten(), ty.flatten()], dim=1) + 0.0  # -0.0 -> 0.0
+
+
+def _correct(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return logits.argmax(1) == labels
+
+
+def _loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits, labels, reduction="none")
 
 
 #: The largest grid built: the grid is materialised when the threat is created, and beyond this a run
@@ -90,8 +99,19 @@ class SpatialGrid(Threat):
     def correct_under(self, model, x, y, transforms, batch_size) -> torch.Tensor:
         """Correctness [N, T] of every image under every (angle, tx, ty) row of ``transforms``, about
         batch_size warped images a forward."""
+        return self.score_under(model, x, y, transforms, batch_size, _correct, torch.bool)
+
+    def loss_under(self, model, x, y, transforms, batch_size) -> torch.Tensor:
+        """Cross-entropy [N, T] of every image under every row of ``transforms``: how close each transform
+        comes to fooling, which ranks the transforms an example survives (spatial_and_pgd starts its ℓp
+        search from the worst of them)."""
+        return self.score_under(model, x, y, transforms, batch_size, _loss, torch.float32)
+
+    def score_under(self, model, x, y, transforms, batch_size, score, dtype) -> torch.Tensor:
+        """``score(logits, labels)`` [N, T] of every image under every row of ``transforms``, about
+        batch_size warped images a forward (the one batching loop of the grid's verdicts and losses)."""
         n, t = x.shape[0], transforms.shape[0]
-        out = torch.empty(n, t, dtype=torch.bool, device=x.device)
+        out = torch.empty(n, t, dtype=dtype, device=x.device)
         per_forward = max(1, batch_size // max(t, 1))  # images per forward
         for i in range(0, n, per_forward):
             xb, yb = x[i : i + per_forward], y[i : i + per_forward]
@@ -100,8 +120,7 @@ class SpatialGrid(Threat):
                 rows = transforms[j : j + max(1, batch_size // b)]
                 k = rows.shape[0]
                 warped = warp_every(xb, rows, self.align_corners, self.warp)
-                pred = model(warped).argmax(1).view(b, k)
-                out[i : i + b, j : j + k] = pred == yb.view(-1, 1)
+                out[i : i + b, j : j + k] = score(model(warped), yb.repeat_interleave(k)).view(b, k)
         return out
 
     def run_batch(self, model, x, y, clean_correct, ctx):
