@@ -433,4 +433,4 @@ def test_class_8_the_longest_name_allowed_fits_every_file_robench_makes_of_it(tm
     assert main([*run, "--threat", "t" * (MAX_NAME + 1), "--runs", str(out)]) == 2
     assert f"{MAX_NAME + 1} characters" in _one_error_line(capsys)
     assert main([*run, "--threat", "t" * MAX_NAME, "--runs", str(out)]) == 0
-    assert (out / "mnist5k" / "mnist_cnn_standard" / f"{'t' * MAX_NAME}.json").is_file()
+    assert (out / "mnist" / "mnist_cnn_standard" / f"{'t' * MAX_NAME}.json").is_file()

@@ -243,14 +243,12 @@ def test_a_normalization_corrected_between_interrupted_runs_is_recomputed(tmp_pa
 
 
 def test_two_modules_of_one_class_into_one_out_dir_give_each_its_own_record(tmp_path):
-    kw = dict(
-        dataset="mnist", n_examples=40, chunk_size=20, progress=False
-    )  # a module without a card names one
+    kw = dict(dataset="mnist", n_examples=40, chunk_size=20, progress=False)  # a module names its dataset
     a, b = _bare("mnist_cnn_standard"), _bare("mnist_cnn_pgd_linf")
     evaluate(a, "pgd_linf", out_dir=tmp_path / "runs", shard=(0, 2), **kw)
     second = evaluate(b, "pgd_linf", out_dir=tmp_path / "runs", **kw)
     alone = evaluate(_bare("mnist_cnn_pgd_linf"), "pgd_linf", out_dir=tmp_path / "alone", **kw)
     assert second.per_example == alone.per_example and second.robust_acc == alone.robust_acc
     assert second.model != evaluate(a, "clean", **kw).model
-    saved = json.loads(rec.path_for(tmp_path / "runs", "mnist5k", second.model, "pgd_linf").read_text())
+    saved = json.loads(rec.path_for(tmp_path / "runs", "mnist", second.model, "pgd_linf").read_text())
     assert saved["model_meta"]["fingerprint"] == second.model_meta["fingerprint"]
