@@ -66,7 +66,7 @@ def test_p4_layers_rotate_the_maps_and_shift_the_orientations_exactly():
     x = torch.rand(4, 1, 28, 28)
     with torch.no_grad():
         f, f_turned = net.features(x), net.features(quarter_turn(x))
-    assert f.shape == (4, 64 * 4, 7, 7)
+    assert f.shape == (4, 32 * 4, 7, 7)
     expected = torch.roll(quarter_turn(f.unflatten(1, (-1, 4))), 1, dims=2).flatten(1, 2)
     assert torch.allclose(f_turned, expected, atol=1e-5)
     assert not torch.allclose(f_turned, f, atol=1e-3)  # the maps do move: the check above can fail
