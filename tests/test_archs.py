@@ -13,7 +13,7 @@ from robench.models import (
     card_from_dict,
 )
 
-ZOO_ARCHS = ["mnist_cnn", "mnist_cnn_aa", "mnist_mlp", "mnist_vit"]
+ZOO_ARCHS = ["mnist_cnn", "mnist_cnn_aa", "mnist_mlp", "mnist_p4cnn", "mnist_vit"]
 
 
 @pytest.mark.parametrize("arch", ZOO_ARCHS)
@@ -52,6 +52,44 @@ def test_antialiased_cnn_has_the_plain_cnns_parameters_and_blurs_before_subsampl
         for name, f in {"max": torch.nn.MaxPool2d(2), "blur": pool}.items()
     }
     assert change["blur"] < 0.5 * change["max"]
+
+
+def quarter_turn(x, k=1):
+    return torch.rot90(x, k, dims=(-2, -1))
+
+
+def test_p4_layers_rotate_the_maps_and_shift_the_orientations_exactly():
+    """A quarter turn of the input rotates every feature map a quarter turn and moves orientation r to r+1,
+    through the lifting layer, two group convolutions and the max-pools (the whole feature stack)."""
+    torch.manual_seed(0)
+    net = timm.create_model("mnist_p4cnn", num_classes=10).eval()
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        f, f_turned = net.features(x), net.features(quarter_turn(x))
+    assert f.shape == (4, 32 * 4, 7, 7)
+    expected = torch.roll(quarter_turn(f.unflatten(1, (-1, 4))), 1, dims=2).flatten(1, 2)
+    assert torch.allclose(f_turned, expected, atol=1e-5)
+    assert not torch.allclose(f_turned, f, atol=1e-3)  # the maps do move: the check above can fail
+
+
+def test_p4_logits_are_invariant_to_quarter_turns_and_not_to_other_rotations():
+    torch.manual_seed(0)
+    net = timm.create_model("mnist_p4cnn", num_classes=10).eval()
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        logits = net(x)
+        for k in (1, 2, 3):
+            assert torch.allclose(net(quarter_turn(x, k)), logits, atol=1e-5)
+        flipped = net(x.flip(-1))  # a reflection is not in p4
+        plain = timm.create_model("mnist_cnn", num_classes=10).eval()
+        plain_turned = plain(quarter_turn(x))
+    assert not torch.allclose(flipped, logits, atol=1e-3)
+    assert not torch.allclose(plain_turned, plain(x), atol=1e-3)  # the plain CNN has no such invariance
+
+
+def test_p4_conv_refuses_an_even_kernel():
+    with pytest.raises(ValueError, match="odd kernel_size"):
+        archs.P4Conv(1, 4, kernel_size=4, lifting=True)
 
 
 def test_vit_kwargs_override_the_defaults():
