@@ -81,6 +81,8 @@ CARD_MUTATIONS = [
     ("training", {"training": {"recipe": "x"}}, {}, False),
     ("claimed", {"claimed": {"clean": 0.99}}, {}, False),
     ("spec", {}, {"spec": "path/to/card.yaml"}, False),
+    # a test-time vote is part of the model: another vote, another model
+    ("defense", {"defense": {"vote": 10, "rotation": 30, "translation": 3}}, {}, True),
     # a pin is checked against the code found; the found code's own hash is what enters the identity
     ("code", {"code": {"sha256": "1" * 64}}, {}, False),
     # where the pinned bytes are found, not what they are: the sha256 above is their identity
@@ -97,7 +99,7 @@ def test_every_card_field_is_covered_by_a_mutation():
         "weights.url",
         "weights.format",
     }
-    covered = {m[0].split(".")[0] if m[0].startswith("normalization") else m[0] for m in CARD_MUTATIONS}
+    covered = {m[0].split(".")[0] if m[0].startswith(("normalization", "defense")) else m[0] for m in CARD_MUTATIONS}
     # preprocessing is ImageNet-only (tested below), url/format are locators like path
     assert fields <= covered, fields - covered
 
