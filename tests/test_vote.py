@@ -154,7 +154,10 @@ def test_a_deterministic_model_is_attacked_as_before(standard_model, batch, ctx)
 
 def test_records_flag_the_randomised_model_and_reproduce_under_a_seed(tmp_path):
     card = {**CARD, "defense": {"vote": 3, "rotation": 30, "translation": 3}}
-    card["weights"] = {**card["weights"], "path": str(BUILTIN / "weights" / "mnist_cnn_worst_of_10.safetensors")}
+    card["weights"] = {
+        **card["weights"],
+        "path": str(BUILTIN / "weights" / "mnist_cnn_worst_of_10.safetensors"),
+    }
     path = tmp_path / "voted.yaml"
     path.write_text(yaml.safe_dump(card))
     runs = dict(dataset="mnist5k", n_examples=24, progress=False)
