@@ -81,6 +81,8 @@ CARD_MUTATIONS = [
     ("training", {"training": {"recipe": "x"}}, {}, False),
     ("claimed", {"claimed": {"clean": 0.99}}, {}, False),
     ("spec", {}, {"spec": "path/to/card.yaml"}, False),
+    # a test-time vote is part of the model: another vote, another model
+    ("defense", {"defense": {"vote": 10, "rotation": 30, "translation": 3}}, {}, True),
     # a pin is checked against the code found; the found code's own hash is what enters the identity
     ("code", {"code": {"sha256": "1" * 64}}, {}, False),
     # where the pinned bytes are found, not what they are: the sha256 above is their identity

@@ -218,6 +218,10 @@ def test_cli_train_errors_are_one_line(tmp_path, capsys):
 @pytest.mark.parametrize("name", ZOO)
 def test_zoo_cards_load_reproduce_their_clean_accuracy_and_name_their_retrain_command(name):
     card = load_card(name)
+    if card.defense is not None:  # a vote around another zoo card's network: that card is checked itself
+        trained = build_parser().parse_args(shlex.split(card.training["command"])[1:]).name
+        assert trained in ZOO and load_card(trained).weights.sha256 == card.weights.sha256
+        return
     x, y = load_tensors("mnist5k", "test")
     assert abs(accuracy(create_model(card), x, y) - card.training["clean_acc_test"]) <= 0.001  # one image
     args = build_parser().parse_args(shlex.split(card.training["command"])[1:])

@@ -35,6 +35,7 @@ from robench.engine.chunks import chunk_identity, load_chunk, save_chunk
 from robench.engine.forward import Forward
 from robench.engine.progress import Progress
 from robench.engine.spec import RunSpec
+from robench.models.vote import randomised_flags
 from robench.runtime.devices import describe_device, versions
 from robench.runtime.distributed import ChunkQueue, world
 from robench.threats import BatchContext
@@ -180,7 +181,7 @@ def _compute(spec: RunSpec, queue: ChunkQueue, partial: Path | None) -> tuple[Ch
 
 def _record(spec: RunSpec, stats: dict[str, np.ndarray], world_size: int, timing: dict) -> rec.RunRecord:
     threat = spec.threat
-    flags = list(threat.flags(stats))
+    flags = list(threat.flags(stats)) + randomised_flags(spec.model.module)
     if (stats["robust_claimed"] & ~stats["clean_correct"]).any():
         flags.append(
             "robust_above_clean: the threat reported misclassified examples as robust (counted as not robust)"

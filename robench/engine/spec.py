@@ -12,10 +12,11 @@ The identity (``RunSpec.identity``, hashed into the record's ``config_hash``, na
 chunks) holds:
 
 - the model's content (:func:`model_meta`): for a card, the weights' sha256 (or the library file's), the
-  architecture and its kwargs, the library, normalisation, preprocessing, class count, input size and
-  trained-on dataset; for an in-memory module without a card, its class's qualified name and a fingerprint
-  of every parameter and buffer. A card's cosmetic fields (:data:`robench.core.record.COSMETIC_META`) stay
-  out, so renaming a display name never invalidates a result;
+  architecture and its kwargs, the library, normalisation, preprocessing, class count, input size,
+  trained-on dataset and a test-time defense (robench.models.vote); for an in-memory module without a
+  card, its class's qualified name and a fingerprint of every parameter and buffer. A card's cosmetic
+  fields (:data:`robench.core.record.COSMETIC_META`) stay out, so renaming a display name never
+  invalidates a result;
 - the resolved threat configuration and family;
 - the data: dataset, split, how many examples, a subset file's name and sha256;
 - the seed, the batch and chunk sizes (they set the chunks' draws), and a gradient search on the fast path

@@ -80,6 +80,33 @@ class CodePin:
 
 
 @dataclasses.dataclass(frozen=True)
+class Defense:
+    """Test-time aggregation (Engstrom et al. 2019): classify by a majority vote of the network over
+    ``vote`` random transforms of the input, each a rotation of at most ``rotation`` degrees and a
+    translation of at most ``translation`` px per axis, drawn uniformly per image
+    (:class:`robench.models.vote.Vote`). ``seed`` fixes the draws: the same image under the same card gets
+    the same transforms, so the defended model is a deterministic function and its records re-run.
+
+    A different vote is a different model: the block is part of ``model_meta`` and so of every record's
+    identity."""
+
+    vote: int
+    rotation: float  # degrees
+    translation: float  # pixels
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.vote < 1:
+            raise UsageError(f"defense: vote must be a number of transforms >= 1, got {self.vote}")
+        if not 0 <= self.rotation <= 180:
+            raise UsageError(f"defense: rotation must be in [0, 180] degrees, got {self.rotation}")
+        if self.translation < 0:
+            raise UsageError(f"defense: translation must be >= 0 px, got {self.translation}")
+        if self.seed < 0:
+            raise UsageError(f"defense: seed must be >= 0, got {self.seed}")
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelCard:
     """A validated model card. ``source`` is the YAML file it came from (relative paths resolve there).
 
@@ -108,13 +135,15 @@ class ModelCard:
     source: Path | None = None
     spec: str | None = None  # the --model string, when the card was made from one (robench.specs)
     code: CodePin | None = None  # an import-path architecture's pin (required on a board)
+    defense: Defense | None = None  # test-time aggregation wrapped around the network (models.vote)
 
     def meta(self) -> dict:
         """What a run record keeps of the card (its ``model_meta``): the model's identity, every field
         that can change a verdict (the weights' sha256 or library tag, architecture, library, its kwargs,
-        normalisation, preprocessing, class count, the input size and the dataset it was built for), then
-        the cosmetic fields that describe it (:data:`robench.core.record.COSMETIC_META`: display name,
-        description, paper, the training recipe as ``recipe``, the spec as typed). ``claimed`` numbers stay in
+        normalisation, preprocessing, class count, the input size and the dataset it was built for, a
+        test-time ``defense`` with ``randomised: true`` beside it), then the cosmetic fields that describe
+        it (:data:`robench.core.record.COSMETIC_META`: display name, description, paper, the training
+        recipe as ``recipe``, the spec as typed). ``claimed`` numbers stay in
         the card, shown to its reader and used nowhere else.
 
         The card's ``name`` is the record's ``model`` field, and ``source``, ``weights.path``/``url``/
@@ -136,6 +165,9 @@ class ModelCard:
             out["preprocessing"] = dataclasses.asdict(self.preprocessing)
         if self.library == "python":  # the code decides verdicts as much as the weights
             out["code"] = code.provenance(self.arch, self.source.parent if self.source else None)
+        if self.defense is not None:  # the vote decides verdicts; "randomised" is what readers look for
+            out["defense"] = dataclasses.asdict(self.defense)
+            out["randomised"] = True
         cosmetic = {
             "display_name": self.display_name,
             "description": self.description,

@@ -22,6 +22,7 @@ from robench.models import (
     specs,
 )
 from robench.models.card import ModelCard, card_from_dict
+from robench.models.vote import Vote
 from robench.models.weights import (
     load_weights,
     pinned,
@@ -106,8 +107,10 @@ def _own_network(card: ModelCard, kwargs: dict) -> nn.Module:
 
 def create_model(
     name: str | ModelCard, device: str | torch.device | None = None, allow_pickle: bool = False
-) -> Classifier:
-    """Card, card name or spec -> :class:`Classifier` in eval mode, parameters frozen, on ``device``.
+) -> Classifier | Vote:
+    """Card, card name or spec -> :class:`Classifier` in eval mode, parameters frozen, on ``device``;
+    behind its :class:`~robench.models.vote.Vote` when the card has a ``defense`` (the defence is part of
+    the model, as its normalisation is: no caller can forget it).
 
     Every weights file is read by robench itself (a library's pretrained file from the library's cache,
     :func:`robench.specs.pretrained_file`), so the returned model's card pins the sha256 of the file read
@@ -130,6 +133,8 @@ def create_model(
         load_weights(net, read_state_dict(data, card.weights.format, allow_pickle, path), card)
     norm = card.normalization or {}
     model = Classifier(net, norm.get("mean"), norm.get("std"), card=card)
+    if card.defense is not None:
+        model = Vote(model, card.defense)
     model.eval().requires_grad_(False)
     return model.to(device) if device is not None else model
 

@@ -12,6 +12,14 @@ on the points the previous ones left standing. It is the reference ℓp evaluati
   record's ``flags``; anything it prints goes to stderr, so ``robench eval --json`` keeps stdout clean;
 - its verdict is re-checked: an example counts as broken only if the returned point is misclassified,
   inside [0,1] and inside the ε-ball (AutoAttack itself only reports the largest perturbation).
+
+A randomised model (a test-time vote, robench.models.vote) is attacked with AutoAttack's own version for
+randomised defences, ``rand`` (APGD-CE and APGD-DLR, each step averaging the gradients of ``eot_samples``
+calls: EOT), whatever ``version`` says: AutoAttack is handed the classifier the vote aggregates, one fresh
+transform per call (:class:`robench.threats.ops.eot.Sampled`, its draws seeded from the chunk's generator),
+and every returned point is re-checked with the vote. ``details`` then name the attacks and the samples.
+AutoAttack skips a point its first (random) call already misclassifies; the vote may still classify it
+correctly, and it then counts as robust unattacked (``details: unperturbed_robust`` counts them).
 """
 
 from __future__ import annotations
@@ -28,7 +36,8 @@ import numpy as np
 import torch
 
 from robench.core.errors import RobenchError
-from robench.threats.base import FAMILIES, Threat, require_budget
+from robench.threats.base import FAMILIES, Threat, omitted_at_default, require, require_budget
+from robench.threats.ops.eot import Sampled, eot_details, eot_for
 
 #: AutoAttack's checks, by a phrase of their message -> (flag name, what it means). Order fixes the bits.
 CHECKS = [
@@ -96,9 +105,11 @@ class AutoAttackThreat(Threat):
     norm: Literal["linf", "l2"]
     eps: float
     version: Literal["standard", "plus"]  # the versions for deterministic models
+    eot_samples: int = omitted_at_default(20)  # a randomised model: version rand's EOT (its default, 20)
 
     def __post_init__(self):
         require_budget(self.family, self.norm, self.eps)
+        require(self.eot_samples >= 1, f"autoattack: eot_samples must be >= 1, got {self.eot_samples!r}")
 
     def perturbation_norms(self, delta: torch.Tensor) -> torch.Tensor:
         flat = delta.flatten(1)
@@ -116,18 +127,22 @@ class AutoAttackThreat(Threat):
         out_of_budget = torch.zeros(n, dtype=torch.bool)
         warned = torch.zeros(n, dtype=torch.int64)
         idx = clean_correct.nonzero().squeeze(1)
+        eot = eot_for(model, self.eot_samples)
         if idx.numel():
             xs, ys = x[idx].clone(), y[idx].clone()
             devices = [x.device] if x.device.type == "cuda" else []
             with torch.random.fork_rng(devices=devices), captured_warnings() as messages:
+                attacked = model if eot is None else Sampled(eot.vote, torch.Generator().manual_seed(seed))
                 attack = AutoAttack(
-                    model,
+                    attacked,
                     norm={"linf": "Linf", "l2": "L2"}[self.norm],
                     eps=self.eps,
-                    version=self.version,
+                    version=self.version if eot is None else "rand",
                     seed=seed,
                     device=x.device,
                 )
+                if eot is not None:
+                    attack.apgd.eot_iter = eot.samples
                 x_adv, _ = attack.run_standard_evaluation(xs, ys, batch_size=ctx.batch_size)
             with torch.inference_mode():
                 wrong = model(x_adv).argmax(1) != ys
@@ -142,12 +157,19 @@ class AutoAttackThreat(Threat):
             out_of_budget[cpu] = (wrong & ~valid).cpu()
             norm[cpu] = torch.where(wrong & valid, size, torch.full_like(size, float("nan"))).double().cpu()
             warned[:] = warning_bits(messages)  # a check speaks for the batch it ran on
-        return {"robust": robust, "adversarial_norm": norm, "out_of_budget": out_of_budget, "warned": warned}
+        out = {"robust": robust, "adversarial_norm": norm, "out_of_budget": out_of_budget, "warned": warned}
+        if eot is not None:
+            unperturbed = torch.zeros(n, dtype=torch.bool)
+            if idx.numel():
+                unperturbed[idx.cpu()] = (x_adv == xs).flatten(1).all(1).cpu()
+            out["eot_samples"] = torch.full((n,), eot.samples, dtype=torch.int64)
+            out["unperturbed"] = unperturbed & robust
+        return out
 
     def summarize(self, stats):
         norms = stats["adversarial_norm"]
         found = norms[~np.isnan(norms)]
-        return {
+        out = {
             "attacks": "apgd-ce, apgd-t, fab-t, square"
             if self.version == "standard"
             else "apgd-ce, apgd-dlr, fab, square, apgd-t, fab-t",
@@ -155,6 +177,10 @@ class AutoAttackThreat(Threat):
             "median_adversarial_norm": float(np.median(found)) if found.size else None,
             "rejected_out_of_budget": int(stats["out_of_budget"].sum()),
         }
+        if "eot_samples" in stats:  # a randomised model: version rand ran, whatever version says
+            out["attacks"] = "apgd-ce, apgd-dlr (version rand: EOT over the vote's transforms)"
+            out["unperturbed_robust"] = int(stats["unperturbed"].sum())
+        return out | eot_details(stats)
 
     def flags(self, stats):
         out = []

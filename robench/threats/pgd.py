@@ -8,6 +8,11 @@ input gradients are computed (``torch.autograd.grad``; model parameters are froz
 
 Every iterate's verdict goes through :func:`~robench.threats.base.predicted`, so the family can search on
 the engine's bf16 fast model (``fast_search``): gradients from bf16, each verdict the fp32 one.
+
+On a randomised model (a test-time vote) each step's gradient is the expectation over ``eot_samples``
+transforms (EOT, :mod:`robench.threats.ops.eot`), each verdict the vote's; ``details`` then say how many
+samples each step drew. ``eot_samples`` does nothing to a deterministic model, so its records (which do not
+name the parameter at its default) are unchanged.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from robench.threats.base import FAMILIES, Threat, predicted, require, require_budget
+from robench.threats.base import FAMILIES, Threat, omitted_at_default, predicted, require, require_budget
+from robench.threats.ops.eot import EOT, eot_details, eot_for
 
 _TINY = 1e-12
 
@@ -39,6 +45,7 @@ class PGD(Threat):
     steps: int
     step_size: float
     restarts: int
+    eot_samples: int = omitted_at_default(10)  # transforms per gradient on a randomised model
 
     fast_search = True
 
@@ -47,6 +54,7 @@ class PGD(Threat):
         require(self.steps >= 1, f"pgd: steps must be >= 1, got {self.steps!r}")
         require(self.step_size > 0, f"pgd: step_size must be > 0, got {self.step_size!r}")
         require(self.restarts >= 1, f"pgd: restarts must be >= 1, got {self.restarts!r}")
+        require(self.eot_samples >= 1, f"pgd: eot_samples must be >= 1, got {self.eot_samples!r}")
 
     # -- geometry -----------------------------------------------------------------------------------
     def random_start(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -83,9 +91,12 @@ class PGD(Threat):
         return x_adv.detach()
 
     # -- attack -------------------------------------------------------------------------------------
-    def attack(self, model, x, y, generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def attack(
+        self, model, x, y, generator, eot: EOT | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One restart on (x, y): fooled [N] bool, the iterate that first fooled [N] (int, -1 if none) and
-        whether the start's input gradient was all zero [N]."""
+        whether the start's input gradient was all zero [N]. With ``eot`` (a randomised model) each
+        gradient is the EOT one."""
         n = x.shape[0]
         fooled = torch.zeros(n, dtype=torch.bool, device=x.device)
         first = torch.full((n,), -1, dtype=torch.long, device=x.device)
@@ -93,6 +104,7 @@ class PGD(Threat):
         active = torch.arange(n, device=x.device)
         x_adv = self.random_start(x, generator)
         for t in range(self.steps + 1):
+            draws = eot.draws(n, generator) if eot is not None and t < self.steps else None
             with torch.enable_grad():
                 xa = x_adv.detach().requires_grad_(True)
                 logits = model(xa)
@@ -100,7 +112,10 @@ class PGD(Threat):
                 if t == self.steps:  # the last iterate only needs its verdict
                     grad = None
                 else:
-                    loss = F.cross_entropy(logits, y[active], reduction="sum")
+                    if draws is None:
+                        loss = F.cross_entropy(logits, y[active], reduction="sum")
+                    else:
+                        loss = eot.loss(xa, y[active], draws[active.cpu()])
                     (grad,) = torch.autograd.grad(loss, xa)
             broken = active[wrong]
             fooled[broken] = True
@@ -120,16 +135,20 @@ class PGD(Threat):
         robust = clean_correct.clone()
         first = torch.full_like(y, -1)
         zero_grad = torch.zeros_like(robust)
+        eot = eot_for(model, self.eot_samples)
         for restart in range(self.restarts):
             idx = robust.nonzero().squeeze(1)
             if idx.numel() == 0:
                 break
-            fooled, it, zg = self.attack(model, x[idx], y[idx], ctx.generator)
+            fooled, it, zg = self.attack(model, x[idx], y[idx], ctx.generator, eot)
             robust[idx[fooled]] = False
             first[idx[fooled]] = it[fooled] + restart * (self.steps + 1)
             if restart == 0:
                 zero_grad[idx] = zg
-        return {"robust": robust, "fooled_at": first, "zero_grad": zero_grad}
+        out = {"robust": robust, "fooled_at": first, "zero_grad": zero_grad}
+        if eot is not None:
+            out["eot_samples"] = torch.full_like(first, eot.samples)
+        return out
 
     def summarize(self, stats):
         fooled_at = stats["fooled_at"]
@@ -138,6 +157,7 @@ class PGD(Threat):
             "median_iterate_broken": float(np.median(broken)) if broken.size else None,
             "broken_at_random_start": int((broken == 0).sum()),
             "zero_gradient_fraction": float(stats["zero_grad"].mean()) if stats["zero_grad"].size else 0.0,
+            **eot_details(stats),
         }
 
     def flags(self, stats):

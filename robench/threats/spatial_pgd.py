@@ -14,6 +14,10 @@ the random starts broke from what the gradient steps added, so the comparison st
 ``warp: madrylab`` climbs MadryLab's two-resampling warp instead (differentiable too). Their released code
 has no first-order spatial attack; this is the grid's transform with robench's attack, so that every
 spatial column can be computed under one convention.
+
+On a randomised model (a test-time vote) each step's gradient is the expectation over ``eot_samples`` of
+the vote's transforms applied after the attack's (EOT, :mod:`robench.threats.ops.eot`), each verdict the
+vote's; a deterministic model's runs are unchanged.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from robench.threats.base import FAMILIES, Threat, omitted_at_default, require
+from robench.threats.ops.eot import EOT, eot_details, eot_for
 from robench.threats.ops.geometry import (
     Warp,
     box_half_widths,
@@ -48,6 +53,7 @@ class SpatialPGD(Threat):
     restarts: int
     align_corners: bool
     warp: Warp = omitted_at_default("robench")
+    eot_samples: int = omitted_at_default(10)  # transforms per gradient on a randomised model
 
     def __post_init__(self):
         self.max_rotation, self.max_translation = check_box(
@@ -61,16 +67,20 @@ class SpatialPGD(Threat):
             "spatial_pgd: step_size must be in (0, 2] (a fraction of the box half-width), "
             f"got {self.step_size!r}",
         )
+        require(self.eot_samples >= 1, f"spatial_pgd: eot_samples must be >= 1, got {self.eot_samples!r}")
         self.half = box_half_widths(self.max_rotation, self.max_translation)
 
     def project(self, params: torch.Tensor) -> torch.Tensor:
         """Clip (angle, tx, ty) rows onto the box."""
         return torch.maximum(torch.minimum(params, self.half), -self.half)
 
-    def attack(self, model, x, y, start) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def attack(
+        self, model, x, y, start, generator: torch.Generator | None = None, eot: EOT | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One restart from ``start`` [N, 3]: fooled [N], iterate that first fooled or -1 [N], params [N, 3].
 
-        ``params`` is the fooling transform for fooled examples and the last iterate for the others.
+        ``params`` is the fooling transform for fooled examples and the last iterate for the others. With
+        ``eot`` (a randomised model) each gradient is the EOT one, its samples drawn from ``generator``.
         """
         n = len(x)
         fooled = torch.zeros(n, dtype=torch.bool)
@@ -79,14 +89,20 @@ class SpatialPGD(Threat):
         active = torch.arange(n)
         params = self.project(start)
         for t in range(self.steps + 1):
+            draws = eot.draws(n, generator) if eot is not None and t < self.steps else None
             with torch.enable_grad():
                 p = params.detach().requires_grad_(True)
                 xa, ya = x[active.to(x.device)], y[active.to(y.device)]
-                logits = model(warp_transforms(xa, p, self.align_corners, self.warp))
+                warped = warp_transforms(xa, p, self.align_corners, self.warp)
+                logits = model(warped)
                 wrong = (logits.argmax(1) != ya).cpu()
                 grad = None
                 if t < self.steps:
-                    (grad,) = torch.autograd.grad(F.cross_entropy(logits, ya, reduction="sum"), p)
+                    if draws is None:
+                        loss = F.cross_entropy(logits, ya, reduction="sum")
+                    else:
+                        loss = eot.loss(warped, ya, draws[active])
+                    (grad,) = torch.autograd.grad(loss, p)
             found[active] = params.detach()
             broken = active[wrong]
             fooled[broken], first[broken] = True, t
@@ -101,17 +117,22 @@ class SpatialPGD(Threat):
         robust = clean_correct.cpu().clone()
         fooled_at = torch.full((len(x),), -1, dtype=torch.long)
         found = torch.zeros(len(x), 3, dtype=torch.float64)
+        eot = eot_for(model, self.eot_samples)
         for restart in range(self.restarts):
             # drawn for every example, so an example's start never depends on its neighbours
             start = draw_transforms((len(x),), self.half, ctx.generator)
             idx = robust.nonzero().squeeze(1)
             if idx.numel() == 0:
                 continue
-            fooled, it, params = self.attack(model, x[idx.to(x.device)], y[idx.to(y.device)], start[idx])
+            xs, ys = x[idx.to(x.device)], y[idx.to(y.device)]
+            fooled, it, params = self.attack(model, xs, ys, start[idx], ctx.generator, eot)
             robust[idx[fooled]] = False
             fooled_at[idx[fooled]] = it[fooled] + restart * (self.steps + 1)
             found[idx] = params
-        return {"robust": robust, "fooled_at": fooled_at, "transform": found}
+        out = {"robust": robust, "fooled_at": fooled_at, "transform": found}
+        if eot is not None:
+            out["eot_samples"] = torch.full_like(fooled_at, eot.samples)
+        return out
 
     def summarize(self, stats):
         fooled_at = stats["fooled_at"][stats["clean_correct"]]
@@ -125,4 +146,5 @@ class SpatialPGD(Threat):
             "convention": "sign-gradient steps of step_size x half-width on (angle deg, tx px, ty px), "
             "clipped to the box; warp as in spatial_grid: "
             + describe_warp(self.warp, "out(p) = in(R p + t), bilinear, zero fill"),
+            **eot_details(stats),
         }

@@ -12,6 +12,11 @@ down once. In pixel coordinates p = (x right, y down), centred on the image cent
 
 A caller that thinks in "move the content by d" passes t = -d (the UAP shift probe does).
 
+The primitives of the warp and the box draws (``affine_thetas``, ``warp``, ``box_half_widths``,
+``draw_transforms``) are defined in :mod:`robench.models.affine` and re-exported here: a model's own
+test-time defence (the vote of :mod:`robench.models.vote`) warps with them too, and a model cannot import
+a threat.
+
 The spatial threats may instead name MadryLab's warp (``warp: madrylab``, :func:`madrylab_warp`), the
 transform of Engstrom et al.'s released code: the same (angle, tx, ty) grid point then means rotate, then
 translate along the image axes, out(p) = in(R (p - t)), each step a bilinear resampling. Both live here so
@@ -27,6 +32,12 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from robench.models.affine import (  # noqa: F401  (box draws re-exported: the threats and training import them here)
+    affine_thetas,
+    box_half_widths,
+    draw_transforms,
+    warp,
+)
 from robench.threats.base import require
 
 #: The warps a spatial threat's ``warp`` parameter may name (robench's own is the default).
@@ -50,47 +61,7 @@ def check_box(family: str, max_rotation, max_translation) -> tuple[float, float]
     return float(max_rotation), float(max_translation)
 
 
-def box_half_widths(max_rotation: float, max_translation: float) -> torch.Tensor:
-    """The box as per-parameter half-widths (angle, tx, ty), float64 on the CPU."""
-    return torch.tensor([max_rotation, max_translation, max_translation], dtype=torch.float64)
-
-
-def draw_transforms(shape: tuple[int, ...], half: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """(angle, tx, ty) uniform in the box, shaped ``[*shape, 3]`` (float64, CPU generator).
-
-    Drawn on the CPU so that a seed gives the same transforms on every device.
-    """
-    return (torch.rand(*shape, 3, generator=generator, dtype=torch.float64) * 2 - 1) * half
-
-
 # -- the affine warp ----------------------------------------------------------------------------------
-def affine_thetas(transforms: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """``affine_grid`` matrices [T, 2, 3] for out(p) = in(R p + t) in centred pixel coordinates.
-
-    ``affine_grid`` works in normalised coordinates n = S p with S = diag(2/W, 2/H) (align_corners=False),
-    so the matrix is S R S^-1 with translation S t; for square images S R S^-1 = R. Pixels mean pixels
-    only with align_corners=False (every shipped threat's setting): with True, ``grid_sample`` spans
-    W - 1 pixels instead of W, so t moves the content t (W - 1) / W px.
-    """
-    rad = transforms[:, 0] * (math.pi / 180.0)
-    cos, sin = torch.cos(rad), torch.sin(rad)
-    sx, sy = 2.0 / width, 2.0 / height
-    theta = torch.zeros(len(transforms), 2, 3, dtype=torch.float64)
-    theta[:, 0, 0] = cos
-    theta[:, 0, 1] = -sin * sx / sy
-    theta[:, 1, 0] = sin * sy / sx
-    theta[:, 1, 1] = cos
-    theta[:, 0, 2] = transforms[:, 1] * sx
-    theta[:, 1, 2] = transforms[:, 2] * sy
-    return theta.float()
-
-
-def warp(x: torch.Tensor, theta: torch.Tensor, align_corners: bool = False) -> torch.Tensor:
-    """Apply one affine matrix per image: x [N, C, H, W], theta [N, 2, 3]; bilinear, zero fill."""
-    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=align_corners)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=align_corners)
-
-
 def warp_each(x: torch.Tensor, theta: torch.Tensor, align_corners: bool = False) -> torch.Tensor:
     """Every image under every matrix: x [N, C, H, W], theta [K, 2, 3] -> [N * K, C, H, W], image-major
     (row i * K + j is image i under matrix j); equal, bit for bit, to :func:`warp` on the repeated pairs.
