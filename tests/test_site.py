@@ -824,3 +824,18 @@ def test_b8_model_page_axes_first_readable_fixed_heatmap_and_short_p_values(buil
     narrow = charts.heatmap("t", [0, 1], [0, 0], [0.40, 0.45])  # a 5-point spread stays 5 points of shade
     shades = [float(v) for v in re.findall(r"hsl\(210, 60%, ([\d.]+)%\)", narrow)]
     assert shades == [pytest.approx(96 - 66 * 0.40, abs=0.1), pytest.approx(96 - 66 * 0.45, abs=0.1)]
+
+
+def test_curve_axes_are_labelled_at_round_values():
+    """#25.10: a ±30° rotation curve had ticks at every k-th angle (-22, -14, ..., 26); the labels are now
+    the round values of the axis, never more than nine."""
+    from robench.boards import charts
+
+    angles = [-30 + 2 * i for i in range(31)]
+    svg = charts.line_chart("t", "rotation (°)", angles, [("m", [0.5] * 31)])
+    labels = re.findall(r'text-anchor="middle">(-?[\d.]+)</text>', svg)
+    assert labels == ["-30", "-20", "-10", "0", "10", "20", "30"]
+    assert charts.nice_ticks(0, 8) == list(range(9)) and charts.nice_ticks(0, 1) == [0, 0.2, 0.4, 0.6, 0.8, 1]
+    for lo, hi in [(-30, 30), (0, 32), (0, 0.3), (-3, 3), (1, 1000)]:
+        ticks = charts.nice_ticks(lo, hi)
+        assert 2 <= len(ticks) <= 9 and lo <= ticks[0] and ticks[-1] <= hi, (lo, hi, ticks)

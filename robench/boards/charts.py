@@ -8,6 +8,7 @@ goes through :func:`html.escape`.
 
 from __future__ import annotations
 
+import math
 from html import escape
 
 W, H = 360, 220  # chart size in px
@@ -20,6 +21,20 @@ _WHITE_INK_BELOW = 47.5
 
 def _f(v: float) -> str:
     return f"{v:.1f}"
+
+
+def nice_ticks(lo: float, hi: float, most: int = 9) -> list[float]:
+    """Tick values for an axis over [lo, hi]: the multiples of the smallest round step (1, 2, 2.5 or 5 times a
+    power of ten) that gives at most ``most`` of them, so that a ±30° axis reads -30, -20, ..., 30 and not
+    every k-th data point (-22, -14, ..., 26), and labels never overlap."""
+    if hi <= lo:
+        return [lo]
+    magnitude = 10 ** math.floor(math.log10((hi - lo) / most))
+    for factor in (1, 2, 2.5, 5, 10):  # 10 magnitudes always fits: (hi - lo) / step < most
+        step = factor * magnitude
+        first, last = math.ceil(lo / step - 1e-9), math.floor(hi / step + 1e-9)
+        if last - first + 1 <= most or factor == 10:
+            return [round(k * step, 10) for k in range(first, last + 1)]
 
 
 def line_chart(title: str, x_label: str, xs: list[float], series: list[tuple[str, list[float]]]) -> str:
@@ -38,8 +53,7 @@ def line_chart(title: str, x_label: str, xs: list[float], series: list[tuple[str
         y = py(pct / 100)
         out.append(f'<line class="grid" x1="{_L}" x2="{W - _R}" y1="{_f(y)}" y2="{_f(y)}"/>')
         out.append(f'<text x="{_L - 4}" y="{_f(y + 3)}" text-anchor="end">{pct}</text>')
-    step = -(-len(xs) // 9)  # at most about nine tick labels, so that they never overlap
-    for x in [*xs[:-1:step], xs[-1]]:
+    for x in nice_ticks(lo, hi):
         out.append(f'<text x="{_f(px(x))}" y="{H - _B + 14}" text-anchor="middle">{escape(f"{x:g}")}</text>')
     out.append(f'<text x="{(W + _L) / 2:.1f}" y="{H - 4}" text-anchor="middle">{escape(x_label)}</text>')
     out.append(f'<text x="{_L - 4}" y="{_T - 8}" text-anchor="end">%</text>')
