@@ -209,9 +209,7 @@ def test_from_python_to_a_board_in_three_lines(own, tmp_path, config_tree, capsy
 
     registered = yaml.safe_load((root / "configs" / "models" / "tiny_lenet.yaml").read_text())
     assert registered["arch"] == "../../nets/lenet.py:TinyLeNet" and "sha256" in registered["code"]
-    record = json.loads(
-        (root / "leaderboards" / "runs" / "mnist5k" / "tiny_lenet" / "clean.json").read_text()
-    )
+    record = json.loads((root / "leaderboards" / "runs" / "mnist" / "tiny_lenet" / "clean.json").read_text())
     assert record["model_meta"]["code"]["callable"] == "lenet.py:TinyLeNet"
     page = (root / "leaderboards" / "tiny.md").read_text()
     assert "| tiny\\_lenet |" in page, page

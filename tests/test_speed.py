@@ -202,7 +202,7 @@ def test_pgd_fast_search_is_recorded_with_its_own_identity(tmp_path):
             model,
             "pgd_linf",
             RunOptions(
-                "mnist5k",
+                "mnist",  # what evaluate() chose above: the card's judged dataset
                 n_examples=24,
                 batch_size=24,
                 device="cpu",

@@ -134,7 +134,7 @@ def test_a_bf16_searched_record_is_rerun_on_its_own_path(tmp_path):
         progress=False,
         speed=Speed("bf16", True),
     )
-    [outcome] = verify([tmp_path / RUNS_DIR / "mnist5k" / "mnist_cnn_standard" / "pgd_linf.json"])
+    [outcome] = verify([tmp_path / RUNS_DIR / "mnist" / "mnist_cnn_standard" / "pgd_linf.json"])
     assert outcome.differs == ()
 
 
