@@ -50,6 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--nproc", type=int, default=2, help="torchrun processes (CPU, one thread each)")
     p.add_argument("--seed", type=int, default=0, help="seed of the chaos (which rank, when, how)")
     p.add_argument("--model", default="mnist_cnn_pgd_linf")  # robust: chunks take long enough to be hit
+    p.add_argument("--dataset", default="mnist", help="dataset evaluated (default: mnist's test images)")
     p.add_argument("--threat", default="pgd_linf")
     p.add_argument("--n-examples", type=int, default=200)
     p.add_argument("--chunk-size", type=int, default=10)
@@ -69,6 +70,8 @@ def eval_args(args, out: Path) -> list[str]:
         "eval",
         "--model",
         args.model,
+        "--dataset",
+        args.dataset,
         "--threat",
         args.threat,
         "--n-examples",
@@ -164,7 +167,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="robench-chaos-") as tmp:
         work = args.keep or Path(tmp)
         env = environment(work / "cache")
-        record = Path("mnist5k") / args.model / f"{args.threat}.json"
+        record = Path(args.dataset) / args.model / f"{args.threat}.json"
         print(f"chaos: reference run ({args.model} | {args.threat}, {args.n_examples} examples)", flush=True)
         subprocess.run(
             [sys.executable, *eval_args(args, work / "reference")],
