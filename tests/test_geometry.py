@@ -12,15 +12,12 @@ import pytest
 import torch
 
 from robench.core.errors import UsageError
+from robench.models.affine import affine_thetas, box_half_widths, draw_transforms, warp
 from robench.threats.ops.geometry import (
-    affine_thetas,
-    box_half_widths,
     check_box,
     check_warp,
-    draw_transforms,
     madrylab_warp,
     shift,
-    warp,
     warp_each,
     warp_transforms,
 )

@@ -5,8 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from robench.core.errors import UsageError
+from robench.models.affine import draw_transforms
 from robench.threats import create_threat
-from robench.threats.ops.geometry import draw_transforms, warp_transforms
+from robench.threats.ops.geometry import warp_transforms
 
 
 def _loss(model, x, y, params, warp="robench"):

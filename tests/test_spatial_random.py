@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from robench.core.errors import UsageError
+from robench.models.affine import box_half_widths, draw_transforms
 from robench.threats import create_threat
-from robench.threats.ops.geometry import box_half_widths, draw_transforms, warp_transforms
+from robench.threats.ops.geometry import warp_transforms
 from robench.threats.ops.predict import predict_under
 
 

@@ -16,7 +16,7 @@ from robench.core import config
 from robench.core.errors import UsageError
 from robench.datasets import load_tensors
 from robench.models import create_model, load_card, load_card_file, sha256_file
-from robench.threats.ops.geometry import affine_thetas, warp
+from robench.models.affine import affine_thetas, warp
 from robench.training.augmentations import RandomAffine, create_perturbation, ramp
 from robench.training.train import Recipe, accuracy, train
 

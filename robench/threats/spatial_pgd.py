@@ -28,17 +28,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from robench.models.affine import box_half_widths, draw_transforms
 from robench.threats.base import FAMILIES, Threat, omitted_at_default, require
 from robench.threats.ops.eot import EOT, eot_details, eot_for
-from robench.threats.ops.geometry import (
-    Warp,
-    box_half_widths,
-    check_box,
-    check_warp,
-    describe_warp,
-    draw_transforms,
-    warp_transforms,
-)
+from robench.threats.ops.geometry import Warp, check_box, check_warp, describe_warp, warp_transforms
 
 
 @FAMILIES.register("spatial_pgd")

@@ -17,16 +17,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+from robench.models.affine import box_half_widths, draw_transforms
 from robench.threats.base import FAMILIES, Threat, omitted_at_default, require
-from robench.threats.ops.geometry import (
-    Warp,
-    box_half_widths,
-    check_box,
-    check_warp,
-    describe_warp,
-    draw_transforms,
-    warp_transforms,
-)
+from robench.threats.ops.geometry import Warp, check_box, check_warp, describe_warp, warp_transforms
 from robench.threats.ops.predict import predict_under
 
 

@@ -23,8 +23,9 @@ import torch.nn.functional as F
 
 from robench.core import schema
 from robench.core.registry import Registry
+from robench.models.affine import box_half_widths, draw_transforms
 from robench.threats.base import require
-from robench.threats.ops.geometry import box_half_widths, check_box, draw_transforms, shift, warp_transforms
+from robench.threats.ops.geometry import check_box, shift, warp_transforms
 from robench.threats.pgd import PGD
 
 PERTURBATIONS: Registry[type] = Registry("training perturbation", name_attr="kind")  # sets cls.kind

@@ -13,9 +13,8 @@ down once. In pixel coordinates p = (x right, y down), centred on the image cent
 A caller that thinks in "move the content by d" passes t = -d (the UAP shift probe does).
 
 The primitives of the warp and the box draws (``affine_thetas``, ``warp``, ``box_half_widths``,
-``draw_transforms``) are defined in :mod:`robench.models.affine` and re-exported here: a model's own
-test-time defence (the vote of :mod:`robench.models.vote`) warps with them too, and a model cannot import
-a threat.
+``draw_transforms``) live in :mod:`robench.models.affine`, below the threats: a model's own test-time
+defence (the vote of :mod:`robench.models.vote`) warps with them too, and a model cannot import a threat.
 
 The spatial threats may instead name MadryLab's warp (``warp: madrylab``, :func:`madrylab_warp`), the
 transform of Engstrom et al.'s released code: the same (angle, tx, ty) grid point then means rotate, then
@@ -32,12 +31,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from robench.models.affine import (  # noqa: F401  (box draws re-exported: the threats and training import them here)
-    affine_thetas,
-    box_half_widths,
-    draw_transforms,
-    warp,
-)
+from robench.models.affine import affine_thetas, warp
 from robench.threats.base import require
 
 #: The warps a spatial threat's ``warp`` parameter may name (robench's own is the default).
