@@ -178,3 +178,18 @@ def test_an_in_memory_vote_has_its_defense_in_its_fingerprint(standard_model):
 
     assert module_fingerprint(_vote(standard_model, k=3)) != module_fingerprint(_vote(standard_model, k=5))
     assert dataclasses.asdict(_vote(standard_model).defense)["seed"] == 0
+
+
+def test_write_card_keeps_the_defense_of_a_vote(tmp_path, batch):
+    """A Vote saved by write_card is the network's weights plus the defense block: the card rebuilds the
+    defended model, not the bare network under the Vote's state-dict keys."""
+    vote = create_model("mnist_cnn_worst_of_10_vote")
+    norm = CARD["normalization"]
+    path = robench.write_card(vote, tmp_path / "mine.yaml", arch="mnist_cnn", dataset="mnist", normalization=norm)
+    card = yaml.safe_load(path.read_text())
+    assert card["defense"] == {"vote": 10, "rotation": 30.0, "translation": 3.0, "seed": 0}
+    again = create_model(str(path))
+    assert isinstance(again, Vote)
+    x = batch[0][:16]
+    with torch.inference_mode():
+        assert torch.equal(again(x), vote(x))

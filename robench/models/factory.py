@@ -7,6 +7,7 @@ A model can also be named without a card (``timm:<name>``, ``torchvision:<name>`
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from pathlib import Path
@@ -157,7 +158,9 @@ def write_card(
     ``path/to/file.py:Class``), which the card pins (the file's sha256, or the installed package's name and
     version) so a board can re-run it. ``normalization`` is a preset (``none`` for [0,1] pixels,
     ``imagenet``) or ``{mean, std}``; the weights of a :class:`Classifier` are its network's (its
-    normalisation goes into the card). ``fields`` are further card keys (``display_name``, ``paper``, ...).
+    normalisation goes into the card). A :class:`~robench.models.vote.Vote` is saved as the network it
+    wraps plus the card's ``defense`` block, so the card rebuilds the defended model (its weights alone
+    would be the undefended one). ``fields`` are further card keys (``display_name``, ``paper``, ...).
     The card is validated before anything is written; returns its path.
     """
     from safetensors.torch import save
@@ -167,6 +170,9 @@ def write_card(
 
     path = Path(path)
     weights = Path(weights_out) if weights_out is not None else path.with_suffix(".safetensors")
+    if isinstance(module, Vote):
+        fields = {"defense": dataclasses.asdict(module.defense), **fields}
+        module = module.model
     net = module.net if isinstance(module, Classifier) else module
     blob = save({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()})
     data = {
