@@ -185,7 +185,9 @@ def test_write_card_keeps_the_defense_of_a_vote(tmp_path, batch):
     defended model, not the bare network under the Vote's state-dict keys."""
     vote = create_model("mnist_cnn_worst_of_10_vote")
     norm = CARD["normalization"]
-    path = robench.write_card(vote, tmp_path / "mine.yaml", arch="mnist_cnn", dataset="mnist", normalization=norm)
+    path = robench.write_card(
+        vote, tmp_path / "mine.yaml", arch="mnist_cnn", dataset="mnist", normalization=norm
+    )
     card = yaml.safe_load(path.read_text())
     assert card["defense"] == {"vote": 10, "rotation": 30.0, "translation": 3.0, "seed": 0}
     again = create_model(str(path))
