@@ -127,6 +127,27 @@ def test_out_of_memory_halves_the_forward_and_keeps_every_verdict(card, threat):
     assert squeezed.execution == {"forward_batch": 6} and plain.execution == {}  # 24 -> 12 -> 6
 
 
+def test_out_of_memory_halving_reaches_the_forwards_of_eot_and_autoattacks_sampled_vote():
+    """A vote's gradient attacks call its network themselves (EOT's samples, AutoAttack's ``Sampled``);
+    after an out-of-memory they keep to the engine's rows per call too, instead of failing at one example
+    per forward."""
+    from robench.threats.ops.eot import EOT, Sampled
+
+    vote = create_model("mnist_cnn_worst_of_10_vote", device="cpu")
+    squeezed = copy.deepcopy(vote)
+    squeezed.model = _FakeOOM(squeezed.model, 20)  # the network: 2 images x 10 transforms at most
+    kwargs = dict(n_examples=8, batch_size=8, progress=False, model_name="m", dataset="mnist")
+    plain = evaluate(vote, "pgd_linf", **kwargs)
+    halved = evaluate(squeezed, "pgd_linf", **kwargs)
+    _same_verdicts(plain, halved)
+    assert halved.execution == {"forward_batch": 2} and plain.execution == {}  # 8 -> 4 -> 2 images
+    squeezed.model.rows = 4  # now 4 images per call of the network
+    x = torch.rand(8, 1, 28, 28)
+    whole = Sampled(EOT(vote, 10), torch.Generator().manual_seed(1))(x)
+    parts = Sampled(EOT(squeezed, 10, max_rows=4), torch.Generator().manual_seed(1))(x)
+    assert torch.allclose(whole, parts, atol=1e-5)  # the same draws, four rows a call
+
+
 def test_fast_path_keeps_grid_verdicts_and_is_recorded():
     model = create_model("mnist_cnn_aug30", device="cpu")
     kwargs = dict(n_examples=30, batch_size=128, progress=False, model_name="m")

@@ -166,15 +166,15 @@ class _Microbatched(SearchModel):
 
     def __init__(self, model: nn.Module, size: int):
         super().__init__()
-        self.model, self.size = model, size
+        self.model, self.max_rows = model, size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if len(x) <= self.size:
+        if len(x) <= self.max_rows:
             return self.model(x)
-        return torch.cat([self.model(part) for part in x.split(self.size)])
+        return torch.cat([self.model(part) for part in x.split(self.max_rows)])
 
     def labels(self, x: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        parts = zip(x.split(self.size), logits.split(self.size), y.split(self.size), strict=True)
+        parts = zip(x.split(self.max_rows), logits.split(self.max_rows), y.split(self.max_rows), strict=True)
         return torch.cat([predicted(self.model, *part) for part in parts])
 
 

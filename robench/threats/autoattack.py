@@ -132,7 +132,7 @@ class AutoAttackThreat(Threat):
             xs, ys = x[idx].clone(), y[idx].clone()
             devices = [x.device] if x.device.type == "cuda" else []
             with torch.random.fork_rng(devices=devices), captured_warnings() as messages:
-                attacked = model if eot is None else Sampled(eot.vote, torch.Generator().manual_seed(seed))
+                attacked = model if eot is None else Sampled(eot, torch.Generator().manual_seed(seed))
                 attack = AutoAttack(
                     attacked,
                     norm={"linf": "Linf", "l2": "L2"}[self.norm],

@@ -47,7 +47,13 @@ class SearchModel(torch.nn.Module):
     with ``fast_search``: its forward gives bf16 logits, good for gradients, and :meth:`labels` the labels
     the verdicts use, decided by the fp32 model wherever the bf16 ones could differ. A threat never asks
     which it got: it calls :func:`predicted`, which is a plain argmax for any other module.
+
+    ``max_rows`` is set when the engine has halved the forwards after an out-of-memory
+    (``robench.engine.forward``): at most that many examples go through one call. A threat that calls a part
+    of the model itself (EOT's samples, :mod:`robench.threats.ops.eot`) keeps to it too.
     """
+
+    max_rows: int | None = None
 
     def labels(self, x: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The predicted labels [N] of ``x``, whose forward gave ``logits``; ``y`` are the true labels."""
